@@ -1,0 +1,80 @@
+"""The venue's event log: liquidations, fund movements, ADL fills, socialization charges.
+
+Events are appended in batches of arrays (one call per stage per round, not per account) and
+become one long pandas DataFrame, one row per event, with a ``kind`` column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = {
+    "step": np.int64,
+    "round": np.int64,
+    "kind": object,
+    "stage": object,
+    "account": np.int64,
+    "counterparty": np.int64,
+    "market": np.int64,
+    "qty": np.int64,
+    "price": float,
+    "bankruptcy_price": float,
+    "amount": np.int64,
+    "pnl": np.int64,
+    "score": float,
+    "weight": float,
+}
+KINDS = (
+    "liquidation",  # a position closed or taken over by a stage; amount = 0
+    "deficit",  # negative equity left after the position is gone; amount > 0
+    "surplus",  # equity left after the position is gone; amount > 0
+    "fund_payout",  # insurance fund paid a deficit
+    "fund_surplus",  # insurance fund received a surplus or clearance fee
+    "takeover",  # backstop or fund took a position (qty) and the margin (amount, signed)
+    "adl",  # one ADL fill: amount = haircut paid vs mark, pnl = unrealised PnL closed
+    "adl_haircut",  # cash a counterparty paid (amount > 0) or got to settle at bankruptcy
+    "socialize",  # one socialization charge; amount charged, weight = the account's weight
+    "socialize_pending",  # a deficit parked until the next settlement
+    "venue_loss",  # what no stage covered
+    "unwind",  # a venue-held position reduced in the book
+)
+
+
+class EventLog:
+    """Columnar append-only log."""
+
+    def __init__(self):
+        self._parts: list[dict] = []
+        self.step = 0
+        self.round = 0
+
+    def add(self, kind: str, **cols) -> None:
+        """Append one or more events; every column broadcasts to the longest array given."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        n = max((np.size(v) for v in cols.values()), default=1)
+        if n == 0:
+            return
+        part = {"step": np.full(n, self.step), "round": np.full(n, self.round), "kind": np.full(n, kind, dtype=object)}
+        for name, dtype in COLUMNS.items():
+            if name in part:
+                continue
+            default = "" if dtype is object else (np.nan if dtype is float else -1)
+            v = cols.pop(name, default)
+            part[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,))
+        if cols:
+            raise ValueError(f"unknown event columns {sorted(cols)}")
+        self._parts.append(part)
+
+    def __len__(self) -> int:
+        return sum(len(p["step"]) for p in self._parts)
+
+    def to_frame(self) -> pd.DataFrame:
+        if not self._parts:
+            return pd.DataFrame({k: pd.Series(dtype=v) for k, v in COLUMNS.items()})
+        df = pd.DataFrame({k: np.concatenate([p[k] for p in self._parts]) for k in COLUMNS})
+        return df.astype({k: ("string" if v is object else v) for k, v in COLUMNS.items()})
+
+    def count(self, kind: str) -> int:
+        return sum(int((p["kind"] == kind).sum()) for p in self._parts)
