@@ -164,6 +164,32 @@ class Venue:
     def cancel_orders(self, accounts) -> int:
         return sum(book.cancel_owners(accounts) for book in self.books)
 
+    def opening_auction(self, market: int, accounts, qtys, price: int) -> None:
+        """Set up step-0 positions: signed lots per account crossed at one price, pro rata.
+
+        Buyers' and sellers' lots are matched in order up to the smaller side, so the ledger
+        sees ordinary two-sided fills (no fees); the unmatched remainder is not filled.
+        """
+        accounts = np.asarray(accounts, dtype=np.int64)
+        qtys = np.asarray(qtys, dtype=np.int64)
+        buy, sell = qtys > 0, qtys < 0
+        total = min(int(qtys[buy].sum()), int(-qtys[sell].sum()))
+        if total == 0:
+            return
+        bcum = np.minimum(np.cumsum(qtys[buy]), total)
+        scum = np.minimum(np.cumsum(-qtys[sell]), total)
+        bounds = np.unique(np.concatenate([[0], bcum, scum]))
+        starts, sizes = bounds[:-1], np.diff(bounds)
+        buyers = accounts[buy][np.searchsorted(bcum, starts, side="right")]
+        sellers = accounts[sell][np.searchsorted(scum, starts, side="right")]
+        self.ledger.trade(market, buyers, sellers, sizes, price)
+        self.prices.last[market] = float(price)
+
+    def deposit(self, accounts, amounts) -> None:
+        """External deposit; counted out of the profit window used by profit socialization."""
+        self.ledger.deposit(accounts, amounts)
+        np.add.at(self.window_flows, np.atleast_1d(accounts), amounts)
+
     def settle(self, market: int, fills: Fills, fees: bool = True) -> None:
         """Put fills on the ledger; with ``fees`` the taker and maker fees go to the fee pool."""
         if not len(fills):
@@ -211,9 +237,9 @@ class Venue:
         """Net profit of each account since the settlement window began, net of deposits."""
         return self.equity() - self.window_equity - self.window_flows
 
-    def unwind_venue_positions(self) -> None:
+    def unwind_venue_positions(self, holders=None) -> None:
         """The backstop vault and the fund sell part of what they took over into the book."""
-        for holder in (self.backstop, self.insurance_fund):
+        for holder in (self.backstop, self.insurance_fund) if holders is None else holders:
             for m in range(self.n_markets):
                 q = int(self.ledger.qty[holder, m])
                 if q == 0:

@@ -1,0 +1,59 @@
+"""Arbitrageurs: trade the perp against the index when the basis pays, within their capital.
+
+Their spot hedge sits outside the venue, so on the venue they simply hold the perp leg: they
+sell the perp when it trades rich to the index and buy it when it is cheap, with a limit at the
+index plus the threshold so that they only take the mispriced part of the book, and unwind
+(reduce-only) once the basis has closed.
+"""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+
+from simulator.book import BUY, SELL
+
+
+class Arbitrageur(mesa.Agent):
+    """One basis arbitrageur; ``step_all`` decides for all of them per market."""
+
+    def __init__(self, model, account: int):
+        super().__init__(model)
+        self.account = account
+
+    @classmethod
+    def step_all(cls, model) -> None:
+        cfg = model.scenario.agents.arbitrageurs
+        acc = model.arb_accounts
+        if len(acc) == 0:
+            return
+        venue = model.venue
+        equity = venue.equity()[acc]
+        for m, spec in enumerate(venue.markets):
+            book = venue.books[m]
+            index = venue.prices.index[m]
+            bid, ask = book.best_bid(), book.best_ask()
+            cv = venue.contract_values[m]
+            lot_cash = index * cv
+            pos = venue.ledger.qty[acc, m]
+            cap_lots = np.floor(np.clip(equity, 0, None) * cfg.leverage * 0.9 / lot_cash).astype(np.int64)
+            trade_lots = int(spec.to_lots(cfg.max_trade_notional / (index * spec.tick_size)))
+            if ask is not None and ask < index * (1 - cfg.threshold):
+                side, limit = BUY, int(index * (1 - cfg.threshold))
+                room = cap_lots - pos
+            elif bid is not None and bid > index * (1 + cfg.threshold):
+                side, limit = SELL, int(np.ceil(index * (1 + cfg.threshold)))
+                room = cap_lots + pos
+            else:
+                # basis closed: unwind the perp leg at no worse than the index
+                unwind = pos != 0
+                if unwind.any():
+                    s = np.where(pos[unwind] > 0, SELL, BUY)
+                    lim = np.where(s == SELL, int(np.ceil(index)), int(index))
+                    venue.submit_orders(m, acc[unwind], s, np.minimum(np.abs(pos[unwind]), trade_lots), lim, reduce_only=True)
+                continue
+            lots = np.clip(np.minimum(room, trade_lots), 0, None)
+            go = lots > 0
+            if go.any():
+                order = model.arb_rng.permutation(int(go.sum()))
+                venue.submit_orders(m, acc[go][order], np.full(int(go.sum()), side), lots[go][order], limit)

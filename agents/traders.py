@@ -1,0 +1,141 @@
+"""Leveraged traders: trend followers, mean reverters, noise traders and hedgers.
+
+Each trader is a mesa Agent holding only its ledger account and its slot in the population's
+arrays; ``LeveragedTrader.step_all`` decides for every trader at once in numpy and sends one
+batch of market orders per market to the venue. Traders never touch the ledger.
+"""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+
+from simulator.book import BUY, SELL
+
+STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
+
+
+class TraderPopulation:
+    """Per-trader parameters as arrays (index = slot)."""
+
+    def __init__(self, accounts, market, strategy, leverage, capital, cfg):
+        self.accounts = accounts
+        self.market = market
+        self.strategy = strategy  # index into STRATEGIES
+        self.leverage = leverage
+        self.capital = capital
+        self.cfg = cfg
+        self.long_share = cfg.long_share
+        self.trade_probability = cfg.trade_probability
+
+    def __len__(self) -> int:
+        return len(self.accounts)
+
+
+def draw_population(model, cfg, n_markets: int, rng: np.random.Generator) -> TraderPopulation:
+    """Draw capital, leverage, strategy and market for every trader; open their accounts."""
+    n = cfg.count
+    capital = _lognormal(rng, cfg.capital, n)
+    leverage = np.maximum(_lognormal(rng, cfg.leverage, n), 1.0)
+    shares = np.array([cfg.strategies.get(s, 0.0) for s in STRATEGIES])
+    strategy = rng.choice(len(STRATEGIES), size=n, p=shares / shares.sum())
+    market = rng.integers(0, n_markets, size=n)
+    venue = model.venue
+    cash = venue.markets[0].cash(capital)
+    accounts = venue.add_accounts(n, "trader", cash, leverage=leverage)
+    return TraderPopulation(accounts, market, strategy, leverage, capital, cfg)
+
+
+def _lognormal(rng, dist, n):
+    x = dist.median * np.exp(dist.sigma * rng.standard_normal(n))
+    return np.minimum(x, dist.cap) if dist.cap is not None else x
+
+
+class LeveragedTrader(mesa.Agent):
+    """One leveraged trader; the class decides for all of them in ``step_all``."""
+
+    def __init__(self, model, account: int, slot: int):
+        super().__init__(model)
+        self.account = account
+        self.slot = slot
+
+    @staticmethod
+    def initial_orders(pop: TraderPopulation, venue, rng, share: float):
+        """Sizes and sides of the positions a share of traders hold at step 0 (opening auction)."""
+        n = len(pop)
+        holds = rng.random(n) < share
+        side = _entry_side(pop, rng, np.zeros(venue.n_markets), np.zeros(venue.n_markets))
+        lots = _entry_lots(pop, venue, venue.equity()[pop.accounts], pop.cfg.position_fraction, rng)
+        return holds & (lots > 0), side, lots
+
+    @classmethod
+    def step_all(cls, model) -> None:
+        pop: TraderPopulation = model.traders
+        if len(pop) == 0:
+            return
+        venue, rng = model.venue, model.trader_rng
+        led = venue.ledger
+        acc = pop.accounts
+        equity = venue.equity()[acc]
+        market = pop.market
+        pos = led.qty[acc, market]
+        cv = venue.contract_values[market]
+        mark = venue.marks[market]
+        u = pos * mark * cv - led.cost[acc, market]
+        margin = np.maximum(np.abs(led.cost[acc, market]) / pop.leverage, 1)
+        act = rng.random(len(pop)) < pop.trade_probability
+        trend, deviation = model.signals()
+        side = _entry_side(pop, rng, trend, deviation)
+        cfg = pop.cfg
+        has = pos != 0
+        # exits: stop-loss / take-profit for everyone, signal reversal for those who act
+        stop = np.zeros(len(pop), dtype=bool)
+        if cfg.stop_loss is not None:
+            stop |= has & (u <= -cfg.stop_loss * margin)
+        if cfg.take_profit is not None:
+            stop |= has & (u >= cfg.take_profit * margin)
+        hedger = pop.strategy == STRATEGIES.index("hedger")
+        reverse = act & has & ~hedger & (np.sign(pos) != side)
+        close = (stop | reverse) & (equity > 0)
+        opening = act & ~has & (equity > 0)
+        lots = np.where(close, np.abs(pos), 0)
+        order_side = np.where(close, -np.sign(pos), side)
+        open_lots = _entry_lots(pop, venue, equity, cfg.position_fraction, rng)
+        lots = np.where(opening, open_lots, lots)
+        send = lots > 0
+        if not send.any():
+            return
+        idx = np.flatnonzero(send)
+        idx = idx[rng.permutation(len(idx))]  # arrival order
+        band = 0.1  # market orders carry a 10 % price protection
+        for m in range(venue.n_markets):
+            k = idx[market[idx] == m]
+            if len(k) == 0:
+                continue
+            s = order_side[k].astype(np.int64)
+            limit = np.where(s == BUY, venue.marks[m] * (1 + band), venue.marks[m] * (1 - band)).astype(np.int64)
+            venue.submit_orders(m, acc[k], s, lots[k], limit, reduce_only=close[k])
+
+
+def _entry_side(pop: TraderPopulation, rng, trend, deviation) -> np.ndarray:
+    """Side each trader would open now: +1 long, -1 short."""
+    n = len(pop)
+    coin = np.where(rng.random(n) < pop.long_share, 1, -1)
+    t = np.sign(trend[pop.market])
+    d = -np.sign(deviation[pop.market])
+    s = pop.strategy
+    side = np.select(
+        [s == 0, s == 1, s == 2, s == 3],
+        [np.where(t != 0, t, coin), np.where(d != 0, d, coin), coin, -1],
+    )
+    return side.astype(np.int64)
+
+
+def _entry_lots(pop: TraderPopulation, venue, equity, fraction, rng) -> np.ndarray:
+    m = pop.market
+    price = venue.marks[m] * venue.contract_values[m]  # cash per lot
+    size = np.clip(equity, 0, None) * pop.leverage * fraction * rng.uniform(0.5, 1.0, len(pop))
+    return np.floor(size / price).astype(np.int64)
+
+
+SIDES = {"long": BUY, "short": SELL}

@@ -1,0 +1,129 @@
+"""The ``perpstress`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from simulator.scenario import ScenarioError
+
+HEADLINE = (
+    ("index_min", "index low", "{:,.2f}"),
+    ("last_min", "last-trade low", "{:,.2f}"),
+    ("overshoot", "overshoot (index vs last low)", "{:.2%}"),
+    ("liquidation_count", "liquidations", "{:,.0f}"),
+    ("liquidation_notional", "liquidated notional", "${:,.0f}"),
+    ("max_cascade_depth", "max cascade depth (rounds)", "{:,.0f}"),
+    ("deficit_total", "deficit", "${:,.0f}"),
+    ("covered_insurance_fund", "  paid by insurance fund", "${:,.0f}"),
+    ("covered_adl", "  covered by ADL", "${:,.0f}"),
+    ("covered_socialize", "  socialized", "${:,.0f}"),
+    ("venue_loss", "  venue's own loss", "${:,.0f}"),
+    ("fund_end", "insurance fund at end", "${:,.0f}"),
+    ("adl_notional", "ADL notional", "${:,.0f}"),
+    ("conservation_residual_max_abs", "conservation residual", "{:.0f}"),
+)
+
+
+def _parse_set(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ScenarioError(f"--set {item!r}: use FIELD.PATH=VALUE, e.g. agents.traders.count=500")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def summary_table(summary: dict) -> str:
+    rows = []
+    for key, label, fmt in HEADLINE:
+        if key in summary and summary[key] is not None:
+            try:
+                rows.append(f"  {label:<32} {fmt.format(summary[key])}")
+            except (TypeError, ValueError):
+                rows.append(f"  {label:<32} {summary[key]}")
+    return "\n".join(rows)
+
+
+def cmd_validate(args) -> int:
+    from simulator.scenario import load
+
+    for f in args.files:
+        sc = load(f)
+        print(f"{f}: ok ({sc.name}: {sc.steps} steps, {len(sc.markets)} market(s), "
+              f"{sc.agents.traders.count} traders, waterfall {[s.stage for s in sc.venue.waterfall]})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from simulator import run
+
+    scenario = run.load_scenario(args.file, _parse_set(args.set))
+    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{_stamp()}"
+    result = run.run_scenario(scenario, seed=args.seed, steps=args.steps, progress=sys.stderr.isatty())
+    run.write_run(result, out)
+    print(f"{scenario.name}: {scenario.steps if args.steps is None else args.steps} steps, seed {result.seed}")
+    print(summary_table(result.summary))
+    print(f"results written to {out}")
+    return 0
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="perpstress", description="Stress-test perpetual-futures venues.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check scenario files, run nothing")
+    v.add_argument("files", nargs="+")
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("run", help="run one scenario path and write a results folder")
+    r.add_argument("file")
+    r.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
+    r.add_argument("--steps", type=int, default=None)
+    r.add_argument("--out", default=None, help="results folder (default results/NAME-TIMESTAMP)")
+    r.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a scenario field")
+    r.set_defaults(func=cmd_run)
+
+    for extra in _extra_commands():
+        extra(sub)
+    return p
+
+
+def _extra_commands():
+    """Sub-commands that live in their own modules (batch, compare, plot, report)."""
+    found = []
+    for module, name in (("simulator.batch_cli", "add_commands"), ("simulator.plots_cli", "add_commands")):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ImportError:
+            continue
+        found.append(getattr(mod, name))
+    return found
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
