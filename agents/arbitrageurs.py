@@ -2,8 +2,8 @@
 
 Their spot hedge sits outside the venue, so on the venue they simply hold the perp leg: they
 sell the perp when it trades rich to the index and buy it when it is cheap, with a limit at the
-index plus the threshold so that they only take the mispriced part of the book, and unwind
-(reduce-only) once the basis has closed.
+index plus the threshold so that they only take the mispriced part of the book. Inside the band
+they hold: a carry position is closed only by trading the other way when the basis flips.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Arbitrageur(mesa.Agent):
         if len(acc) == 0:
             return
         venue = model.venue
-        equity = venue.equity()[acc]
+        equity = venue.equity(acc)
         for m, spec in enumerate(venue.markets):
             book = venue.books[m]
             index = venue.prices.index[m]
@@ -45,13 +45,7 @@ class Arbitrageur(mesa.Agent):
                 side, limit = SELL, int(np.ceil(index * (1 + cfg.threshold)))
                 room = cap_lots + pos
             else:
-                # basis closed: unwind the perp leg at no worse than the index
-                unwind = pos != 0
-                if unwind.any():
-                    s = np.where(pos[unwind] > 0, SELL, BUY)
-                    lim = np.where(s == SELL, int(np.ceil(index)), int(index))
-                    venue.submit_orders(m, acc[unwind], s, np.minimum(np.abs(pos[unwind]), trade_lots), lim, reduce_only=True)
-                continue
+                continue  # inside the band the carry position is simply held
             lots = np.clip(np.minimum(room, trade_lots), 0, None)
             go = lots > 0
             if go.any():

@@ -20,7 +20,7 @@ class Exchange(mesa.Agent):
         self.funding_rate = None
 
     def open_step(self, index_prices) -> None:
-        self.venue.step = self.venue.events.step = self.model.steps
+        self.venue.step = self.venue.events.step = self.model.t
         self.venue.set_index(index_prices)
         self.venue.update_marks(roll=True)
 

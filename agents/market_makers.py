@@ -29,7 +29,7 @@ class MarketMaker(mesa.Agent):
             return
         venue = model.venue
         venue.cancel_orders(accounts)
-        equity = venue.equity()[accounts]
+        equity = venue.equity(accounts)
         alive = equity > 0
         vol = model.realised_vol()
         withdraw = model.liquidity_withdrawn()

@@ -62,10 +62,10 @@ class LeveragedTrader(mesa.Agent):
     @staticmethod
     def initial_orders(pop: TraderPopulation, venue, rng, share: float):
         """Sizes and sides of the positions a share of traders hold at step 0 (opening auction)."""
-        n = len(pop)
-        holds = rng.random(n) < share
-        side = _entry_side(pop, rng, np.zeros(venue.n_markets), np.zeros(venue.n_markets))
-        lots = _entry_lots(pop, venue, venue.equity()[pop.accounts], pop.cfg.position_fraction, rng)
+        everyone = np.arange(len(pop))
+        holds = rng.random(len(pop)) < share
+        side = _entry_side(pop, everyone, rng, np.zeros(venue.n_markets), np.zeros(venue.n_markets))
+        lots = _entry_lots(pop, everyone, venue, venue.equity(pop.accounts), pop.cfg.position_fraction, rng)
         return holds & (lots > 0), side, lots
 
     @classmethod
@@ -75,41 +75,45 @@ class LeveragedTrader(mesa.Agent):
             return
         venue, rng = model.venue, model.trader_rng
         led = venue.ledger
-        acc = pop.accounts
-        equity = venue.equity()[acc]
-        market = pop.market
-        pos = led.qty[acc, market]
-        cv = venue.contract_values[market]
-        mark = venue.marks[market]
-        u = pos * mark * cv - led.cost[acc, market]
-        margin = np.maximum(np.abs(led.cost[acc, market]) / pop.leverage, 1)
-        act = rng.random(len(pop)) < pop.trade_probability
-        trend, deviation = model.signals()
-        side = _entry_side(pop, rng, trend, deviation)
         cfg = pop.cfg
+        act = rng.random(len(pop)) < pop.trade_probability
+        # only the traders who act this step, plus anyone whose stop-loss/take-profit may fire
+        watch = act.copy()
+        if cfg.stop_loss is not None or cfg.take_profit is not None:
+            watch |= led.qty[pop.accounts, pop.market] != 0
+        idx = np.flatnonzero(watch)
+        if len(idx) == 0:
+            return
+        acc, market = pop.accounts[idx], pop.market[idx]
+        equity = venue.equity(acc)
+        pos = led.qty[acc, market]
+        cost = led.cost[acc, market]
+        cv = venue.contract_values[market]
+        u = pos * venue.marks[market] * cv - cost
+        margin = np.maximum(np.abs(cost) / pop.leverage[idx], 1)
         has = pos != 0
-        # exits: stop-loss / take-profit for everyone, signal reversal for those who act
-        stop = np.zeros(len(pop), dtype=bool)
+        stop = np.zeros(len(idx), dtype=bool)
         if cfg.stop_loss is not None:
             stop |= has & (u <= -cfg.stop_loss * margin)
         if cfg.take_profit is not None:
             stop |= has & (u >= cfg.take_profit * margin)
-        hedger = pop.strategy == STRATEGIES.index("hedger")
-        reverse = act & has & ~hedger & (np.sign(pos) != side)
+        trend, deviation = model.signals()
+        side = _entry_side(pop, idx, rng, trend, deviation)
+        acting = act[idx]
+        hedger = pop.strategy[idx] == STRATEGIES.index("hedger")
+        reverse = acting & has & ~hedger & (np.sign(pos) != side)
         close = (stop | reverse) & (equity > 0)
-        opening = act & ~has & (equity > 0)
-        lots = np.where(close, np.abs(pos), 0)
+        opening = acting & ~has & (equity > 0)
+        open_lots = _entry_lots(pop, idx, venue, equity, cfg.position_fraction, rng)
+        lots = np.where(close, np.abs(pos), np.where(opening, open_lots, 0))
         order_side = np.where(close, -np.sign(pos), side)
-        open_lots = _entry_lots(pop, venue, equity, cfg.position_fraction, rng)
-        lots = np.where(opening, open_lots, lots)
-        send = lots > 0
-        if not send.any():
+        send = np.flatnonzero(lots > 0)
+        if len(send) == 0:
             return
-        idx = np.flatnonzero(send)
-        idx = idx[rng.permutation(len(idx))]  # arrival order
+        send = send[rng.permutation(len(send))]  # arrival order
         band = 0.1  # market orders carry a 10 % price protection
         for m in range(venue.n_markets):
-            k = idx[market[idx] == m]
+            k = send[market[send] == m]
             if len(k) == 0:
                 continue
             s = order_side[k].astype(np.int64)
@@ -117,13 +121,12 @@ class LeveragedTrader(mesa.Agent):
             venue.submit_orders(m, acc[k], s, lots[k], limit, reduce_only=close[k])
 
 
-def _entry_side(pop: TraderPopulation, rng, trend, deviation) -> np.ndarray:
-    """Side each trader would open now: +1 long, -1 short."""
-    n = len(pop)
-    coin = np.where(rng.random(n) < pop.long_share, 1, -1)
-    t = np.sign(trend[pop.market])
-    d = -np.sign(deviation[pop.market])
-    s = pop.strategy
+def _entry_side(pop: TraderPopulation, idx, rng, trend, deviation) -> np.ndarray:
+    """Side the traders ``idx`` would open now: +1 long, -1 short."""
+    coin = np.where(rng.random(len(idx)) < pop.long_share, 1, -1)
+    t = np.sign(trend[pop.market[idx]])
+    d = -np.sign(deviation[pop.market[idx]])
+    s = pop.strategy[idx]
     side = np.select(
         [s == 0, s == 1, s == 2, s == 3],
         [np.where(t != 0, t, coin), np.where(d != 0, d, coin), coin, -1],
@@ -131,10 +134,10 @@ def _entry_side(pop: TraderPopulation, rng, trend, deviation) -> np.ndarray:
     return side.astype(np.int64)
 
 
-def _entry_lots(pop: TraderPopulation, venue, equity, fraction, rng) -> np.ndarray:
-    m = pop.market
+def _entry_lots(pop: TraderPopulation, idx, venue, equity, fraction, rng) -> np.ndarray:
+    m = pop.market[idx]
     price = venue.marks[m] * venue.contract_values[m]  # cash per lot
-    size = np.clip(equity, 0, None) * pop.leverage * fraction * rng.uniform(0.5, 1.0, len(pop))
+    size = np.clip(equity, 0, None) * pop.leverage[idx] * fraction * rng.uniform(0.5, 1.0, len(idx))
     return np.floor(size / price).astype(np.int64)
 
 

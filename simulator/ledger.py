@@ -68,6 +68,7 @@ class Ledger:
         self.qty = np.zeros((0, m), dtype=np.int64)
         self.cost = np.zeros((0, m), dtype=np.int64)
         self.kind = np.zeros(0, dtype="<U16")
+        self._venue_mask = np.zeros(0, dtype=bool)
 
     # ------------------------------------------------------------------ accounts
     @property
@@ -88,6 +89,7 @@ class Ledger:
         self.qty = np.concatenate([self.qty, np.zeros((n, m), dtype=np.int64)])
         self.cost = np.concatenate([self.cost, np.zeros((n, m), dtype=np.int64)])
         self.kind = np.concatenate([self.kind, np.full(n, kind, dtype="<U16")])
+        self._venue_mask = np.isin(self.kind, list(VENUE_KINDS))
         ids = np.arange(start, start + n, dtype=np.int64)
         amounts = np.broadcast_to(np.asarray(deposit, dtype=np.int64), (n,))
         if (amounts > 0).any():
@@ -96,7 +98,7 @@ class Ledger:
 
     def is_venue(self) -> np.ndarray:
         """Boolean mask of the venue's own rows (fund, backstop, fee pool, loss pool)."""
-        return np.isin(self.kind, list(VENUE_KINDS))
+        return self._venue_mask
 
     # ------------------------------------------------------------ external flows
     def deposit(self, ids, amounts) -> None:
@@ -124,9 +126,9 @@ class Ledger:
     # ---------------------------------------------------------- internal movements
     def transfer(self, src, dst, amounts) -> None:
         """Move cash between rows (fees, fund payouts, haircuts). Arrays or scalars."""
-        src = np.atleast_1d(np.asarray(src, dtype=np.int64))
-        dst = np.broadcast_to(np.asarray(dst, dtype=np.int64), src.shape)
-        amounts = np.broadcast_to(np.asarray(amounts, dtype=np.int64), src.shape)
+        src, dst, amounts = np.broadcast_arrays(
+            *(np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (src, dst, amounts))
+        )
         np.subtract.at(self.wallet, src, amounts)
         np.add.at(self.wallet, dst, amounts)
 
@@ -156,7 +158,10 @@ class Ledger:
     def _apply(self, market: int, accounts, dq, dv) -> None:
         q = self.qty[accounts, market]
         c = self.cost[accounts, market]
-        same = (q == 0) | (np.sign(q) == np.sign(dq)) | (dq == 0)
+        # dq == 0 with dv != 0: bought and sold the same lots in one batch (a market maker hit
+        # on both sides); the netted value is realised PnL, the position and its cost stay
+        roundtrip = dq == 0
+        same = (q == 0) | (np.sign(q) == np.sign(dq))
         flip = ~same & (np.abs(dq) > np.abs(q))
         reduce = ~same & ~flip
         absq = np.maximum(np.abs(q), 1)
@@ -165,8 +170,8 @@ class Ledger:
         closed_cost = np.where(reduce, muldiv(c, np.abs(dq), absq), c)
         # flip: the closing part of the trade value is |q|/|dq| of dv; the rest opens
         close_value = np.where(flip, muldiv(dv, np.abs(q), absdq), dv)
-        realised = np.where(same, 0, -close_value - closed_cost)
-        new_cost = np.where(same, c + dv, np.where(flip, dv - close_value, c - closed_cost))
+        realised = np.where(roundtrip, -dv, np.where(same, 0, -close_value - closed_cost))
+        new_cost = np.where(roundtrip, c, np.where(same, c + dv, np.where(flip, dv - close_value, c - closed_cost)))
         self.wallet[accounts] += realised
         self.qty[accounts, market] = q + dq
         self.cost[accounts, market] = new_cost
@@ -177,9 +182,13 @@ class Ledger:
         marks = np.asarray(marks, dtype=np.int64)
         return self.qty * (marks * self.contract_values)[None, :] - self.cost
 
-    def equity(self, marks) -> np.ndarray:
-        """Cross-margin equity ``wallet + sum_m U_m`` per account, int64."""
-        return self.wallet + self.unrealised(marks).sum(axis=1)
+    def equity(self, marks, accounts=None) -> np.ndarray:
+        """Cross-margin equity ``wallet + sum_m U_m`` per account (or for ``accounts``), int64."""
+        marks = np.asarray(marks, dtype=np.int64)
+        if accounts is None:
+            return self.wallet + self.unrealised(marks).sum(axis=1)
+        u = self.qty[accounts] * (marks * self.contract_values)[None, :] - self.cost[accounts]
+        return self.wallet[accounts] + u.sum(axis=1)
 
     def entry_price(self) -> np.ndarray:
         """Entry price in ticks (float; NaN where flat)."""

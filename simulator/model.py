@@ -19,6 +19,7 @@ from agents.backstop import BackstopVault
 from agents.exchange import Exchange
 from agents.market_makers import MarketMaker
 from agents.traders import LeveragedTrader, draw_population
+from simulator.fixedpoint import largest_remainder
 from simulator.index import index_paths
 from simulator.margin import MarginTiers
 from simulator.market import MarketSpec
@@ -158,15 +159,34 @@ class PerpModel(mesa.Model):
                     accounts.append(acc)
                     qtys.append(q)
             net = int(np.sum(qtys)) if qtys else 0
-            hedgers = np.concatenate([self.maker_accounts, self.arb_accounts])
-            if net != 0 and len(hedgers):
-                eq = np.clip(venue.equity()[hedgers], 1, None)
-                from simulator.fixedpoint import largest_remainder
-
-                share = largest_remainder(abs(net), eq)
-                accounts += list(hedgers)
-                qtys += list(-np.sign(net) * share)
+            if net != 0:
+                for acc, q in self._absorb_imbalance(m, net):
+                    accounts.append(acc)
+                    qtys.append(q)
             venue.opening_auction(m, accounts, qtys, int(venue.marks[m]))
+
+    def _absorb_imbalance(self, m: int, net: int):
+        """Who holds the other side of the traders' net position at step 0: arbitrageurs first
+        (a cash-and-carry short against crowded longs, hedged in spot), up to their capacity,
+        then market makers pro rata to equity."""
+        venue = self.venue
+        lot_cash = int(venue.marks[m]) * int(venue.contract_values[m])
+        left = abs(net)
+        out = []
+        for accounts, lev in ((self.arb_accounts, self.scenario.agents.arbitrageurs.leverage),
+                              (self.maker_accounts, self.scenario.agents.market_makers.leverage)):
+            if left == 0 or len(accounts) == 0:
+                continue
+            eq = np.clip(venue.equity(accounts), 1, None)
+            capacity = (eq * lev * 0.8 / lot_cash).astype(np.int64)
+            is_last = accounts is self.maker_accounts
+            take = left if is_last else min(left, int(capacity.sum()))
+            if take <= 0:
+                continue
+            share = largest_remainder(take, eq)
+            out += [(int(a), int(-np.sign(net) * q)) for a, q in zip(accounts, share) if q]
+            left -= take
+        return out
 
     def _open_whale(self, i, s: Whale):
         venue = self.venue
@@ -248,9 +268,9 @@ class PerpModel(mesa.Model):
         s["depth_ask_1pct"][t] = dask * lot_quote
         s["open_interest"][t] = venue.ledger.open_interest()[0] * spec.lot_size * venue.marks[0] * tick
         s["funding_rate"][t] = np.nan if self.exchange.funding_rate is None else self.exchange.funding_rate[0]
-        eq = venue.equity()
-        s["insurance_fund"][t] = eq[venue.insurance_fund] * CASH_UNIT
-        s["backstop_equity"][t] = eq[venue.backstop] * CASH_UNIT
+        eq = venue.equity(np.array([venue.insurance_fund, venue.backstop]))
+        s["insurance_fund"][t] = eq[0] * CASH_UNIT
+        s["backstop_equity"][t] = eq[1] * CASH_UNIT
         s["cascade_depth"][t] = self.exchange.cascade_depth
         s["rejections"][t] = venue.rejections
         s["long_share"][t] = self.traders.long_share

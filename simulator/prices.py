@@ -79,7 +79,7 @@ class PriceState:
         mid = np.where(np.isnan(mids), fair, mids)
         method = self.config.method
         if method == "median":
-            m = np.median(np.stack([fair, mid, self.last]), axis=0)
+            m = _median3(fair, mid, self.last)
         elif method == "index":
             m = self.index
         elif method == "index_basis":
@@ -111,3 +111,7 @@ def funding_payments(qty, marks, contract_values, rate) -> np.ndarray:
     rate_ppb = np.round(np.asarray(rate, dtype=float) * PPB).astype(np.int64)
     value = qty * (np.asarray(marks, dtype=np.int64) * np.asarray(contract_values))[None, :]
     return muldiv_ceil(value, rate_ppb[None, :], PPB).sum(axis=1)
+
+
+def _median3(a, b, c):
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))

@@ -107,8 +107,9 @@ class Venue:
         return self.ledger.contract_values
 
     # ---------------------------------------------------------------- margin
-    def equity(self) -> np.ndarray:
-        return self.ledger.equity(self.marks)
+    def equity(self, accounts=None) -> np.ndarray:
+        """Equity at mark of every account, or of ``accounts`` only (cheaper)."""
+        return self.ledger.equity(self.marks, accounts)
 
     def maintenance(self) -> np.ndarray:
         """Maintenance margin per account and market."""
@@ -146,7 +147,7 @@ class Venue:
             q_all[:, market] = new_pos
             im_after = initial_margin(q_all, self.marks, self.contract_values, self.leverage[owners]).sum(axis=1)
             fee = muldiv_ceil(notional(qtys[:, None], self.marks[market : market + 1], self.contract_values[market : market + 1])[:, 0], self.markets[market].taker_fee_ppm, PPM)
-            eq = self.ledger.equity(self.marks)[owners] - fee
+            eq = self.ledger.equity(self.marks, owners) - fee
             refused = grows & (eq < im_after)
             self.rejections += int((refused & ok).sum())
             ok &= ~refused
@@ -212,7 +213,16 @@ class Venue:
         self.prices.set_index(ticks)
 
     def mids(self) -> np.ndarray:
-        return np.array([np.nan if (m := b.mid()) is None else m for b in self.books])
+        """Book mid per market. A side swept empty leaves the last trade as the book's price
+        (the deepest level hit), so a wiped-out book pulls the median mark down with it; NaN
+        only when the book has never traded and is empty."""
+        out = np.full(self.n_markets, np.nan)
+        for m, book in enumerate(self.books):
+            mid = book.mid()
+            if mid is None and (book.best_bid() is not None or book.best_ask() is not None):
+                mid = self.prices.last[m]
+            out[m] = np.nan if mid is None else mid
+        return out
 
     def update_marks(self, roll: bool = True) -> np.ndarray:
         return self.prices.update_mark(self.mids(), roll)
