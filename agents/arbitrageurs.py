@@ -31,7 +31,7 @@ class Arbitrageur(mesa.Agent):
         equity = venue.equity(acc)
         for m, spec in enumerate(venue.markets):
             book = venue.books[m]
-            index = venue.prices.index[m]
+            index = model.spot_ticks(m)  # the real spot price, not the venue's oracle
             bid, ask = book.best_bid(), book.best_ask()
             cv = venue.contract_values[m]
             lot_cash = index * cv

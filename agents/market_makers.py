@@ -36,7 +36,7 @@ class MarketMaker(mesa.Agent):
         lv = np.arange(cfg.levels)
         owners, sides, prices, qtys, markets = [], [], [], [], []
         for m, spec in enumerate(venue.markets):
-            fair = venue.prices.index[m]  # ticks
+            fair = model.spot_ticks(m)  # makers hedge on spot: they see the real index
             cv = venue.contract_values[m]
             inv = venue.ledger.qty[accounts, m] * fair * cv  # cash, signed
             limit = cfg.inventory_limit * np.clip(equity, 0, None) * cfg.leverage

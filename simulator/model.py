@@ -211,10 +211,15 @@ class PerpModel(mesa.Model):
     def realised_vol(self) -> np.ndarray:
         w = self.scenario.agents.market_makers.vol_window
         lo = max(0, self.t - w)
-        window = self.venue_index_path[lo : self.t + 1]
+        window = self.index_path[lo : self.t + 1]
         if len(window) < 3:
             return np.zeros(window.shape[1])
         return np.diff(np.log(window), axis=0).std(axis=0)
+
+    def spot_ticks(self, m: int) -> float:
+        """The real index of market ``m`` now, in ticks: what makers and arbitrageurs hedge
+        against, even while the venue's oracle is stalled or lagging."""
+        return self.index_path[self.t, m] / self.venue.markets[m].tick_size
 
     def _active(self, kind):
         return [s for s in self.scenario.shocks if isinstance(s, kind) and s.step <= self.t < s.step + s.duration]

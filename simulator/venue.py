@@ -67,6 +67,8 @@ class Venue:
         self.prices = PriceState(len(self.markets), config.mark)
         self.events = EventLog()
         self.leverage = np.zeros((0, len(self.markets)))
+        self.window_equity = np.zeros(0, dtype=np.int64)
+        self.window_flows = np.zeros(0, dtype=np.int64)
         self.fee_pool = self.add_accounts(1, "fee_pool")[0]
         self.insurance_fund = self.add_accounts(1, "insurance_fund", config.insurance_fund)[0]
         self.backstop = self.add_accounts(1, "backstop", config.backstop_capital)[0]
@@ -74,8 +76,6 @@ class Venue:
         self.waterfall = build_waterfall(config.waterfall)
         self.step = 0
         self.rejections = 0
-        self.window_equity = np.zeros(0, dtype=np.int64)
-        self.window_flows = np.zeros(0, dtype=np.int64)
         self.volume = np.zeros(len(self.markets), dtype=np.int64)
 
     # ------------------------------------------------------------------ set-up
@@ -89,9 +89,9 @@ class Venue:
             lev[:] = [m.max_leverage for m in self.markets]
         lev = np.minimum(lev, [m.max_leverage for m in self.markets])
         self.leverage = np.concatenate([self.leverage, lev])
-        if hasattr(self, "window_equity"):
-            self.window_equity = np.concatenate([self.window_equity, self.ledger.wallet[ids]])
-            self.window_flows = np.concatenate([self.window_flows, np.zeros(n, dtype=np.int64)])
+        # a new account's profit window starts at its deposit
+        self.window_equity = np.concatenate([self.window_equity, self.ledger.wallet[ids]])
+        self.window_flows = np.concatenate([self.window_flows, np.zeros(n, dtype=np.int64)])
         return ids
 
     @property
@@ -241,7 +241,7 @@ class Venue:
         for stage in self.waterfall:
             stage.settle(self)
         self.window_equity = self.equity()
-        self.window_flows[:] = 0
+        self.window_flows = np.zeros(self.ledger.n_accounts, dtype=np.int64)
 
     def window_profit(self) -> np.ndarray:
         """Net profit of each account since the settlement window began, net of deposits."""
