@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from golden_runs import SMALL, golden_path, scenario_files, small_summary
+from golden_runs import ROOT, SMALL, golden_path, scenario_files, small_summary
 from simulator import run
 
 SCENARIOS = scenario_files()
@@ -35,7 +35,7 @@ def test_golden_summary(path):
 
 
 def test_same_seed_gives_byte_identical_summary_and_other_seed_differs(tmp_path):
-    sc = run.load_scenario("scenarios/cascade.yaml", SMALL)
+    sc = run.load_scenario(ROOT / "scenarios/cascade.yaml", SMALL)
     a = run.write_run(run.run_scenario(sc, seed=5), tmp_path / "a")
     b = run.write_run(run.run_scenario(sc, seed=5), tmp_path / "b")
     c = run.write_run(run.run_scenario(sc, seed=6), tmp_path / "c")
@@ -45,7 +45,7 @@ def test_same_seed_gives_byte_identical_summary_and_other_seed_differs(tmp_path)
 
 @pytest.fixture(scope="module")
 def cascade():
-    sc = run.load_scenario("scenarios/cascade.yaml", SMALL)
+    sc = run.load_scenario(ROOT / "scenarios/cascade.yaml", SMALL)
     return sc, run.run_scenario(sc)
 
 
@@ -65,14 +65,14 @@ def test_cascade_cascades(cascade):
 
 
 def test_calm_baseline_has_no_bankrupt_account():
-    result = run.run_scenario(run.load_scenario("scenarios/calm.yaml", SMALL))
+    result = run.run_scenario(run.load_scenario(ROOT / "scenarios/calm.yaml", SMALL))
     assert result.summary["deficit_total"] == 0
     assert result.summary["venue_loss"] == 0
     assert (result.events.kind == "deficit").sum() == 0
 
 
 def test_whale_empties_the_small_fund_and_profits_are_clawed_back():
-    result = run.run_scenario(run.load_scenario("scenarios/whale_clawback.yaml", SMALL))
+    result = run.run_scenario(run.load_scenario(ROOT / "scenarios/whale_clawback.yaml", SMALL))
     s = result.summary
     assert s["deficit_total"] > s["fund_start"]  # the whale's hole is bigger than the fund
     assert s["covered_insurance_fund"] == pytest.approx(s["fund_start"], abs=1e-6)

@@ -1,0 +1,287 @@
+"""Auto-deleveraging: every ranking on one hand-built ledger, ADL prices, and the allocators.
+
+The ledger (contract value 1, maintenance 1 %, mark 80 after a fall from 100):
+
+    account  position      wallet  U at 80          equity  notional  MM
+    A        short 4 @ 81     10   324 - 320 =   4      14       320    4
+    B        short 6 @ 120   100   720 - 480 = 240     340       480    5
+    C        short 5 @ 100  1000   500 - 400 = 100    1100       400    4
+    D        short 5 @ 75     60   375 - 400 = -25      35       400    4
+    F        long 20 - n     1e6   (filler long: the shorts sold to F; not a candidate)
+    L        long n @ 100    120n/7 (the case: n = 7 -> wallet 120, equity 120 + 560 - 700 = -20)
+
+Scores at mark 80 (higher first):
+
+    pnl_x_leverage  PnL% = U/|cost|, EffLev = notional/equity; PnL% x EffLev if PnL% > 0 else PnL%/EffLev
+        A 4/324 x 320/14 = 0.2822   B 240/720 x 480/340 = 0.4706   C 0.2 x 400/1100 = 0.0727
+        D (-25/375) / (400/35) = -0.0058                         -> B, A, C, D
+    binance  max(0,U)/max(1,wallet) x MM/equity
+        A 4/10 x 4/14 = 0.1143   B 240/100 x 5/340 = 0.0353   C 0.1 x 4/1100 = 0.0004   D 0
+                                                                 -> A, B, C, D
+    hyperliquid  (entry/mark for a short) x notional/equity
+        A 81/80 x 320/14 = 23.14   B 1.5 x 480/340 = 2.12   C 1.25 x 400/1100 = 0.45
+        D 75/80 x 400/35 = 10.71                                 -> A, D, B, C
+
+With n = 7 lots to close, bankruptcy price P_b = (700 - 120)/7 = 82.857: each lot closed costs its
+counterparty 2.857 above mark; the 20 of deficit is split by the notional closed at mark (lots x 80)
+with the largest-remainder method.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import move_to, unit_market
+from simulator.adl import allocate_max_leverage, allocate_pro_rata, allocate_queue, scores
+
+
+def build(make_venue, waterfall, n=7, seed=0, fund=0, prev_mark=None):
+    v = make_venue(waterfall=waterfall, seed=seed, fund=fund)
+    A, B, C, D = (int(x) for x in v.add_accounts(4, "trader", [10, 100, 1_000, 60]))
+    F, L = (int(x) for x in v.add_accounts(2, "trader", [10**6, 120 * n // 7]))
+    for acc, lots, entry in ((A, 4, 81), (B, 6, 120), (C, 5, 100), (D, 5, 75)):
+        v.ledger.trade(0, F, acc, lots, entry)
+    v.ledger.trade(0, L, F, n, 100)
+    if prev_mark is not None:
+        move_to(v, prev_mark)
+    move_to(v, 80)
+    return v, dict(A=A, B=B, C=C, D=D, F=F, L=L)
+
+
+def adl_result(v, acc, qty_before):
+    """(victims in queue order, lots taken per victim, haircut paid per victim) by letter."""
+    name = {i: k for k, i in acc.items()}
+    ev = v.events.to_frame()
+    adl = ev[ev.kind == "adl"]
+    order = [name[a] for a in adl.account]
+    taken = {name[a]: int(qty_before[a] - v.ledger.qty[a, 0]) * -1 for a in adl.account}
+    cut = ev[ev.kind == "adl_haircut"]
+    paid = {name[a]: int(x) for a, x in zip(cut.account, cut.amount)}
+    return order, taken, paid
+
+
+CASES = [
+    # ranking, n, victims in order, lots taken, haircut paid (largest remainder of 20 by lots x 80)
+    # B 6 @ 480, A 1 @ 80 (total 560): 20*480/560 = 17.14, 20*80/560 = 2.86 -> 17, 2 + 1 -> 17, 3
+    ("pnl_x_leverage", 7, ["B", "A"], {"B": 6, "A": 1}, {"B": 17, "A": 3}),
+    # A 4 @ 320, B 3 @ 240: 11.43, 8.57 -> 11, 8 + 1 to B (0.57 > 0.43) -> 11, 9
+    ("binance", 7, ["A", "B"], {"A": 4, "B": 3}, {"A": 11, "B": 9}),
+    # A 4, D 3: 11, 9 as above
+    ("hyperliquid", 7, ["A", "D"], {"A": 4, "D": 3}, {"A": 11, "D": 9}),
+    # profitable A 4, B 6, C 5 (15 lots), 7 to take: 1.87, 2.8, 2.33 -> 1, 2, 2 + 2 units to the
+    # largest remainders A (0.87) and B (0.8) -> A 2, B 3, C 2; D (a loser) untouched.
+    # Listed by PnL%: B 0.33, C 0.2, A 0.012. Haircuts: 240 -> 8.57, 160 -> 5.71, 160 -> 5.71
+    # -> 8, 5, 5 + 2 -> 8, 6, 6
+    ("pro_rata", 7, ["B", "C", "A"], {"B": 3, "C": 2, "A": 2}, {"B": 8, "C": 6, "A": 6}),
+    # leverage lots x 80 / equity: A 22.9, D 11.4, B 1.41, C 0.36. Water level L with
+    # (4 - L x 14/80) + (5 - L x 35/80) = 7 -> L = 3.27 (above B's 1.41, so B, C untouched):
+    # ideal A 3.43, D 3.57 -> 3, 3 and the last lot to the higher leverage left: A (1 x 80/14 =
+    # 5.7 vs D 2 x 80/35 = 4.6) -> A 4, D 3
+    ("max_leverage", 7, ["A", "D"], {"A": 4, "D": 3}, {"A": 11, "D": 9}),
+    # n = 6 (deficit 120*6//7 = 102 wallet: 102 + 480 - 600 = -18): 9 - 0.6125 L = 6 -> L = 4.9:
+    # ideal A 3.14, D 2.86 -> 3, 2, last lot to D (3 x 80/35 = 6.9 vs A 1 x 80/14 = 5.7) -> A 3, D 3;
+    # haircut 18 over 240, 240 -> 9, 9
+    ("max_leverage", 6, ["A", "D"], {"A": 3, "D": 3}, {"A": 9, "D": 9}),
+]
+
+
+@pytest.mark.parametrize("ranking, n, victims, lots, haircut", CASES)
+def test_adl_ranking_by_hand(make_venue, ranking, n, victims, lots, haircut):
+    v, acc = build(make_venue, [{"stage": "adl", "ranking": ranking, "price": "bankruptcy"}], n=n)
+    deficit = -int(v.equity()[acc["L"]])
+    assert deficit == (20 if n == 7 else 18)
+    before = v.ledger.qty[:, 0].copy()
+    assert v.liquidate() == 1
+    order, taken, paid = adl_result(v, acc, before)
+    assert order == victims
+    assert taken == lots
+    assert paid == haircut
+    # at the bankruptcy price the case ends at exactly zero and the counterparties paid exactly
+    # its deficit
+    assert v.ledger.qty[acc["L"], 0] == 0 and v.equity()[acc["L"]] == 0
+    assert sum(paid.values()) == deficit
+    ev = v.events.to_frame()
+    assert ev[ev.kind == "deficit"].amount.tolist() == [deficit]
+    assert not (ev.kind == "venue_loss").any()
+    # the untouched accounts kept their positions
+    for k in "ABCD":
+        if k not in lots:
+            assert v.ledger.qty[acc[k], 0] == before[acc[k]]
+    assert v.conservation_residual() == 0
+    assert v.ledger.qty.sum(axis=0).tolist() == [0]
+
+
+def test_scores_match_the_hand_table(make_venue):
+    v, acc = build(make_venue, [{"stage": "adl"}])
+    c = np.array([acc[k] for k in "ABCD"])
+    led = v.ledger
+    kw = dict(qty=led.qty[c, 0], cost=led.cost[c, 0], wallet=led.wallet[c], equity=v.equity()[c], mark=80, cv=1,
+              mm=v.maintenance()[c].sum(axis=1), cash_per_usd=1.0, rng=None)
+    assert scores("pnl_x_leverage", **kw) == pytest.approx(
+        [4 / 324 * 320 / 14, 240 / 720 * 480 / 340, 100 / 500 * 400 / 1100, (-25 / 375) / (400 / 35)])
+    assert scores("binance", **kw) == pytest.approx([4 / 10 * 4 / 14, 240 / 100 * 5 / 340, 100 / 1000 * 4 / 1100, 0])
+    assert scores("hyperliquid", **kw) == pytest.approx(
+        [81 / 80 * 320 / 14, 120 / 80 * 480 / 340, 100 / 80 * 400 / 1100, 75 / 80 * 400 / 35])
+    with pytest.raises(ValueError):
+        scores("pro_rata", **kw)
+
+
+def expected_random_queue(seed):
+    # dYdX-style: a uniform random order of the opposite side, drawn from the venue's rng.
+    # Candidates are scored in account order A, B, C, D; highest draw first.
+    draws = np.random.default_rng(seed).random(4)
+    return ["ABCD"[i] for i in np.argsort(-draws, kind="stable")]
+
+
+def random_run(make_venue, seed):
+    v, acc = build(make_venue, [{"stage": "adl", "ranking": "random"}], seed=seed)
+    before = v.ledger.qty[:, 0].copy()
+    v.liquidate()
+    assert v.equity()[acc["L"]] == 0 and v.conservation_residual() == 0
+    return adl_result(v, acc, before)
+
+
+def test_random_ranking_follows_the_venue_rng(make_venue):
+    sizes = {"A": 4, "B": 6, "C": 5, "D": 5}
+    orders = {}
+    for seed in range(8):
+        order, taken, _ = random_run(make_venue, seed)
+        queue = expected_random_queue(seed)
+        # walk the queue taking whole positions until 7 lots
+        want, left = {}, 7
+        for k in queue:
+            if left == 0:
+                break
+            want[k] = min(sizes[k], left)
+            left -= want[k]
+        assert order == list(want) and taken == want
+        assert random_run(make_venue, seed)[0] == order  # same seed, same order
+        orders[seed] = tuple(order)
+    assert len(set(orders.values())) > 1  # another seed, another order
+
+
+def test_adl_at_mark_leaves_the_deficit_for_the_next_stage(make_venue):
+    v, acc = build(make_venue, [{"stage": "adl", "price": "mark"}, {"stage": "insurance_fund"}], fund=1_000)
+    v.liquidate()
+    # L sold its 7 lots at 80: wallet 120 + 560 - 700 = -20, which the fund then pays
+    ev = v.events.to_frame()
+    assert not (ev.kind == "adl_haircut").any()
+    assert ev[ev.kind == "adl"].amount.tolist() == [0, 0]  # filled at mark: no haircut vs mark
+    assert ev[ev.kind == "deficit"].amount.tolist() == [20]
+    assert ev[ev.kind == "fund_payout"].amount.tolist() == [20]
+    assert v.ledger.wallet[v.insurance_fund] == 980
+    assert v.equity()[acc["L"]] == 0
+    # the deleveraged shorts closed at mark: B's 6 lots realised 6 x (120 - 80) = 240
+    assert v.ledger.wallet[acc["B"]] == 100 + 240
+    assert v.conservation_residual() == 0
+
+
+def test_adl_at_mark_with_no_stage_after_is_a_venue_loss(make_venue):
+    v, acc = build(make_venue, [{"stage": "adl", "price": "mark"}])
+    v.liquidate()
+    ev = v.events.to_frame()
+    assert ev[ev.kind == "venue_loss"].amount.tolist() == [20]
+    assert v.ledger.injections == 20
+    assert v.conservation_residual() == 0
+
+
+def test_adl_at_previous_mark(make_venue):
+    # Hyperliquid: fills at the previous mark (85 here, mark now 80). L sells 7 @ 85:
+    # wallet 120 + 7 x 85 - 700 = 15 left (its surplus). B (6 lots) and A (1 lot) buy 5 above
+    # mark: the haircut vs mark recorded on the adl rows is 30 and 5.
+    v, acc = build(make_venue, [{"stage": "adl", "price": "previous_mark"}], prev_mark=85)
+    assert v.prices.previous_mark.tolist() == [85] and v.marks.tolist() == [80]
+    v.liquidate()
+    ev = v.events.to_frame()
+    adl = ev[ev.kind == "adl"]
+    assert adl.price.tolist() == [85.0, 85.0]
+    assert dict(zip(adl.account, adl.amount)) == {acc["B"]: 30, acc["A"]: 5}
+    assert v.ledger.wallet[acc["L"]] == 15
+    assert ev[ev.kind == "surplus"].amount.tolist() == [15]
+    assert v.conservation_residual() == 0
+
+
+def test_adl_never_touches_accounts_without_a_position(make_venue):
+    # Hyperliquid's invariant: a rich account with no open position never shares the loss
+    v, acc = build(make_venue, [{"stage": "adl"}])
+    z = int(v.add_accounts(1, "trader", 10**6)[0])
+    v.liquidate()
+    assert v.ledger.wallet[z] == 10**6
+    ev = v.events.to_frame()
+    assert z not in set(ev.account) | set(ev.counterparty)
+
+
+def test_adl_with_no_counterparty_left_does_not_crash(make_venue):
+    # the only short is the backstop vault (a venue row): ADL has nobody to deleverage
+    v = make_venue(waterfall=[{"stage": "adl"}], backstop=10**6)
+    L = int(v.add_accounts(1, "trader", 10)[0])
+    v.ledger.trade(0, L, v.backstop, 10, 100)
+    move_to(v, 50)
+    assert v.liquidate() == 0  # nothing could move
+    assert v.ledger.qty[L, 0] == 10
+    assert v.conservation_residual() == 0
+
+
+def test_adl_does_not_deleverage_other_cases(make_venue):
+    # two cases on opposite sides in the same round only have each other: no ADL between them.
+    # X long 10 @ 100 (wallet 5) vs Y short 10 @ 100 (wallet 5); Z long 1 / W short 1 elsewhere.
+    # At mark 100 neither is bankrupt, but at 1 % MM both are below maintenance (5 < 10).
+    v = make_venue(waterfall=[{"stage": "adl"}])
+    X, Y = (int(i) for i in v.add_accounts(2, "trader", 5))
+    v.ledger.trade(0, X, Y, 10, 100)
+    move_to(v, 100)
+    assert v.liquidatable()[[X, Y]].tolist() == [True, True]
+    v.liquidate()
+    assert v.ledger.qty[[X, Y], 0].tolist() == [10, -10]
+    assert v.conservation_residual() == 0
+
+
+def test_partial_adl_moves_the_closed_share_of_equity_exactly_even_at_real_notionals(make_venue):
+    # BTC-PERP units (cv = 100 micro-USD per lot-tick): L long 10,000 lots (10 BTC) @ 100,000 USD,
+    # half bought from the backstop (not ADL-able), half from trader S. Mark 89,000 USD:
+    # L's equity = 1e11 + 1e4 x (890,000 - 1,000,000) x 100 = 1e11 - 1.1e11 = -1e10 (-10,000 USD).
+    # ADL closes S's half (5,000 lots); at bankruptcy S pays half the deficit: exactly 5e9.
+    from simulator.market import MarketSpec
+
+    v = make_venue(waterfall=[{"stage": "adl"}], markets=[MarketSpec()], backstop=10**13)
+    L, S = (int(i) for i in v.add_accounts(2, "trader", [10**11, 10**13]))
+    v.ledger.trade(0, L, v.backstop, 5_000, 1_000_000)
+    v.ledger.trade(0, L, S, 5_000, 1_000_000)
+    v.set_index([89_000.0])
+    v.update_marks()
+    assert int(v.equity()[L]) == -10**10
+    v.liquidate()
+    ev = v.events.to_frame()
+    assert ev[ev.kind == "adl_haircut"].amount.tolist() == [5 * 10**9]
+    assert ev[ev.kind == "deficit"].amount.tolist() == [5 * 10**9]
+    assert int(v.equity()[L]) == -5 * 10**9  # the half still held against the backstop
+    assert v.conservation_residual() == 0
+
+
+# ------------------------------------------------------------- allocators
+def test_allocate_queue_takes_whole_positions_down_the_queue():
+    # scores 0.5, 0.9, 0.1, 0.9 -> queue 1, 3 (tie: earlier position first), 0, 2
+    take = allocate_queue(np.array([0.5, 0.9, 0.1, 0.9]), np.array([4, 3, 5, 2]), 7)
+    assert take.tolist() == [2, 3, 0, 2]
+    assert allocate_queue(np.array([1.0, 2.0]), np.array([1, 1]), 5).tolist() == [1, 1]
+
+
+def test_allocate_pro_rata_falls_back_to_losers_only_when_winners_run_out():
+    lots = np.array([4, 6, 5, 10])
+    profitable = np.array([True, True, False, False])
+    # winners hold 10: 8 of them by 4:6 -> 3.2, 4.8 -> 3, 4 + 1 to the larger remainder (0.8) -> 3, 5
+    assert allocate_pro_rata(lots, profitable, 8).tolist() == [3, 5, 0, 0]
+    # 13 needed: all 10 winner lots, then 3 from the losers by 5:10 -> 1, 2
+    assert allocate_pro_rata(lots, profitable, 13).tolist() == [4, 6, 1, 2]
+
+
+def test_allocate_max_leverage_cuts_broke_accounts_first():
+    lots = np.array([5, 3, 10])
+    equity = np.array([-5, 100, 100])
+    # the broke account goes first and entirely (5); the other 3 lots: leverages 3 x 10/100 = 0.3
+    # and 10 x 10 / 100 = 1.0 -> cut the second until its leverage is 0.7 (3 lots) -> [5, 0, 3]
+    assert allocate_max_leverage(lots, equity, 10.0, 8).tolist() == [5, 0, 3]
+    # equal equity and lots: level cut shared, the odd lot to the first
+    assert allocate_max_leverage(np.array([4, 4]), np.array([10, 10]), 1.0, 3).tolist() in ([2, 1], [1, 2])
+    assert allocate_max_leverage(np.array([4, 4]), np.array([10, 10]), 1.0, 3).sum() == 3

@@ -1,0 +1,334 @@
+"""Batch runner: planning, seeds, executors, failures, resume, interruption, atomic files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.batch import (
+    BatchReport,
+    ManifestMismatchError,
+    Task,
+    WorkerLostError,
+    _atomic_write_bytes,
+    expand_grid,
+    load_manifest,
+    load_results,
+    load_series,
+    make_cell_ids,
+    plan_tasks,
+    run_batch,
+    seed_sequence_from_row,
+    task_filename,
+    task_seed_sequence,
+)
+
+try:
+    import dask.distributed  # noqa: F401
+
+    HAVE_DISTRIBUTED = True
+except Exception:  # pragma: no cover
+    HAVE_DISTRIBUTED = False
+
+SCENARIO = {"name": "toy", "seed": 11, "steps": 5, "index": {"vol": 0.8}}
+DESIGNS = ["A", "B"]
+GRID = {"index.shock": [-0.3, -0.1], "venue.fund": [1e6]}
+OFFSET = {"A": 0.0, "B": 2.0}
+
+
+# ------------------------------------------------------------------ toy run functions
+def toy_run(scenario: dict, task: Task) -> dict:
+    """Draws from the task's seed; metrics depend on design and cell (top level: picklable)."""
+    rng = np.random.default_rng(task_seed_sequence(task))
+    draws = rng.normal(size=scenario["steps"])
+    shock = float(task.cell.get("index.shock", 0.0))
+    path = 100.0 * np.exp(np.cumsum(scenario["index"]["vol"] * 0.1 * draws) + shock)
+    return {
+        "draw0": float(draws[0]),
+        "loss": float(-draws.sum() + OFFSET[task.design] - 10 * shock),
+        "count": int(rng.integers(0, 100)),
+        "adl_notional": float(max(0.0, -draws.min() - 1.0)),
+        "fund_depleted": bool(draws.max() > 1.5),
+        "label": f"{task.design}-{task.run_index}",
+        "_series": pd.DataFrame({"step": np.arange(len(path)), "price": path}),
+    }
+
+
+def toy_run_fails_at_2(scenario: dict, task: Task) -> dict:
+    if task.run_index == 2:
+        raise ValueError(f"boom in run {task.run_index}")
+    return toy_run(scenario, task)
+
+
+def toy_run_interrupt_at_3(scenario: dict, task: Task) -> dict:
+    if task.run_index == 3 and task.design == "B":
+        raise KeyboardInterrupt
+    return toy_run(scenario, task)
+
+
+def toy_run_worker_dies(scenario: dict, task: Task) -> dict:
+    if task.run_index == 4:
+        os._exit(3)
+    return toy_run(scenario, task)
+
+
+def toy_run_bad_metric(scenario: dict, task: Task) -> dict:
+    out = toy_run(scenario, task)
+    if task.run_index == 1:
+        out["path"] = [1, 2, 3]
+    return out
+
+
+def _table(out_dir) -> pd.DataFrame:
+    """Results without the timing column (the only executor-dependent value)."""
+    return load_results(out_dir).drop(columns=["elapsed_s"])
+
+
+def _tasks(n=6, seed=11):
+    return plan_tasks(n, DESIGNS, expand_grid(GRID), seed=seed)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted serial batch: the table every other executor must reproduce."""
+    out = tmp_path_factory.mktemp("ref")
+    report = run_batch(SCENARIO, toy_run, _tasks(), out, executor="serial", keep_series=2, progress=False)
+    assert report.exit_code == 0
+    return out, _table(out)
+
+
+# ------------------------------------------------------------------ planning and seeds
+def test_expand_grid_order_and_cell_ids():
+    cells = expand_grid({"shock": [-0.3, -0.1], "fund": [1e6, 250000.0]})
+    assert cells == [
+        {"shock": -0.3, "fund": 1e6},
+        {"shock": -0.3, "fund": 250000.0},
+        {"shock": -0.1, "fund": 1e6},
+        {"shock": -0.1, "fund": 250000.0},
+    ]
+    assert make_cell_ids(cells) == [
+        "shock=-0.3,fund=1e6",
+        "shock=-0.3,fund=2.5e5",
+        "shock=-0.1,fund=1e6",
+        "shock=-0.1,fund=2.5e5",
+    ]
+    assert expand_grid({}) == [{}]
+    assert make_cell_ids([{}]) == ["base"]
+    # dotted paths shorten to the shortest unique suffix
+    assert make_cell_ids([{"index.shocks.0.size": 0.1, "agents.traders.size": 2, "steps": 100}]) == [
+        "0.size=0.1,traders.size=2,steps=100"
+    ]
+    with pytest.raises(ValueError, match="at least one value"):
+        expand_grid({"shock": []})
+    with pytest.raises(ValueError, match="same id"):
+        make_cell_ids([{"x": 1}, {"x": 1}])
+
+
+def test_plan_tasks_order_and_seeds():
+    tasks = plan_tasks(3, ["A", "B"], [{"s": 1}, {"s": 2}], seed=42)
+    assert len(tasks) == 12
+    # run-major: every cell and design of run 0 first
+    assert [(t.run_index, t.cell_id, t.design) for t in tasks[:4]] == [
+        (0, "s=1", "A"),
+        (0, "s=1", "B"),
+        (0, "s=2", "A"),
+        (0, "s=2", "B"),
+    ]
+    children = np.random.SeedSequence(42).spawn(3)
+    for t in tasks:
+        assert t.seed == 42 and t.spawn_key == (t.run_index,)
+        ss = task_seed_sequence(t)
+        np.testing.assert_array_equal(ss.generate_state(8), children[t.run_index].generate_state(8))
+    assert plan_tasks(2, ["A"], None, seed=1)[0].cell == {}
+    assert plan_tasks(2, ["A"], None, seed=1)[0].cell_id == "base"
+    with pytest.raises(ValueError, match="unique"):
+        plan_tasks(2, ["A", "A"], None, seed=1)
+
+
+def test_common_random_numbers(reference):
+    _, df = reference
+    # same run index -> same draws, whatever the design and the cell
+    per_run = df.groupby("run_index")["draw0"].nunique()
+    assert (per_run == 1).all()
+    assert df.groupby("run_index")["draw0"].first().nunique() == df["run_index"].nunique()
+    # the design effect is exactly the offset on every path (paired)
+    a = df[df.design == "A"].set_index(["cell_id", "run_index"])["loss"]
+    b = df[df.design == "B"].set_index(["cell_id", "run_index"])["loss"]
+    np.testing.assert_allclose((b - a).to_numpy(), 2.0)
+    # a row gives back its seed sequence
+    row = df.iloc[5]
+    ss = seed_sequence_from_row(row)
+    np.testing.assert_array_equal(
+        ss.generate_state(4), np.random.SeedSequence(11).spawn(6)[row["run_index"]].generate_state(4)
+    )
+
+
+def test_result_rows_and_layout(reference):
+    out, df = reference
+    assert len(df) == 6 * 2 * 2
+    assert list(df.columns[:5]) == ["run_index", "design", "cell_id", "cell.index.shock", "cell.venue.fund"]
+    for col in ("seed_entropy", "spawn_key", "status", "error", "traceback"):
+        assert col in df.columns
+    assert (df["status"] == "ok").all() and df["error"].isna().all()
+    assert (df["seed_entropy"] == 11).all()
+    assert df["spawn_key"].tolist() == [json.dumps([int(i)]) for i in df["run_index"]]
+    # sorted by cell_id, design, run_index
+    keys = list(zip(df.cell_id, df.design, df.run_index))
+    assert keys == sorted(keys)
+    assert set(df["cell_id"]) == {"shock=-0.3,fund=1e6", "shock=-0.1,fund=1e6"}
+    # manifest and status
+    m = load_manifest(out)
+    assert m["scenario"] == SCENARIO and m["seed"] == 11 and m["n_runs"] == 6 and m["designs"] == DESIGNS
+    assert [c["cell_id"] for c in m["cells"]] == ["shock=-0.3,fund=1e6", "shock=-0.1,fund=1e6"]
+    assert m["perpstress"] and m["sessions"][0]["executor"] == "serial"
+    assert json.loads((out / "status.json").read_text())["state"] == "complete"
+    # one parquet per task, nothing else (no temp files)
+    names = os.listdir(out / "runs")
+    assert len(names) == 24 and all(n.endswith(".parquet") and not n.startswith(".") for n in names)
+    assert task_filename("shock=-0.3,fund=1e6", "A", 3) in names
+    # series kept for run indices 0 and 1 only
+    series = load_series(out)
+    assert sorted(series["run_index"].unique()) == [0, 1]
+    assert len(os.listdir(out / "series")) == 2 * 2 * 2
+    one = series[(series.run_index == 1) & (series.design == "B") & (series.cell_id == "shock=-0.1,fund=1e6")]
+    assert one["step"].tolist() == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ executors
+def test_process_pool_matches_serial(reference, tmp_path):
+    _, ref = reference
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False)
+    assert (report.ok, report.failed, report.skipped, report.exit_code) == (24, 0, 0, 0)
+    pd.testing.assert_frame_equal(_table(tmp_path), ref)
+    assert len(os.listdir(tmp_path / "series")) == 8
+
+
+@pytest.mark.skipif(not HAVE_DISTRIBUTED, reason="dask.distributed cannot be imported")
+def test_dask_local_cluster_matches_serial(reference, tmp_path):
+    _, ref = reference
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="dask", workers=2, keep_series=2, progress=False)
+    assert report.exit_code == 0 and report.ok == 24
+    pd.testing.assert_frame_equal(_table(tmp_path), ref)
+
+
+# ------------------------------------------------------------------ failures and resume
+def test_failed_run_is_recorded_and_retried_on_resume(reference, tmp_path):
+    _, ref = reference
+    report = run_batch(SCENARIO, toy_run_fails_at_2, _tasks(), tmp_path, executor="serial", progress=False)
+    assert (report.ok, report.failed, report.exit_code) == (20, 4, 1)
+    assert {(f["run_index"], f["error"]) for f in report.failures} == {(2, "ValueError: boom in run 2")}
+    df = load_results(tmp_path)
+    bad = df[df.status == "failed"]
+    assert len(bad) == 4 and (bad.run_index == 2).all()
+    assert (bad["error"] == "ValueError: boom in run 2").all()
+    assert bad["traceback"].str.contains("toy_run_fails_at_2").all()
+    assert (bad["seed_entropy"] == 11).all() and (bad["spawn_key"] == "[2]").all()
+    assert bad["loss"].isna().all()
+    assert (df[df.status == "ok"]["loss"].notna()).all()
+    # resume retries only the failed runs
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="serial", keep_series=2, progress=False, resume=True)
+    assert (report.ok, report.failed, report.skipped, report.exit_code) == (4, 0, 20, 0)
+    got = _table(tmp_path)
+    pd.testing.assert_frame_equal(got[ref.columns], ref)
+    assert len(load_manifest(tmp_path)["sessions"]) == 2
+
+
+def test_bad_metric_value_fails_the_run(tmp_path):
+    report = run_batch(SCENARIO, toy_run_bad_metric, _tasks(3), tmp_path, executor="serial", progress=False)
+    assert report.failed == 4 and report.exit_code == 1
+    df = load_results(tmp_path)
+    assert df.loc[df.status == "failed", "error"].str.contains("'path'").all()
+
+
+def test_keyboard_interrupt_then_resume(reference, tmp_path):
+    _, ref = reference
+    tasks = _tasks()
+    k = next(i for i, t in enumerate(tasks) if t.run_index == 3 and t.design == "B")
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(SCENARIO, toy_run_interrupt_at_3, tasks, tmp_path, executor="serial", keep_series=2, progress=False)
+    # everything before task k is on disk, nothing after
+    names = set(os.listdir(tmp_path / "runs"))
+    assert names == {task_filename(*t.key) for t in tasks[:k]}
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "interrupted"
+    report = run_batch(SCENARIO, toy_run, tasks, tmp_path, executor="serial", keep_series=2, progress=False, resume=True)
+    assert (report.skipped, report.ok, report.failed) == (k, len(tasks) - k, 0)
+    pd.testing.assert_frame_equal(_table(tmp_path), ref)
+    pd.testing.assert_frame_equal(load_series(tmp_path), load_series(reference[0]))
+
+
+def test_keyboard_interrupt_in_process_pool(reference, tmp_path):
+    _, ref = reference
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(SCENARIO, toy_run_interrupt_at_3, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False)
+    done = load_results(tmp_path)
+    assert len(done) < 24 and (done.status == "ok").all()
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False, resume=True)
+    assert report.exit_code == 0 and report.skipped == len(done)
+    pd.testing.assert_frame_equal(_table(tmp_path), ref)
+
+
+def test_killed_worker_keeps_finished_results(reference, tmp_path):
+    _, ref = reference
+    with pytest.raises(WorkerLostError, match="resume=True") as info:
+        run_batch(SCENARIO, toy_run_worker_dies, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False)
+    err = info.value
+    assert err.not_done and all(isinstance(t, Task) for t in err.not_done)
+    done = load_results(tmp_path)
+    assert (done.status == "ok").all() and not (done.run_index == 4).any()
+    assert len(done) + len(err.not_done) == 24
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "worker_lost"
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="serial", keep_series=2, progress=False, resume=True)
+    assert report.exit_code == 0 and report.ok == len(err.not_done)
+    pd.testing.assert_frame_equal(_table(tmp_path), ref)
+
+
+def test_manifest_mismatch_on_resume(tmp_path):
+    run_batch(SCENARIO, toy_run, _tasks(2), tmp_path, executor="serial", progress=False)
+    with pytest.raises(FileExistsError, match="resume=True"):
+        run_batch(SCENARIO, toy_run, _tasks(2), tmp_path, executor="serial", progress=False)
+    with pytest.raises(ManifestMismatchError, match=r"seed differs \(11 in the manifest, 12 now\)"):
+        run_batch(SCENARIO, toy_run, _tasks(2, seed=12), tmp_path, executor="serial", progress=False, resume=True)
+    other = {**SCENARIO, "index": {"vol": 0.5}}
+    with pytest.raises(ManifestMismatchError, match=r"scenario differs \(index.vol: 0.8 in the manifest, 0.5 now\)"):
+        run_batch(other, toy_run, _tasks(2), tmp_path, executor="serial", progress=False, resume=True)
+    with pytest.raises(ManifestMismatchError, match="n_runs differ"):
+        run_batch(SCENARIO, toy_run, _tasks(3), tmp_path, executor="serial", progress=False, resume=True)
+    # the same batch resumes fine (nothing left to do)
+    report = run_batch(SCENARIO, toy_run, _tasks(2), tmp_path, executor="serial", progress=False, resume=True)
+    assert isinstance(report, BatchReport) and report.skipped == 8 and report.ok == 0
+
+
+# ------------------------------------------------------------------ atomic files
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.parquet"
+    _atomic_write_bytes(target, b"first")
+
+    def broken_replace(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        _atomic_write_bytes(target, b"second")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["x.parquet"] and target.read_bytes() == b"first"
+
+
+def test_stale_temp_files_are_cleaned_on_resume(tmp_path):
+    run_batch(SCENARIO, toy_run, _tasks(2), tmp_path, executor="serial", progress=False)
+    stale = tmp_path / "runs" / ".half-written.parquet.abc.tmp"
+    stale.write_bytes(b"partial")
+    assert load_results(tmp_path).shape[0] == 8  # readers ignore temp files
+    run_batch(SCENARIO, toy_run, _tasks(2), tmp_path, executor="serial", progress=False, resume=True)
+    assert not stale.exists()
+    assert all(n.endswith(".parquet") and not n.startswith(".") for n in os.listdir(tmp_path / "runs"))
+
+
+def test_unpicklable_run_fn_is_refused_for_process_pool(tmp_path):
+    with pytest.raises(TypeError, match="picklable"):
+        run_batch(SCENARIO, lambda s, t: {}, _tasks(1), tmp_path, executor="process", workers=1, progress=False)
+    with pytest.raises(ValueError, match="executor='dask'"):
+        run_batch(SCENARIO, toy_run, _tasks(1), tmp_path, executor="process", scheduler="tcp://127.0.0.1:1", progress=False)

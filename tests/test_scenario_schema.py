@@ -1,0 +1,80 @@
+"""Bad scenario files fail before anything runs, naming the file, the field and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simulator.cli import main
+from simulator.scenario import ScenarioError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((ROOT / "scenarios/cascade.yaml").read_text())
+
+
+def write(tmp_path, mutate) -> Path:
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+CASES = {
+    "unknown key": (lambda d: d["agents"]["traders"].update(levrage=3), "agents.traders.levrage", "unknown field"),
+    "wrong type": (lambda d: d.update(steps="many"), "steps", "valid integer"),
+    "negative capital": (lambda d: d["agents"]["market_makers"].update(capital=-5), "agents.market_makers.capital", "greater than 0"),
+    "leverage zero": (lambda d: d["agents"]["traders"]["leverage"].update(median=0), "agents.traders.leverage.median", "greater than 0"),
+    "shock after last step": (lambda d: d["shocks"][0].update(step=5000), "shocks[0].step", "after the last step"),
+    "unknown stage": (lambda d: d["venue"]["waterfall"].append({"stage": "bailout"}), "venue.waterfall.3", "'book', 'backstop', 'insurance_fund', 'adl', 'socialize'"),
+    "unknown ranking": (lambda d: d["venue"]["waterfall"][2].update(ranking="vibes"), "venue.waterfall.2.adl.ranking", "'pnl_x_leverage'"),
+    "strategy shares": (lambda d: d["agents"]["traders"].update(strategies={"trend": 0.5}), "agents.traders.strategies", "sum to 1"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_field_is_named_with_what_is_allowed(tmp_path, name):
+    mutate, field, allowed = CASES[name]
+    path = write(tmp_path, mutate)
+    with pytest.raises(ScenarioError) as err:
+        load(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert field in msg
+    assert allowed in msg
+
+
+def test_missing_scenario_file(tmp_path):
+    with pytest.raises(ScenarioError, match="nope.yaml: file not found"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_missing_replay_file_is_named(tmp_path):
+    data = yaml.safe_load((ROOT / "scenarios/october_2025.yaml").read_text())
+    data["index"]["models"][0]["path"] = "data/missing.csv"
+    path = tmp_path / "replay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError, match=r"index.models.0.path: file .*missing.csv.* does not exist"):
+        load(path)
+
+
+def test_cli_run_on_bad_file_fails_clearly_and_writes_nothing(tmp_path, capsys):
+    path = write(tmp_path, lambda d: d["agents"]["traders"].update(levrage=3))
+    out = tmp_path / "out"
+    code = main(["run", str(path), "--out", str(out)])
+    assert code == 2
+    assert "agents.traders.levrage" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_validate_accepts_every_bundled_scenario(capsys):
+    files = sorted(str(p) for p in (ROOT / "scenarios").glob("*.yaml"))
+    assert main(["validate", *files]) == 0
+    assert capsys.readouterr().out.count(": ok") == len(files)
+
+
+def test_bad_override_is_named(tmp_path):
+    with pytest.raises(ScenarioError, match="agents.traders.count"):
+        load(ROOT / "scenarios/cascade.yaml", {"agents.traders.count": -1})
