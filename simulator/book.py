@@ -160,6 +160,20 @@ class OrderBook:
             (sides == SELL) & (bb is not None) & (prices <= (bb or 0))
         )
         ok = ~crosses & (qtys > 0) & (prices > 0)
+        buy_ok, sell_ok = ok & (sides == BUY), ok & (sides == SELL)
+        if buy_ok.any() and sell_ok.any() and prices[buy_ok].max() >= prices[sell_ok].min():
+            # orders of this batch cross each other: accept in arrival order, each checked
+            # against the book plus the batch orders accepted before it
+            ok[:] = False
+            for i, (side, price, q) in enumerate(zip(sides.tolist(), prices.tolist(), qtys.tolist())):
+                if q <= 0 or price <= 0:
+                    continue
+                if side == BUY and (ba is None or price < ba):
+                    ok[i] = True
+                    bb = price if bb is None else max(bb, price)
+                elif side == SELL and (bb is None or price > bb):
+                    ok[i] = True
+                    ba = price if ba is None else min(ba, price)
         for side, s in ((BUY, self.bids), (SELL, self.asks)):
             m = ok & (sides == side)
             if m.any():

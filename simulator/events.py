@@ -53,7 +53,8 @@ class EventLog:
         """Append one or more events; every column broadcasts to the longest array given."""
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
-        n = max((np.size(v) for v in cols.values()), default=1)
+        # numpy broadcasting: scalars stretch, a zero-length array means nothing to log
+        n = int(np.prod(np.broadcast_shapes(*(np.shape(v) for v in cols.values())))) if cols else 1
         if n == 0:
             return
         part = {"step": np.full(n, self.step), "round": np.full(n, self.round), "kind": np.full(n, kind, dtype=object)}

@@ -45,6 +45,7 @@ def largest_remainder(total: int, weights) -> np.ndarray:
     Returns:
         int64 array of parts, ``parts.sum() == total``.
     """
+    total = int(total)  # a numpy int64 total would make ``total * v`` overflow silently
     w = [int(v) for v in np.asarray(weights).ravel()]
     if total < 0:
         raise ValueError("total must be non-negative")

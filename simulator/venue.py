@@ -8,6 +8,7 @@ initial margin) and ``post_quotes`` (resting, post-only).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,7 +122,11 @@ class Venue:
 
     def liquidatable(self) -> np.ndarray:
         """Accounts below maintenance (cross margin), venue rows excluded."""
-        return below_maintenance(self.equity(), self.maintenance()) & ~self.ledger.is_venue()
+        led = self.ledger
+        # a flat account with a negative wallet (a reducing order filled deep in a thin book)
+        # is bankrupt too: its loss must go through the waterfall, not hide in the wallet
+        flat_negative = (led.wallet < 0) & ~(led.qty != 0).any(axis=1)
+        return (below_maintenance(self.equity(), self.maintenance()) | flat_negative) & ~led.is_venue()
 
     # --------------------------------------------------------------- trading
     def submit_orders(self, market: int, owners, sides, qtys, limits=None, reduce_only=None) -> Fills:
@@ -191,6 +196,11 @@ class Venue:
         self.ledger.deposit(accounts, amounts)
         np.add.at(self.window_flows, np.atleast_1d(accounts), amounts)
 
+    def withdraw(self, accounts, amounts) -> None:
+        """External withdrawal; counted out of the profit window like a deposit."""
+        self.ledger.withdraw(accounts, amounts)
+        np.subtract.at(self.window_flows, np.atleast_1d(accounts), amounts)
+
     def settle(self, market: int, fills: Fills, fees: bool = True) -> None:
         """Put fills on the ledger; with ``fees`` the taker and maker fees go to the fee pool."""
         if not len(fills):
@@ -257,8 +267,8 @@ class Venue:
                 size = max(1, int(abs(q) * self.config.unwind_fraction))
                 side = SELL if q > 0 else BUY
                 band = self.config.unwind_band
-                limit = self.marks[m] * (1 - band) if side == SELL else self.marks[m] * (1 + band)
-                fills = self.books[m].submit([holder], [side], [size], [int(round(limit))])
+                limit = math.ceil(self.marks[m] * (1 - band)) if side == SELL else math.floor(self.marks[m] * (1 + band))
+                fills = self.books[m].submit([holder], [side], [size], [limit])
                 self.settle(m, fills, fees=False)
                 if len(fills):
                     self.events.add("unwind", account=holder, market=m, qty=int(fills.qty.sum()),
@@ -274,7 +284,7 @@ class Venue:
                 break
             eq = self.equity()[flagged]
             mm = self.maintenance()[flagged].sum(axis=1)
-            flagged = flagged[np.argsort(eq / mm, kind="stable")]  # worst first
+            flagged = flagged[np.argsort(eq / np.maximum(mm, 1), kind="stable")]  # worst first
             self.cancel_orders(flagged)
             before_qty = self.ledger.qty[flagged].copy()
             before_wallet = self.ledger.wallet[flagged].copy()

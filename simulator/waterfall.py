@@ -7,6 +7,12 @@ its wallet is its *surplus* (> 0) or *deficit* (< 0), and deficit stages (``insu
 ``socialize``) cover what they can. Whatever is still negative after the last stage is the
 venue's own loss (``cover_venue_loss``): injected from outside and recorded, never hidden.
 
+When a case's positions are gone, its wallet is logged once as a ``deficit`` or ``surplus``
+event, before any stage covers or takes it (``Cases.record_outcome``), so the deficit events add
+up to what the covers (fund payouts, negative takeover margins, ADL haircuts, socialization,
+venue loss) paid. A partial book close that brings a case back above maintenance marks it
+``restored``: later position stages leave the rest of its position alone.
+
 Every stage is a class with ``run(venue, cases)`` and, if it defers work to the end of a
 settlement window, ``settle(venue)``. A new stage is one new class registered in ``STAGES``.
 
@@ -36,15 +42,34 @@ class Cases:
     accounts: np.ndarray
     liquidated_notional: np.ndarray = field(init=False)
     fee_taken: np.ndarray = field(init=False)
+    restored: np.ndarray = field(init=False)  # a partial book close got it back above MM
+    recorded: np.ndarray = field(init=False)  # its deficit/surplus event has been logged
 
     def __post_init__(self):
         self.accounts = np.asarray(self.accounts, dtype=np.int64)
         self.liquidated_notional = np.zeros(len(self.accounts), dtype=np.int64)
         self.fee_taken = np.zeros(len(self.accounts), dtype=bool)
+        self.restored = np.zeros(len(self.accounts), dtype=bool)
+        self.recorded = np.zeros(len(self.accounts), dtype=bool)
 
     def open(self, venue) -> np.ndarray:
         """Mask: the case still holds a position."""
         return (venue.ledger.qty[self.accounts] != 0).any(axis=1)
+
+    def pending(self, venue) -> np.ndarray:
+        """Mask: the case holds a position that later position stages must still close (a
+        partial book close that brought the case back above maintenance leaves it the rest)."""
+        return self.open(venue) & ~self.restored
+
+    def record_outcome(self, venue, stage: str) -> None:
+        """Log a ``deficit`` (wallet < 0) or ``surplus`` (wallet > 0) event for every case that
+        is now flat and not yet logged; called when positions are gone and before any cover."""
+        new = ~self.open(venue) & ~self.recorded
+        self.recorded |= new
+        w = venue.ledger.wallet[self.accounts]
+        for kind, hit in (("deficit", new & (w < 0)), ("surplus", new & (w > 0))):
+            if hit.any():
+                venue.events.add(kind, stage=stage, account=self.accounts[hit], amount=np.abs(w[hit]))
 
     def deficit(self, venue) -> np.ndarray:
         """Deficit per case (> 0 only for flat cases with a negative wallet)."""
@@ -105,6 +130,8 @@ class BookStage(Stage):
             if self.limit_at_bankruptcy:
                 limit = np.where(sides == SELL, np.maximum(limit, np.ceil(p_b)), np.minimum(limit, np.floor(p_b)))
             limit = np.where(sides == SELL, np.clip(limit, 0, None), np.clip(limit, None, 2**62))
+            # whole ticks inside the band: a sell limit rounds up, a buy limit down
+            limit = np.where(sides == SELL, np.ceil(limit), np.floor(limit))
             limit = np.nan_to_num(limit, nan=0.0, posinf=2**62).astype(np.int64)
             fills = venue.books[m].submit(acc, sides, size, limit)
             venue.settle(m, fills, fees=False)
@@ -116,9 +143,13 @@ class BookStage(Stage):
                 hit = filled > 0
                 cases.liquidated_notional[sel[hit]] += value[hit] * venue.contract_values[m]
                 venue.events.add(
-                    "liquidation", stage=self.name, account=acc[hit], market=m,
-                    qty=filled[hit] * -sides[hit], price=value[hit] / filled[hit], bankruptcy_price=p_b[hit],
+                    "liquidation", amount=0, stage=self.name, account=acc[hit], market=m,
+                    qty=filled[hit] * sides[hit], price=value[hit] / filled[hit], bankruptcy_price=p_b[hit],
                 )
+        if self.partial:
+            back = venue.equity()[cases.accounts] >= venue.maintenance()[cases.accounts].sum(axis=1)
+            cases.restored |= cases.open(venue) & back
+        cases.record_outcome(venue, self.name)
 
 
 # ------------------------------------------------------------- takeover (shared)
@@ -153,8 +184,9 @@ def take_over(venue, cases: Cases, taker: int, eligible: np.ndarray, stage: str)
         sellers = np.where(qh > 0, a, taker)
         led.trade(m, buyers, sellers, np.abs(qh), venue.marks[m])
         cases.liquidated_notional[idx[held]] += np.abs(qh) * venue.marks[m] * venue.contract_values[m]
-        venue.events.add("liquidation", stage=stage, account=a, counterparty=taker, market=m,
+        venue.events.add("liquidation", amount=0, stage=stage, account=a, counterparty=taker, market=m,
                          qty=-qh, price=float(venue.marks[m]), bankruptcy_price=p_b)
+    cases.record_outcome(venue, stage)
     margin = led.wallet[acc].copy()  # flat now: wallet is the remaining equity, either sign
     led.transfer(acc, taker, margin)
     venue.events.add("takeover", stage=stage, account=acc, counterparty=taker, amount=margin)
@@ -174,7 +206,7 @@ class BackstopStage(Stage):
     def run(self, venue, cases: Cases) -> None:
         eq = venue.equity()[cases.accounts]
         mm = venue.maintenance()[cases.accounts].sum(axis=1)
-        eligible = cases.open(venue) & (eq < self.trigger * mm)
+        eligible = cases.pending(venue) & (eq < self.trigger * mm)
         take_over(venue, cases, venue.backstop, eligible, self.name)
 
 
@@ -208,7 +240,8 @@ class InsuranceFundStage(Stage):
     def run(self, venue, cases: Cases) -> None:
         led, fund = venue.ledger, venue.insurance_fund
         if self.takeover:
-            take_over(venue, cases, fund, cases.open(venue), self.name)
+            take_over(venue, cases, fund, cases.pending(venue), self.name)
+        cases.record_outcome(venue, self.name)
         self._take_surplus(venue, cases)
         need = cases.deficit(venue)
         if self.cap_per_event is not None:
@@ -267,20 +300,21 @@ class ADLStage(Stage):
 
     def run(self, venue, cases: Cases) -> None:
         led = venue.ledger
-        open_ = cases.open(venue)
-        if not open_.any():
+        pending = cases.pending(venue)
+        if not pending.any():
             return
         eq_before = venue.equity()[cases.accounts]
         notional_before = (np.abs(led.qty[cases.accounts]) * venue.marks * venue.contract_values).sum(axis=1)
         fills = []  # (case index, counterparty, market, lots)
         for m in range(venue.n_markets):
             for side in (1, -1):  # the cases' side
-                sel = np.flatnonzero(np.sign(led.qty[cases.accounts, m]) == side)
+                sel = np.flatnonzero(pending & (np.sign(led.qty[cases.accounts, m]) == side))
                 if len(sel):
                     fills.append(self._deleverage_side(venue, cases, sel, m, side))
         if not fills:
             return
         case_i, cpty, mkt, lots, haircut_weight = (np.concatenate(x) for x in zip(*fills))
+        cases.record_outcome(venue, self.name)  # at the fill price, before any cash moves
         if self.price == "bankruptcy":
             self._settle_at_bankruptcy(venue, cases, eq_before, notional_before, case_i, cpty, haircut_weight)
 
@@ -330,7 +364,7 @@ class ADLStage(Stage):
         led.trade(m, buyers, sellers, sizes, price)
         cases.liquidated_notional[sel[ci]] += sizes * price * cv
         haircut_vs_mark = sizes * (price - mark) * cv * side  # what counterparties lose vs mark
-        venue.events.add("liquidation", stage=self.name, account=case_acc, counterparty=cp_acc, market=m,
+        venue.events.add("liquidation", amount=0, stage=self.name, account=case_acc, counterparty=cp_acc, market=m,
                          qty=-side * sizes, price=float(price), bankruptcy_price=p_b)
         venue.events.add("adl", stage=self.name, account=cp_acc, counterparty=case_acc, market=m,
                          qty=side * sizes, price=float(price), bankruptcy_price=p_b,
@@ -346,7 +380,11 @@ class ADLStage(Stage):
             closed = int(weight[mine].sum())
             total = int(notional_before[k])
             if venue.ledger.qty[a].any():
-                equity = int(muldiv(int(venue.equity()[a]), closed, max(total, 1)))
+                # Python ints: equity * closed overflows int64 for real notionals
+                equity = int(venue.equity()[a]) * closed // max(total, 1)
+                if equity != 0:  # the closed share of a case ADL could not close entirely
+                    venue.events.add("deficit" if equity < 0 else "surplus", stage=self.name,
+                                     account=a, amount=abs(equity))
             else:
                 equity = int(led.wallet[a])
             if equity == 0:
@@ -385,6 +423,7 @@ class SocializeStage(Stage):
             raise ValueError(f"socialize when {self.when!r}; allowed: {TIMINGS}")
 
     def run(self, venue, cases: Cases) -> None:
+        cases.record_outcome(venue, self.name)
         need = cases.deficit(venue)
         if not need.any():
             return
@@ -436,9 +475,10 @@ class SocializeStage(Stage):
 def cover_venue_loss(venue, cases: Cases) -> None:
     """After the last stage: the venue injects what is still negative and records it.
 
-    Also pays back a loss pool left short by an immediate socialization that could not
-    collect everything (it never carries a balance between rounds unless deferred).
+    (An immediate socialization pays out only what it collected, so the loss pool carries a
+    balance between rounds only for a deferred, ``settlement`` socialization.)
     """
+    cases.record_outcome(venue, "venue")
     need = cases.deficit(venue)
     for k in np.flatnonzero(need > 0):
         venue.ledger.inject(int(cases.accounts[k]), int(need[k]), "venue_loss")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import move_to, unit_market
+from conftest import move_to
 from simulator.adl import allocate_max_leverage, allocate_pro_rata, allocate_queue, scores
 
 
@@ -225,8 +225,8 @@ def test_adl_with_no_counterparty_left_does_not_crash(make_venue):
 
 def test_adl_does_not_deleverage_other_cases(make_venue):
     # two cases on opposite sides in the same round only have each other: no ADL between them.
-    # X long 10 @ 100 (wallet 5) vs Y short 10 @ 100 (wallet 5); Z long 1 / W short 1 elsewhere.
-    # At mark 100 neither is bankrupt, but at 1 % MM both are below maintenance (5 < 10).
+    # X long 10 @ 100 (wallet 5) vs Y short 10 @ 100 (wallet 5): at mark 100 neither is bankrupt,
+    # but at 1 % MM both are below maintenance (5 < 10).
     v = make_venue(waterfall=[{"stage": "adl"}])
     X, Y = (int(i) for i in v.add_accounts(2, "trader", 5))
     v.ledger.trade(0, X, Y, 10, 100)

@@ -5,7 +5,6 @@ Owners are plain integers, prices whole ticks, sizes whole lots.
 
 from __future__ import annotations
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

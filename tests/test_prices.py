@@ -11,8 +11,6 @@ from simulator.prices import FundingConfig, MarkConfig, PriceState, funding_paym
 
 def funded_venue(make_venue, bid, ask, index=1_000, cap=0.0075, interest=0.0001):
     """a long 10, b short 7, c short 3 (entered at 1,000); mark = book mid, index given."""
-    from simulator.prices import FundingConfig
-
     v = make_venue(mark="mid", funding=FundingConfig(interval=1, cap=cap, interest=interest))
     mm, a, b, c = v.add_accounts(4, "trader", 100_000)
     v.ledger.trade(0, a, b, 7, 1_000)

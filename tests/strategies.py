@@ -1,0 +1,175 @@
+"""Shared hypothesis strategies for venue-level property tests.
+
+``venue_runs()`` draws a whole run: 2-3 markets with different contract values, a waterfall drawn
+from the registered stages and their options, a few market makers and cheap high-leverage
+traders, and a list of steps (index moves up to +-30 %, quotes, market orders, deposits and
+withdrawals). ``build_venue`` and ``play_step`` turn it into a ``Venue`` and drive one step the
+way the exchange agent does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from simulator.adl import RANKINGS
+from simulator.book import BUY, SELL
+from simulator.margin import MarginTiers, initial_margin
+from simulator.market import MarketSpec
+from simulator.prices import FundingConfig, MarkConfig
+from simulator.venue import Venue, VenueConfig
+from simulator.waterfall import ADL_PRICES, SURPLUS_POLICIES, TIMINGS, WEIGHTS
+
+# (tick_size, lot_size, cash_unit): contract values 1, 100, 5, 1
+SPEC_UNITS = [(1.0, 1.0, 1.0), (0.1, 0.001, 1e-6), (0.5, 0.1, 0.01), (0.01, 1.0, 0.01)]
+
+STAGE_OPTIONS = {
+    "book": st.fixed_dictionaries({}, optional={
+        "partial": st.booleans(),
+        "partial_buffer": st.sampled_from([0.0, 0.1, 0.5]),
+        "price_band": st.one_of(st.none(), st.sampled_from([0.01, 0.05, 0.3])),
+        "limit_at_bankruptcy": st.booleans(),
+    }),
+    "backstop": st.fixed_dictionaries({}, optional={"trigger": st.sampled_from([0.5, 2 / 3, 1.0])}),
+    "insurance_fund": st.fixed_dictionaries({}, optional={
+        "surplus_policy": st.sampled_from(SURPLUS_POLICIES),
+        "clearance_fee": st.sampled_from([0.0, 0.005, 0.015]),
+        "cap_per_event": st.one_of(st.none(), st.integers(0, 10**7)),
+        "takeover": st.booleans(),
+    }),
+    "adl": st.fixed_dictionaries({}, optional={
+        "ranking": st.sampled_from(RANKINGS),
+        "price": st.sampled_from(ADL_PRICES),
+    }),
+    "socialize": st.fixed_dictionaries({}, optional={
+        "weights": st.sampled_from(WEIGHTS),
+        "when": st.sampled_from(TIMINGS),
+    }),
+}
+
+
+def stage_entry(name: str):
+    return STAGE_OPTIONS[name].map(lambda opts: {"stage": name, **opts})
+
+
+# any order, or (half the time) position stages before deficit stages, so that deficits reach
+# the insurance fund and socialization often
+CANONICAL = ["book", "backstop", "adl", "insurance_fund", "socialize"]
+stage_names = st.tuples(
+    st.lists(st.sampled_from(CANONICAL), min_size=1, max_size=5, unique=True), st.booleans()
+).map(lambda t: sorted(t[0], key=CANONICAL.index) if t[1] else t[0])
+waterfalls = stage_names.flatmap(lambda names: st.tuples(*(stage_entry(n) for n in names)).map(list))
+
+
+@st.composite
+def market_specs(draw, i: int):
+    tick, lot, cash = draw(st.sampled_from(SPEC_UNITS))
+    two_tiers = draw(st.booleans())
+    base = draw(st.sampled_from([4_000, 5_000, 10_000, 50_000]))
+    if two_tiers:
+        tiers = MarginTiers((0, draw(st.sampled_from([10**4, 10**6, 10**8]))), (base, base * 2))
+    else:
+        tiers = MarginTiers((0,), (base,))
+    return MarketSpec(
+        name=f"M{i}", tick_size=tick, lot_size=lot, cash_unit=cash, max_leverage=100.0,
+        taker_fee_ppm=draw(st.sampled_from([0, 450])), maker_fee_ppm=draw(st.sampled_from([0, 150, -50])),
+        tiers=tiers,
+    )
+
+
+@st.composite
+def steps(draw, n_markets: int, n_traders: int, n_steps: int):
+    out = []
+    for _ in range(n_steps):
+        out.append({
+            "returns": draw(st.lists(st.one_of(st.floats(-0.3, 0.3), st.sampled_from([-0.3, -0.15, 0.15, 0.3])),
+                                     min_size=n_markets, max_size=n_markets)),
+            # per market: quotes (maker 0/1, side, distance from the index as a fraction (a
+            # negative one crosses the index, so quotes of one batch may cross each other), lots)
+            "quotes": draw(st.lists(
+                st.lists(st.tuples(st.integers(0, 1), st.sampled_from([BUY, SELL]),
+                                   st.one_of(st.floats(-0.01, 0.05), st.sampled_from([0.001, 0.005, 0.02])),
+                                   st.integers(0, 30)), min_size=1, max_size=8),
+                min_size=n_markets, max_size=n_markets)),
+            "orders": draw(st.lists(
+                st.tuples(st.integers(0, n_traders - 1), st.integers(0, n_markets - 1),
+                          st.sampled_from([BUY, SELL]), st.integers(1, 40), st.booleans()),
+                min_size=1, max_size=3 * n_traders)),
+            "deposit": draw(st.one_of(st.none(), st.tuples(st.integers(0, n_traders - 1), st.floats(0.0, 2.0)))),
+            "withdraw": draw(st.one_of(st.none(), st.tuples(st.integers(0, n_traders - 1), st.floats(0.0, 1.0)))),
+        })
+    return out
+
+
+@st.composite
+def venue_runs(draw):
+    n_markets = draw(st.integers(2, 3))
+    n_traders = draw(st.integers(3, 8))
+    return {
+        "markets": [draw(market_specs(i)) for i in range(n_markets)],
+        "prices": draw(st.lists(st.sampled_from([50.0, 1_000.0, 30_000.0]), min_size=n_markets, max_size=n_markets)),
+        "waterfall": draw(waterfalls),
+        "mark": draw(st.sampled_from(["median", "index", "mid"])),
+        "fund": draw(st.sampled_from([0.0, 0.5, 20.0])),  # in units of one lot's value
+        "backstop": draw(st.sampled_from([0.0, 1.0, 50.0])),
+        "deposits": draw(st.lists(st.floats(0.01, 1.0), min_size=n_traders, max_size=n_traders)),
+        "leverage": draw(st.lists(st.sampled_from([5.0, 20.0, 50.0, 100.0]), min_size=n_traders, max_size=n_traders)),
+        "funding_every": draw(st.integers(1, 4)),
+        "seed": draw(st.integers(0, 2**16)),
+        "steps": draw(steps(n_markets, n_traders, draw(st.integers(3, 10)))),
+    }
+
+
+def build_venue(run):
+    markets = run["markets"]
+    lot_value = np.array([int(m.to_ticks(p)) * m.contract_value for m, p in zip(markets, run["prices"])])
+    unit = int(lot_value.max())
+    cfg = VenueConfig(
+        markets=markets, waterfall=run["waterfall"], mark=MarkConfig(method=run["mark"]),
+        funding=FundingConfig(interval=run["funding_every"]),
+        insurance_fund=int(run["fund"] * unit), backstop_capital=int(run["backstop"] * unit),
+    )
+    venue = Venue(cfg, np.random.default_rng(run["seed"]))
+    makers = venue.add_accounts(2, "market_maker", 10**6 * unit, leverage=100.0)
+    traders = venue.add_accounts(len(run["deposits"]), "trader",
+                                 [int(d * unit) for d in run["deposits"]], leverage=run["leverage"])
+    venue.set_index(run["prices"])
+    return venue, makers, traders, np.array(run["prices"], dtype=float), unit
+
+
+def play_step(venue, makers, traders, prices, unit, step, i, funding_every):
+    """One step as the exchange agent runs it; returns the new index prices."""
+    prices = np.maximum(prices * (1 + np.array(step["returns"])), 1e-3)
+    venue.set_index(prices)
+    venue.cancel_orders(makers)
+    for m in range(venue.n_markets):
+        mid = float(venue.prices.index[m])
+        quotes = step["quotes"][m]
+        px = [max(1, int(round(mid * (1 - d)))) if side == BUY else max(1, int(round(mid * (1 + d))))
+              for _, side, d, _ in quotes]
+        venue.post_quotes(m, [makers[k] for k, *_ in quotes], [q[1] for q in quotes], px, [q[3] for q in quotes])
+    by_market: dict[int, dict] = {}  # one order per trader and market per step
+    for t, m, side, q, reduce_only in step["orders"]:
+        by_market.setdefault(m, {}).setdefault(int(traders[t]), (side, q, reduce_only))
+    for m, orders in by_market.items():
+        owners = list(orders)
+        venue.submit_orders(m, owners, [o[0] for o in orders.values()], [o[1] for o in orders.values()],
+                            reduce_only=[o[2] for o in orders.values()])
+    if step["deposit"] is not None:
+        t, x = step["deposit"]
+        amount = int(x * unit)
+        venue.deposit([traders[t]], [amount])
+    if step["withdraw"] is not None:
+        t, x = step["withdraw"]
+        a = int(traders[t])
+        im = int(initial_margin(venue.ledger.qty[a:a + 1], venue.marks, venue.contract_values,
+                                venue.leverage[a:a + 1]).sum())
+        free = min(int(venue.ledger.wallet[a]), int(venue.equity()[a]) - im)
+        if free > 0:
+            venue.ledger.withdraw([a], [int(free * x)])
+    venue.update_marks()
+    if (i + 1) % funding_every == 0:
+        venue.apply_funding()
+    venue.unwind_venue_positions()
+    venue.liquidate()
+    return prices

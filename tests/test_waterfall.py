@@ -1,0 +1,482 @@
+"""The loss waterfall: book, insurance fund, backstop, socialization, ordering from configuration.
+
+One scenario throughout (contract value 1, maintenance 1 %): the case L is long 100 @ 110 bought
+from S, with 700 in its wallet. At mark 104 its equity is 700 + 10,400 - 11,000 = 100 < MM 104,
+so it is liquidated; its bankruptcy price is (11,000 - 700) / 100 = 103. M quotes the bids the
+book stage sells into; Z is a bystander with cash and no position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from conftest import move_to
+from simulator.book import BUY
+from simulator.waterfall import STAGES, Stage, build_waterfall
+
+
+def scenario(make_venue, waterfall, mark=104, bids=((104, 100),), fund=0, backstop=0, wallet=700,
+             wallets=(1_400, 2_700, 4_000)):
+    v = make_venue(waterfall=waterfall, fund=fund, backstop=backstop)
+    L = int(v.add_accounts(1, "trader", wallet)[0])
+    S, M, Z = (int(i) for i in v.add_accounts(3, "trader", list(wallets)))
+    v.ledger.trade(0, L, S, 100, 110)
+    move_to(v, mark)
+    for price, lots in bids:
+        v.post_quotes(0, [M], [BUY], [price], [lots])
+    return v, L, S, M, Z
+
+
+def kinds(v, kind):
+    ev = v.events.to_frame()
+    return ev[ev.kind == kind]
+
+
+def check_books(v):
+    assert v.conservation_residual() == 0
+    assert (v.ledger.qty.sum(axis=0) == 0).all()
+
+
+# --------------------------------------------------------------- insurance fund
+def test_fill_better_than_bankruptcy_feeds_the_fund_all_remaining_margin(make_venue):
+    v, L, S, M, Z = scenario(make_venue, [{"stage": "book"}, {"stage": "insurance_fund"}], bids=((105, 100),), fund=1_000)
+    assert v.liquidatable()[L]
+    assert v.liquidate() == 1
+    # sold 100 @ 105 (bankruptcy 103): wallet 700 + 10,500 - 11,000 = 200, all of it to the fund
+    assert v.ledger.qty[L, 0] == 0 and v.ledger.wallet[L] == 0
+    assert v.ledger.wallet[v.insurance_fund] == 1_200
+    assert kinds(v, "surplus").amount.tolist() == [200]
+    assert kinds(v, "fund_surplus").amount.tolist() == [200]
+    liq = kinds(v, "liquidation")
+    assert liq.qty.tolist() == [-100] and liq.price.tolist() == [105.0] and liq.stage.tolist() == ["book"]
+    assert liq.bankruptcy_price.tolist() == [103.0]
+    check_books(v)
+
+
+def test_fee_policy_takes_exactly_the_clearance_fee(make_venue):
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "surplus_policy": "fee", "clearance_fee": 0.01}]
+    v, L, *_ = scenario(make_venue, wf, bids=((105, 100),), fund=1_000)
+    v.liquidate()
+    # liquidated notional 100 x 105 = 10,500; 1 % = 105 to the fund, the trader keeps 200 - 105
+    assert v.ledger.wallet[v.insurance_fund] == 1_105
+    assert v.ledger.wallet[L] == 95
+    assert kinds(v, "fund_surplus").amount.tolist() == [105]
+    check_books(v)
+
+
+def test_none_policy_leaves_the_surplus_with_the_trader(make_venue):
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "surplus_policy": "none"}]
+    v, L, *_ = scenario(make_venue, wf, bids=((105, 100),), fund=1_000)
+    v.liquidate()
+    assert v.ledger.wallet[L] == 200 and v.ledger.wallet[v.insurance_fund] == 1_000
+
+
+def test_fill_worse_than_bankruptcy_draws_the_fund(make_venue):
+    v, L, *_ = scenario(make_venue, [{"stage": "book"}, {"stage": "insurance_fund"}], bids=((101, 100),), fund=1_000)
+    v.liquidate()
+    # sold @ 101: wallet 700 + 10,100 - 11,000 = -200, paid by the fund
+    assert kinds(v, "deficit").amount.tolist() == [200]
+    assert kinds(v, "fund_payout").amount.tolist() == [200]
+    assert v.ledger.wallet[v.insurance_fund] == 800
+    assert v.ledger.wallet[L] == 0
+    assert not len(kinds(v, "venue_loss"))
+    check_books(v)
+
+
+def test_an_empty_fund_passes_the_rest_to_the_next_stage(make_venue):
+    wf = [{"stage": "book"}, {"stage": "insurance_fund"}, {"stage": "socialize"}]
+    v, L, S, M, Z = scenario(make_venue, wf, bids=((101, 100),), fund=50)
+    v.liquidate()
+    # the fund pays its 50, the other 150 of the 200 deficit is socialized
+    assert kinds(v, "fund_payout").amount.tolist() == [50]
+    assert kinds(v, "socialize").amount.sum() == 150
+    assert v.ledger.wallet[v.insurance_fund] == 0 and v.ledger.wallet[L] == 0
+    check_books(v)
+
+
+def test_no_stage_left_is_the_venues_own_loss(make_venue):
+    v, L, *_ = scenario(make_venue, [{"stage": "book"}, {"stage": "insurance_fund"}], bids=((101, 100),), fund=0)
+    v.liquidate()
+    loss = kinds(v, "venue_loss")
+    assert loss.account.tolist() == [L] and loss.amount.tolist() == [200]
+    assert v.ledger.injections == 200
+    assert [(f.account, f.kind, f.amount, f.reason) for f in v.ledger.flows if f.kind == "injection"] == [
+        (L, "injection", 200, "venue_loss")
+    ]
+    assert v.ledger.wallet[L] == 0
+    check_books(v)  # reported, never hidden: the residual is still exactly 0
+
+
+def test_per_event_cap(make_venue):
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "cap_per_event": 120}]
+    v, L, *_ = scenario(make_venue, wf, bids=((101, 100),), fund=1_000)
+    v.liquidate()
+    # the fund pays at most 120 for this case; the other 80 of 200 is the venue's loss
+    assert kinds(v, "fund_payout").amount.tolist() == [120]
+    assert kinds(v, "venue_loss").amount.tolist() == [80]
+    assert v.ledger.wallet[v.insurance_fund] == 880
+    check_books(v)
+
+
+def test_fund_pays_cases_worst_first_up_to_its_balance(make_venue):
+    # two identical cases, fund of 300: the first 200 in full, the second 100 of its 200
+    v = make_venue(waterfall=[{"stage": "book"}, {"stage": "insurance_fund"}], fund=300)
+    L1, L2, S, M = (int(i) for i in v.add_accounts(4, "trader", [700, 700, 10**6, 10**6]))
+    v.ledger.trade(0, [L1, L2], S, 100, 110)
+    move_to(v, 104)
+    v.post_quotes(0, [M], [BUY], [101], [200])
+    v.liquidate()
+    assert kinds(v, "fund_payout").amount.tolist() == [200, 100]
+    assert kinds(v, "venue_loss").amount.tolist() == [100]
+    check_books(v)
+
+
+def test_fund_takeover(make_venue):
+    # empty book, mark 102: L's equity 700 + 10,200 - 11,000 = -100. The fund takes the long 100
+    # at mark (cost 10,200) and the margin: it pays the 100.
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True}]
+    v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=1_000)
+    v.liquidate()
+    f = v.insurance_fund
+    assert (v.ledger.qty[f, 0], v.ledger.cost[f, 0], v.ledger.wallet[f]) == (100, 10_200, 900)
+    assert v.ledger.qty[L, 0] == 0 and v.ledger.wallet[L] == 0
+    assert kinds(v, "takeover").amount.tolist() == [-100]
+    assert kinds(v, "deficit").amount.tolist() == [100]
+    liq = kinds(v, "liquidation")
+    assert liq.stage.tolist() == ["insurance_fund"] and liq.counterparty.tolist() == [f] and liq.qty.tolist() == [-100]
+    check_books(v)
+    # the fund then sells what it holds into the book, unwind_fraction (20 %) per step, within
+    # 2 % of mark: bids at 101 (inside the band) take 20 lots
+    v.post_quotes(0, [int(v.add_accounts(1, "trader", 10**6)[0])], [BUY], [101], [1_000])
+    v.unwind_venue_positions()
+    assert v.ledger.qty[f, 0] == 80
+    assert kinds(v, "unwind").qty.tolist() == [20]
+    check_books(v)
+
+
+def test_fund_takeover_respects_its_capital(make_venue):
+    # fund of 150: after taking the case it would hold equity 150 - 100 = 50 against MM 102
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True}]
+    v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=150)
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 100 and v.ledger.qty[v.insurance_fund, 0] == 0
+    assert not len(kinds(v, "takeover"))
+    check_books(v)
+
+
+# -------------------------------------------------------------------- backstop
+def test_backstop_takes_over_only_below_trigger_times_mm(make_venue):
+    # mark 104: equity 100, MM 104, 2/3 MM = 69.3 -> liquidatable but not the backstop's
+    v, L, *_ = scenario(make_venue, [{"stage": "backstop"}], bids=(), backstop=10_000)
+    assert v.liquidate() == 0
+    assert v.ledger.qty[L, 0] == 100 and v.ledger.qty[v.backstop, 0] == 0
+    # wallet 750, mark 103: equity 750 + 10,300 - 11,000 = 50 < 2/3 x 103 = 68.7 -> taken over
+    v, L, *_ = scenario(make_venue, [{"stage": "backstop"}], mark=103, bids=(), backstop=10_000, wallet=750)
+    assert v.liquidate() == 1
+    b = v.backstop
+    # the vault holds the long 100 (at mark 103) and received the 50 of margin
+    assert (v.ledger.qty[b, 0], v.ledger.cost[b, 0], v.ledger.wallet[b]) == (100, 10_300, 10_050)
+    assert v.ledger.qty[L, 0] == 0 and v.ledger.wallet[L] == 0
+    tk = kinds(v, "takeover")
+    assert tk.stage.tolist() == ["backstop"] and tk.amount.tolist() == [50] and tk.counterparty.tolist() == [b]
+    assert kinds(v, "surplus").amount.tolist() == [50]
+    check_books(v)
+
+
+def test_backstop_trigger_is_configurable(make_venue):
+    # trigger 1.0: anything below MM (equity 100 < 104) is the vault's
+    v, L, *_ = scenario(make_venue, [{"stage": "backstop", "trigger": 1.0}], bids=(), backstop=10_000)
+    v.liquidate()
+    assert v.ledger.qty[v.backstop, 0] == 100 and v.ledger.wallet[v.backstop] == 10_100
+
+
+def test_backstop_respects_its_capital(make_venue):
+    # case equity 50, MM 103: the vault needs capital + 50 >= 103 (MM of what it then holds)
+    v, L, *_ = scenario(make_venue, [{"stage": "backstop"}], mark=103, bids=(), backstop=52, wallet=750)
+    v.liquidate()
+    assert v.ledger.qty[v.backstop, 0] == 0 and v.ledger.qty[L, 0] == 100
+    v, L, *_ = scenario(make_venue, [{"stage": "backstop"}], mark=103, bids=(), backstop=53, wallet=750)
+    v.liquidate()
+    assert v.ledger.qty[v.backstop, 0] == 100
+    assert v.equity()[v.backstop] == 103 == v.maintenance()[v.backstop].sum()
+    check_books(v)
+
+
+# ------------------------------------------------------------------ book stage
+def test_partial_book_liquidation_closes_just_enough(make_venue):
+    # equity 100 vs MM 104: close 1 - 100/104 + 0.1 = 13.85 % -> 14 lots @ 104. Left: long 86,
+    # equity 100 >= MM 86 x 104 x 1 % = 89.44 -> 90. The ADL stage after it must leave the
+    # rest alone.
+    wf = [{"stage": "book", "partial": True}, {"stage": "adl"}]
+    v, L, S, *_ = scenario(make_venue, wf)
+    assert v.liquidate() == 1
+    assert v.ledger.qty[L, 0] == 86 and v.ledger.qty[S, 0] == -100
+    assert v.equity()[L] == 100 and v.maintenance()[L, 0] == 90
+    assert not v.liquidatable()[L]
+    assert not len(kinds(v, "adl"))
+    check_books(v)
+
+
+def test_partial_book_that_cannot_restore_hands_the_rest_on(make_venue):
+    # only 10 lots bid, @ 100: equity 100 - 10 x 4 = 60 < MM of the 90 left (93.6 -> 94), so
+    # the case is still below maintenance and ADL closes the other 90
+    wf = [{"stage": "book", "partial": True}, {"stage": "adl"}]
+    v, L, S, *_ = scenario(make_venue, wf, bids=((100, 10),))
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 0
+    assert kinds(v, "adl").qty.tolist() == [90]
+    check_books(v)
+
+
+def test_book_price_band(make_venue):
+    # band 2 % of mark 104: sells no lower than 101.92 -> 102 (whole ticks inside the band)
+    v, L, *_ = scenario(make_venue, [{"stage": "book", "price_band": 0.02}], bids=((103, 10), (102, 10), (101, 100)))
+    v.liquidate()
+    liq = kinds(v, "liquidation")
+    assert liq.qty.tolist() == [-20] and liq.price.tolist() == [102.5]  # 10 @ 103 + 10 @ 102
+    assert v.ledger.qty[L, 0] == 80
+    assert v.books[0].best_bid() == 101
+    check_books(v)
+
+
+def test_book_limit_at_bankruptcy(make_venue):
+    # P_b = 103: sells 50 @ 104, refuses the bid @ 102
+    v, L, *_ = scenario(make_venue, [{"stage": "book", "limit_at_bankruptcy": True}], bids=((104, 50), (102, 100)))
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 50
+    assert kinds(v, "liquidation").price.tolist() == [104.0]
+    check_books(v)
+
+
+def test_liquidation_cancels_the_case_resting_orders(make_venue):
+    v, L, *_ = scenario(make_venue, [{"stage": "book"}, {"stage": "insurance_fund"}], fund=1_000)
+    v.post_quotes(0, [L], [BUY], [90], [5])
+    assert v.books[0].orders_of(L) == 1
+    v.liquidate()
+    assert v.books[0].orders_of(L) == 0
+
+
+# ---------------------------------------------------------------- socialization
+def test_equity_weighted_socialization_includes_zero_position_accounts(make_venue):
+    # deficit 200 (sold @ 101). At mark 104: S (short 100 @ 110) 1,400 + 600 = 2,000;
+    # M (bought 100 @ 101) 2,700 + 300 = 3,000; Z (no position) 4,000. Total 9,000:
+    # 44.4, 66.7, 88.9 -> 44, 66, 88 (198) + 1 each to the largest remainders Z (.89), M (.67)
+    v, L, S, M, Z = scenario(make_venue, [{"stage": "book"}, {"stage": "socialize", "weights": "equity"}],
+                             bids=((101, 100),))
+    wallets = v.ledger.wallet.copy()
+    v.liquidate()
+    soc = kinds(v, "socialize")
+    assert dict(zip(soc.account, soc.amount)) == {S: 44, M: 67, Z: 89}
+    assert soc.amount.sum() == 200
+    assert soc.weight.tolist() == pytest.approx([2 / 9, 3 / 9, 4 / 9])
+    assert wallets[Z] - v.ledger.wallet[Z] == 89
+    assert v.ledger.wallet[L] == 0 and v.ledger.wallet[v.loss_pool] == 0
+    assert not len(kinds(v, "venue_loss"))
+    check_books(v)
+
+
+def test_profit_weighted_socialization(make_venue):
+    # profit since the window began: S +600 (unrealised), M +300, Z 0 (not charged).
+    # 200 x 600/900 = 133.3, 200 x 300/900 = 66.7 -> 133, 66 + 1 to M -> 133, 67
+    v, L, S, M, Z = scenario(make_venue, [{"stage": "book"}, {"stage": "socialize", "weights": "profit"}],
+                             bids=((101, 100),))
+    v.liquidate()
+    soc = kinds(v, "socialize")
+    assert dict(zip(soc.account, soc.amount)) == {S: 133, M: 67}
+    check_books(v)
+
+
+def test_profit_weights_net_out_deposits(make_venue):
+    # Z deposits 10,000 mid-window: that is not profit, Z still pays nothing
+    v, L, S, M, Z = scenario(make_venue, [{"stage": "book"}, {"stage": "socialize", "weights": "profit"}],
+                             bids=((101, 100),))
+    v.deposit([Z], [10_000])
+    v.liquidate()
+    soc = kinds(v, "socialize")
+    assert dict(zip(soc.account, soc.amount)) == {S: 133, M: 67}
+
+
+def test_position_weighted_socialization(make_venue):
+    # open size after the fill: S 100, M 100, P 30, Q 30 (260 lots):
+    # 76.9, 76.9, 23.1, 23.1 -> 76, 76, 23, 23 + 1 each to S and M -> 77, 77, 23, 23. Z: no position.
+    v, L, S, M, Z = scenario(make_venue, [{"stage": "book"}, {"stage": "socialize", "weights": "position"}],
+                             bids=((101, 100),))
+    P, Q = (int(i) for i in v.add_accounts(2, "trader", 10_000))
+    v.ledger.trade(0, P, Q, 30, 104)
+    v.liquidate()
+    soc = kinds(v, "socialize")
+    assert dict(zip(soc.account, soc.amount)) == {S: 77, M: 77, P: 23, Q: 23}
+    check_books(v)
+
+
+def test_socialization_at_settlement_parks_the_deficit_in_the_loss_pool(make_venue):
+    wf = [{"stage": "book"}, {"stage": "socialize", "weights": "equity", "when": "settlement"}]
+    v, L, S, M, Z = scenario(make_venue, wf, bids=((101, 100),))
+    v.liquidate()
+    assert kinds(v, "socialize_pending").amount.tolist() == [200]
+    assert not len(kinds(v, "socialize"))
+    assert v.ledger.wallet[L] == 0 and v.ledger.wallet[v.loss_pool] == -200
+    check_books(v)
+    v.settle_period()
+    soc = kinds(v, "socialize")
+    # same equities as the immediate case: 44, 67, 89
+    assert dict(zip(soc.account, soc.amount)) == {S: 44, M: 67, Z: 89}
+    assert v.ledger.wallet[v.loss_pool] == 0
+    check_books(v)
+    v.settle_period()  # nothing owed: nothing charged again
+    assert len(kinds(v, "socialize")) == 3
+
+
+def test_settlement_socialization_happens_at_funding_time(make_venue):
+    wf = [{"stage": "book"}, {"stage": "socialize", "when": "settlement"}]
+    v, L, S, M, Z = scenario(make_venue, wf, bids=((101, 100),))
+    v.liquidate()
+    v.apply_funding()
+    assert v.ledger.wallet[v.loss_pool] == 0 and kinds(v, "socialize").amount.sum() == 200
+    check_books(v)
+
+
+def test_socialization_cannot_charge_more_than_equity(make_venue):
+    # L bought its 100 @ 110 from the backstop vault, which also holds the only bid (101): the
+    # profits sit in a venue row, which socialization never charges. The only solvent trader is
+    # Z with 30: it pays its 30 of the 200 deficit, the venue covers the other 170.
+    v = make_venue(waterfall=[{"stage": "book"}, {"stage": "socialize"}], backstop=10**6)
+    L, Z = (int(i) for i in v.add_accounts(2, "trader", [700, 30]))
+    v.ledger.trade(0, L, v.backstop, 100, 110)
+    move_to(v, 104)
+    v.post_quotes(0, [v.backstop], [BUY], [101], [100])
+    v.liquidate()
+    soc = kinds(v, "socialize")
+    assert dict(zip(soc.account, soc.amount)) == {Z: 30}
+    assert kinds(v, "venue_loss").amount.tolist() == [170]
+    assert v.ledger.wallet[Z] == 0 and v.ledger.wallet[v.loss_pool] == 0
+    check_books(v)
+
+
+# -------------------------------------------------------- orders from config
+def two_orders_scenario(make_venue, waterfall, fund):
+    # mark 102: equity 700 + 10,200 - 11,000 = -100; the book holds only 40 lots @ 101
+    return scenario(make_venue, waterfall, mark=102, bids=((101, 40),), fund=fund)
+
+
+def test_seed_order_book_adl_fund_socialize(make_venue):
+    wf = [{"stage": "book"}, {"stage": "adl", "price": "mark"}, {"stage": "insurance_fund"},
+          {"stage": "socialize"}]
+    v, L, S, M, Z = two_orders_scenario(make_venue, wf, fund=30)
+    assert [type(s).name for s in v.waterfall] == ["book", "adl", "insurance_fund", "socialize"]
+    v.liquidate()
+    # book: 40 @ 101 realise 40 x (101 - 110) = -360 -> wallet 340; ADL at mark: S buys the
+    # other 60 @ 102, -480 -> wallet -140 = the deficit; the fund pays its 30; 110 socialized
+    ev = v.events.to_frame()
+    seq = [(k, s) for k, s in zip(ev.kind, ev.stage)]
+    assert seq[:4] == [("liquidation", "book"), ("liquidation", "adl"), ("adl", "adl"), ("deficit", "adl")]
+    assert seq[4] == ("fund_payout", "insurance_fund")
+    assert {k for k, _ in seq[5:]} == {"socialize"}
+    assert kinds(v, "deficit").amount.tolist() == [140]
+    assert kinds(v, "fund_payout").amount.tolist() == [30]
+    assert kinds(v, "socialize").amount.sum() == 110
+    assert v.equity()[L] == 0
+    check_books(v)
+
+
+def test_common_order_book_fund_adl(make_venue):
+    wf = [{"stage": "book"}, {"stage": "insurance_fund"}, {"stage": "adl"}]
+    v, L, S, M, Z = two_orders_scenario(make_venue, wf, fund=30)
+    assert [type(s).name for s in v.waterfall] == ["book", "insurance_fund", "adl"]
+    v.liquidate()
+    # the fund runs while the case still holds 60 lots (no deficit yet), so ADL at the
+    # bankruptcy price closes them and S pays the whole 140
+    ev = v.events.to_frame()
+    assert list(zip(ev.kind, ev.stage)) == [("liquidation", "book"), ("liquidation", "adl"), ("adl", "adl"),
+                                            ("deficit", "adl"), ("adl_haircut", "adl")]
+    assert kinds(v, "adl_haircut").amount.tolist() == [140]
+    assert v.ledger.wallet[v.insurance_fund] == 30
+    assert v.equity()[L] == 0
+    check_books(v)
+
+
+def test_build_waterfall_rejects_unknown_stage_naming_the_allowed_ones(make_venue):
+    with pytest.raises(ValueError) as err:
+        build_waterfall([{"stage": "book"}, {"stage": "bailout"}])
+    msg = str(err.value)
+    assert "bailout" in msg and "waterfall[1]" in msg
+    for name in ("book", "backstop", "insurance_fund", "adl", "socialize"):
+        assert name in msg
+    with pytest.raises(ValueError):
+        make_venue(waterfall=[{"stage": "bailout"}])
+    with pytest.raises(ValueError, match="ranking"):
+        build_waterfall([{"stage": "adl", "ranking": "alphabetical"}])
+    with pytest.raises(ValueError, match="ADL price"):
+        build_waterfall([{"stage": "adl", "price": "last"}])
+    with pytest.raises(ValueError, match="surplus_policy"):
+        build_waterfall([{"stage": "insurance_fund", "surplus_policy": "all"}])
+    with pytest.raises(ValueError, match="weights"):
+        build_waterfall([{"stage": "socialize", "weights": "withdrawal"}])
+    with pytest.raises(ValueError, match="when"):
+        build_waterfall([{"stage": "socialize", "when": "never"}])
+    with pytest.raises(TypeError):
+        build_waterfall([{"stage": "book", "partiall": True}])
+
+
+@dataclass
+class FeePoolPays(Stage):
+    """A toy stage: the fee pool covers deficits (nothing else knows about it)."""
+
+    name: ClassVar[str] = "fee_pool_pays"
+    limit: int = 10**9
+
+    def run(self, venue, cases):
+        need = np.minimum(cases.deficit(venue), self.limit)
+        hit = need > 0
+        venue.ledger.transfer(np.full(hit.sum(), venue.fee_pool), cases.accounts[hit], need[hit])
+
+
+def test_a_new_stage_registered_in_STAGES_just_works(make_venue, monkeypatch):
+    monkeypatch.setitem(STAGES, FeePoolPays.name, FeePoolPays)
+    v, L, *_ = scenario(make_venue, [{"stage": "book"}, {"stage": "fee_pool_pays", "limit": 150}],
+                        bids=((101, 100),))
+    v.liquidate()
+    # deficit 200: the toy stage covers 150, the remaining 50 is the venue's loss
+    assert v.ledger.wallet[v.fee_pool] == -150
+    assert kinds(v, "deficit").amount.tolist() == [200]
+    assert kinds(v, "venue_loss").amount.tolist() == [50]
+    check_books(v)
+
+
+# ----------------------------------------------------------- liquidation rounds
+def test_cascade_rounds_until_nobody_is_below_maintenance(make_venue):
+    # mark = book mid. Bids 103 x 100 and 100 x 1,000, ask 105: mid 104.
+    # L1 long 100 @ 110, wallet 700: equity 100 < MM 104 -> round 0 sells 100 @ 103 (its
+    # bankruptcy price: wallet exactly 0). The 103 bid is gone: mid (100 + 105)/2 = 102.5 -> 102.
+    # L2 long 100 @ 110, wallet 800: equity at 104 was 200 (fine), at 102 it is 0 < MM 102 ->
+    # round 1 sells 100 @ 100: wallet 800 + 10,000 - 11,000 = -200, paid by the fund.
+    # Then the mid stays 102 and nobody is below maintenance: cascade depth 2.
+    v = make_venue(waterfall=[{"stage": "book"}, {"stage": "insurance_fund"}], fund=10_000, mark="mid")
+    L1, L2, S, M = (int(i) for i in v.add_accounts(4, "trader", [700, 800, 10**6, 10**6]))
+    v.ledger.trade(0, [L1, L2], S, 100, 110)
+    v.set_index([104])
+    v.post_quotes(0, [M, M, M], [BUY, BUY, -BUY], [103, 100, 105], [100, 1_000, 1_000])
+    assert v.update_marks().tolist() == [104]
+    assert v.liquidatable()[[L1, L2]].tolist() == [True, False]
+    assert v.liquidate() == 2
+    liq = kinds(v, "liquidation")
+    assert list(zip(liq.account, liq["round"], liq.price)) == [(L1, 0, 103.0), (L2, 1, 100.0)]
+    assert kinds(v, "fund_payout").amount.tolist() == [200]
+    assert v.marks.tolist() == [102]
+    assert not v.liquidatable().any()
+    check_books(v)
+
+
+def test_round_limit_caps_the_cascade(make_venue):
+    v = make_venue(waterfall=[{"stage": "book"}, {"stage": "insurance_fund"}], fund=10_000, mark="mid", max_rounds=1)
+    L1, L2, S, M = (int(i) for i in v.add_accounts(4, "trader", [700, 800, 10**6, 10**6]))
+    v.ledger.trade(0, [L1, L2], S, 100, 110)
+    v.set_index([104])
+    v.post_quotes(0, [M, M, M], [BUY, BUY, -BUY], [103, 100, 105], [100, 1_000, 1_000])
+    v.update_marks()
+    assert v.liquidate() == 1
+    assert v.liquidatable()[L2]  # left for the next step
