@@ -99,14 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands():
-    """Sub-commands that live in their own modules (batch, compare, plot, report)."""
-    found = []
-    for module, name in (("simulator.batch_cli", "add_commands"), ("simulator.plots_cli", "add_commands")):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:
-            continue
-        found.append(getattr(mod, name))
+    """Sub-commands that live in their own modules (batch and compare; plot and report)."""
+    from simulator import batch_cli
+
+    found = [batch_cli.add_commands]
+    import importlib.util
+
+    if importlib.util.find_spec("simulator.plots_cli") is not None:
+        from simulator import plots_cli
+
+        found.append(plots_cli.add_commands)
     return found
 
 

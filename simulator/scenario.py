@@ -297,6 +297,33 @@ class Scenario(Strict):
 
 
 # --------------------------------------------------------------------------- loading
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_design(path_or_preset: str | Path) -> Design:
+    """A design from a YAML file, or a bundled venue preset by name (``binance``, ``hyperliquid``...)."""
+    path = Path(path_or_preset)
+    if not path.exists():
+        candidate = PRESETS_DIR / f"{path_or_preset}.yaml"
+        if not candidate.exists():
+            raise ScenarioError(
+                f"{path_or_preset}: no such design file or preset; presets: {preset_names()}"
+            )
+        path = candidate
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return Design.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format(exc, str(path))) from None
+
+
 def _format(error: ValidationError, source: str) -> str:
     lines = []
     for e in error.errors():
