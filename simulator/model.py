@@ -90,9 +90,12 @@ class PerpModel(mesa.Model):
     """
 
     def __init__(self, scenario: Scenario, seed=None, base_dir: Path | None = None):
-        ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
-            scenario.seed if seed is None else seed
-        )
+        if isinstance(seed, np.random.SeedSequence):
+            # a fresh copy: spawn() advances the object's counter, and the same sequence
+            # passed twice must give the same run
+            ss = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
+        else:
+            ss = np.random.SeedSequence(scenario.seed if seed is None else seed)
         s_model, s_index, s_venue, s_traders, s_makers, s_setup = ss.spawn(6)
         super().__init__(rng=np.random.default_rng(s_model))
         self.scenario = scenario

@@ -70,6 +70,7 @@ class BookStage(Strict):
 class BackstopStage(Strict):
     stage: Literal["backstop"]
     trigger: float = Field(2 / 3, gt=0, le=1)
+    max_leverage: float | None = Field(None, ge=1)
 
 
 class InsuranceFundStage(Strict):
@@ -78,6 +79,7 @@ class InsuranceFundStage(Strict):
     clearance_fee: float = Field(0.0, ge=0, lt=0.1)
     cap_per_event: float | None = Field(None, gt=0, description="quote currency")
     takeover: bool = False
+    takeover_max_leverage: float | None = Field(5.0, ge=1, description="None: maintenance margin only")
 
 
 class ADLStage(Strict):

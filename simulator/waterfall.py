@@ -153,12 +153,14 @@ class BookStage(Stage):
 
 
 # ------------------------------------------------------------- takeover (shared)
-def take_over(venue, cases: Cases, taker: int, eligible: np.ndarray, stage: str) -> None:
+def take_over(venue, cases: Cases, taker: int, eligible: np.ndarray, stage: str,
+              max_leverage: float | None = None) -> None:
     """``taker`` takes the eligible cases' positions and margin, as far as its capital allows.
 
     Trades at mark, then moves the case's whole remaining equity (signed) to the taker: the
     same as taking the positions at the bankruptcy price. Cases are served worst first while the
-    taker's equity stays at or above the maintenance margin of everything it then holds.
+    taker's equity stays at or above the maintenance margin of everything it then holds, or,
+    with ``max_leverage``, at or above gross notional / ``max_leverage``.
     """
     led = venue.ledger
     idx = np.flatnonzero(eligible)
@@ -166,8 +168,14 @@ def take_over(venue, cases: Cases, taker: int, eligible: np.ndarray, stage: str)
         return
     acc = cases.accounts[idx]
     eq = venue.equity()
-    mm = venue.maintenance()
-    room = eq[taker] - mm[taker].sum() + np.cumsum(eq[acc] - mm[acc].sum(axis=1))
+    if max_leverage is None:
+        mm = venue.maintenance()
+        need_taker, need_cases = mm[taker].sum(), mm[acc].sum(axis=1)
+    else:
+        gross = np.abs(led.qty) * (venue.marks * venue.contract_values)[None, :]
+        need_taker = gross[taker].sum() / max_leverage
+        need_cases = gross[acc].sum(axis=1) / max_leverage
+    room = eq[taker] - need_taker + np.cumsum(eq[acc] - need_cases)
     fits = room >= 0
     n = len(fits) if fits.all() else int(np.argmin(fits))  # serve the prefix that fits
     if n == 0:
@@ -198,16 +206,19 @@ class BackstopStage(Stage):
 
     Args:
         trigger: take over when equity < ``trigger`` x maintenance margin (2/3 on Hyperliquid).
+        max_leverage: cap on the vault's gross leverage after a takeover (None: the vault only
+            has to stay above maintenance on what it holds).
     """
 
     name: ClassVar[str] = "backstop"
     trigger: float = 2 / 3
+    max_leverage: float | None = None
 
     def run(self, venue, cases: Cases) -> None:
         eq = venue.equity()[cases.accounts]
         mm = venue.maintenance()[cases.accounts].sum(axis=1)
         eligible = cases.pending(venue) & (eq < self.trigger * mm)
-        take_over(venue, cases, venue.backstop, eligible, self.name)
+        take_over(venue, cases, venue.backstop, eligible, self.name, self.max_leverage)
 
 
 # ------------------------------------------------------------------ insurance fund
@@ -225,6 +236,8 @@ class InsuranceFundStage(Stage):
         cap_per_event: most the fund pays for one case (Drift-style cap), cash units.
         takeover: the fund takes over positions the stages before could not close (the
             engine holding them at the bankruptcy price), while its capital allows.
+        takeover_max_leverage: the fund's gross leverage cap after a takeover (None: it only
+            has to stay above maintenance, which lets a small fund hold a large book).
     """
 
     name: ClassVar[str] = "insurance_fund"
@@ -232,6 +245,7 @@ class InsuranceFundStage(Stage):
     clearance_fee: float = 0.0
     cap_per_event: int | None = None
     takeover: bool = False
+    takeover_max_leverage: float | None = 5.0
 
     def __post_init__(self):
         if self.surplus_policy not in SURPLUS_POLICIES:
@@ -240,7 +254,7 @@ class InsuranceFundStage(Stage):
     def run(self, venue, cases: Cases) -> None:
         led, fund = venue.ledger, venue.insurance_fund
         if self.takeover:
-            take_over(venue, cases, fund, cases.pending(venue), self.name)
+            take_over(venue, cases, fund, cases.pending(venue), self.name, self.takeover_max_leverage)
         cases.record_outcome(venue, self.name)
         self._take_surplus(venue, cases)
         need = cases.deficit(venue)

@@ -137,8 +137,8 @@ def test_fund_pays_cases_worst_first_up_to_its_balance(make_venue):
 
 def test_fund_takeover(make_venue):
     # empty book, mark 102: L's equity 700 + 10,200 - 11,000 = -100. The fund takes the long 100
-    # at mark (cost 10,200) and the margin: it pays the 100.
-    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True}]
+    # at mark (cost 10,200) and the margin: it pays the 100. (Capacity here: maintenance only.)
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True, "takeover_max_leverage": None}]
     v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=1_000)
     v.liquidate()
     f = v.insurance_fund
@@ -160,12 +160,23 @@ def test_fund_takeover(make_venue):
 
 def test_fund_takeover_respects_its_capital(make_venue):
     # fund of 150: after taking the case it would hold equity 150 - 100 = 50 against MM 102
-    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True}]
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True, "takeover_max_leverage": None}]
     v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=150)
     v.liquidate()
     assert v.ledger.qty[L, 0] == 100 and v.ledger.qty[v.insurance_fund, 0] == 0
     assert not len(kinds(v, "takeover"))
     check_books(v)
+
+
+@pytest.mark.parametrize("cap, taken", [(12, True), (10, False)])
+def test_fund_takeover_leverage_cap(make_venue, cap, taken):
+    # fund 1,000 takes the -100 case: equity after 900 against gross notional 100 x 102 = 10,200.
+    # At 12x it needs 10,200 / 12 = 850 <= 900: taken; at 10x it needs 1,020 > 900: refused.
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True, "takeover_max_leverage": cap}]
+    v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=1_000)
+    v.liquidate()
+    assert bool(v.ledger.qty[v.insurance_fund, 0] == 100) == taken
+    assert bool(v.ledger.qty[L, 0] == 0) == taken
 
 
 # -------------------------------------------------------------------- backstop
