@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -495,7 +496,8 @@ def plot_timeline(
 
     fig = _new_figure(figsize, dpi)
     axes = fig.subplots(5, 1, sharex=True, height_ratios=[3, 2, 1.5, 1.5, 1.5])
-    fig.suptitle(title, fontsize=14, fontweight="bold")
+    desc = str(scenario.get("description") or "").strip()
+    fig.suptitle(title + (f"\n{desc}" if desc else ""), fontsize=13, fontweight="bold")
 
     # prices
     ax = axes[0]
@@ -526,8 +528,8 @@ def plot_timeline(
     for s in ("book", "backstop", "insurance_fund", "adl"):
         v = liq[s].to_numpy()
         if np.nansum(v) > 0:
-            ax.bar(step, v, bottom=bottom, width=1.0, color=STAGE_COLORS[s], linewidth=0,
-                   label=f"{STAGE_LABELS[s]} ({_usd(np.nansum(v))})")
+            ax.bar(step, v, bottom=bottom, width=1.0, color=STAGE_COLORS[s], edgecolor=STAGE_COLORS[s],
+                   linewidth=0.6, label=f"{STAGE_LABELS[s]} ({_usd(np.nansum(v))})")
         bottom = bottom + np.nan_to_num(v)
     _shade(ax, shocks)
     ax.set_ylabel("notional per step (USD)")
@@ -543,13 +545,14 @@ def plot_timeline(
     # bad debt, socialized, venue loss
     ax = axes[2]
     d = losses["deficit"].to_numpy()
-    ax.bar(step, d, width=1.0, color="#BDBDBD", linewidth=0, label=f"bad debt (deficit) ({_usd(np.nansum(d))})")
+    ax.bar(step, d, width=1.0, color="#A9A9A9", edgecolor="#A9A9A9", linewidth=0.6,
+           label=f"bad debt (deficit) ({_usd(np.nansum(d))})")
     bottom = np.zeros(len(step))
     for col, s in (("socialized", "socialize"), ("venue_loss", "venue")):
         v = losses[col].to_numpy()
         if np.nansum(v) > 0:
-            ax.bar(step, v, bottom=bottom, width=0.6, color=STAGE_COLORS[s], linewidth=0,
-                   label=f"{STAGE_LABELS[s]} ({_usd(np.nansum(v))})")
+            ax.bar(step, v, bottom=bottom, width=0.6, color=STAGE_COLORS[s], edgecolor=STAGE_COLORS[s],
+                   linewidth=0.6, label=f"{STAGE_LABELS[s]} ({_usd(np.nansum(v))})")
         bottom = bottom + np.nan_to_num(v)
     _shade(ax, shocks)
     ax.set_ylabel("per step (USD)")
@@ -635,6 +638,16 @@ def _fan(series: pd.DataFrame, column: str, relative: bool) -> pd.DataFrame:
         for q in _PATHS_QUANTILES[2:]:
             out[f"q{round(q * 100):02d}"] = np.nanquantile(arr, q, axis=1)
     return out
+
+
+def _common_shocks(batch: BatchFolder, cell: str | None) -> pd.DataFrame:
+    """Shock windows of a cell, or of all cells when they agree (else none)."""
+    cells = [cell] if cell is not None else (list(batch.cells) or [None])
+    windows = [_shock_windows(batch.cell_scenario(c)) for c in cells]
+    first = windows[0]
+    if all(w[["start", "end"]].equals(first[["start", "end"]]) for w in windows[1:]):
+        return first
+    return first.iloc[0:0]
 
 
 def plot_compare(
@@ -778,7 +791,7 @@ def plot_compare(
         + " per design: median, 25-75 % and 5-95 % of the kept paths", fontsize=11, x=0.01, ha="left")
     if fan_designs:
         axs = np.atleast_1d(bottom.subplots(1, len(fan_designs), sharey=True)).ravel()
-        shocks = _shock_windows(batch.cell_scenario(cell if cell is not None else (next(iter(batch.cells)) if len(batch.cells) == 1 else None)))
+        shocks = _common_shocks(batch, cell)
         for ax, d in zip(axs, fan_designs):
             f = fan[fan["design"] == d]
             c = colors[d]
@@ -843,20 +856,33 @@ def _per_account(events: pd.DataFrame | None) -> dict[str, pd.Series]:
     return out
 
 
-def worst_path(batch: BatchFolder, cell: str | None = None, kept_only: bool = False) -> tuple[str, int]:
-    """``(cell_id, run_index)`` of the path with the largest bad debt, averaged over designs
-    (ties: the first cell, the lowest run index). ``kept_only``: among paths whose series were kept."""
+def worst_path(batch: BatchFolder, cell: str | None = None, kept_only: bool = False,
+               by: str = "deficit") -> tuple[str, int]:
+    """``(cell_id, run_index)`` of the worst path, averaged over designs (the same path for
+    every design: common random numbers).
+
+    ``by="deficit"``: the largest bad debt (``deficit_total``); ``by="haircuts"``: the most
+    taken from traders (``covered_adl + covered_socialize``), ties broken by bad debt. Then the
+    first cell and the lowest run index. ``kept_only``: among paths whose series were kept.
+    """
+    if by not in ("deficit", "haircuts"):
+        raise ValueError(f"by={by!r}: use 'deficit' or 'haircuts'")
     res = batch.select(cell)
     if kept_only and not batch.series.empty:
         kept = batch.series[["cell_id", "run_index"]].drop_duplicates()
         res = res.merge(kept, on=["cell_id", "run_index"])
     if res.empty:
         raise ValueError(f"{batch.path}: no runs to choose a path from")
-    score = res.assign(_d=_float(res["deficit_total"]) if "deficit_total" in res.columns else 0.0)
-    g = score.groupby(["cell_id", "run_index"], sort=False)["_d"].mean().reset_index()
+
+    def col(name):
+        return np.nan_to_num(_float(res[name])) if name in res.columns else np.zeros(len(res))
+
+    score = res.assign(_d=col("deficit_total"), _h=col("covered_adl") + col("covered_socialize"))
+    g = score.groupby(["cell_id", "run_index"], sort=False)[["_h", "_d"]].mean().reset_index()
     order = {c: i for i, c in enumerate(batch.cells)}
     g["_cell_order"] = g["cell_id"].map(order).fillna(len(order))
-    g = g.sort_values(["_d", "_cell_order", "run_index"], ascending=[False, True, True], kind="stable")
+    keys = (["_h"] if by == "haircuts" else []) + ["_d", "_cell_order", "run_index"]
+    g = g.sort_values(keys, ascending=[False] * (len(keys) - 2) + [True, True], kind="stable")
     top = g.iloc[0]
     return str(top["cell_id"]), int(top["run_index"])
 
@@ -915,7 +941,7 @@ def plot_who_pays(
                                **{c: float(s.get(c) or 0.0) for c in SPLIT_COLUMNS},
                                "deficit_total": float(s.get("deficit_total") or 0.0)}])
         per_design_events = {designs[0]: (_per_account(f.events), None, None)}
-        source = "accounts of this run"
+        source = "Lorenz curves: the accounts of this run"
     else:
         res = f.select(cell)
         if res.empty:
@@ -931,14 +957,15 @@ def plot_who_pays(
         split = pd.DataFrame(rows)
         per_design_events = {}
         if replay_worst:
-            wc, wr = worst_path(f, cell)
+            wc, wr = worst_path(f, cell, by="haircuts")
             for d in designs:
                 r = replay(f, d, wc, wr)
                 per_design_events[d] = (_per_account(r.events), wc, wr)
             where = f", cell {wc}" if len(f.cells) > 1 else ""
-            source = f"accounts on the worst path (run {wr}{where}), replayed for every design"
+            source = (f"Lorenz curves: run {wr}{where}, the path with the largest ADL + socialized amounts, "
+                      f"replayed from its seed for every design")
         else:
-            source = "not available: a batch keeps no per-account events"
+            source = "Lorenz curves: not available (a batch keeps no per-account events)"
     colors = design_colors(designs if isinstance(f, RunFolder) else f.designs)
 
     lor_rows, stat_rows = [], []
@@ -963,7 +990,9 @@ def plot_who_pays(
     fig = _new_figure(figsize, dpi)
     name = f.name
     where = _cell_text(f, cell) if isinstance(f, BatchFolder) else ""
-    fig.suptitle(f"{name}: who pays for the bad debt" + (f" ({where})" if where else ""), fontsize=14, fontweight="bold")
+    fig.suptitle(f"{name}: who pays for the bad debt" + (f" ({where})" if where else ""), fontsize=14,
+                 fontweight="bold")
+    fig.supxlabel(textwrap.fill(source, 160), fontsize=9, color="0.3")
     ax_bar, ax_adl, ax_soc = fig.subplots(1, 3, width_ratios=[1.25, 1, 1])
 
     pos = np.arange(len(split))
@@ -988,9 +1017,9 @@ def plot_who_pays(
     per_run = "per run, mean" if isinstance(f, BatchFolder) else "this run"
     ax_bar.set_ylabel(f"deficit covered ({per_run}, USD)")
     ax_bar.yaxis.set_major_formatter(USD_FORMATTER)
-    ax_bar.set_ylim(0, ymax * 1.12 if ymax > 0 else 1)
-    ax_bar.set_title("How the deficit was split", fontsize=11)
-    ax_bar.legend(fontsize=8, loc="upper left", framealpha=0.85)
+    ax_bar.set_ylim(0, ymax * 1.35 if ymax > 0 else 1)
+    ax_bar.set_title("How the deficit was split (label: share of the bar)", fontsize=11)
+    ax_bar.legend(fontsize=8, loc="upper left", framealpha=0.9, ncol=3)
     ax_bar.grid(axis="y", alpha=0.25)
     if ymax == 0:
         ax_bar.text(0.5, 0.5, "no bad debt", transform=ax_bar.transAxes, ha="center", va="center", color="0.4")
@@ -1020,7 +1049,7 @@ def plot_who_pays(
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel("share of accounts hit (smallest first)")
         ax.set_ylabel("cumulative share of the amount (USD)")
-        ax.set_title(f"{title}\n({source})", fontsize=10)
+        ax.set_title(title, fontsize=11)
         ax.legend(fontsize=8, loc="upper left", framealpha=0.85)
         ax.grid(alpha=0.25)
     return fig, {"split": split, "lorenz": lor, "lorenz_stats": stats}
@@ -1182,19 +1211,32 @@ def plot_sweep(
 
 
 # ============================================================================ output
-def figure_bytes(fig: Figure, format: str = "png") -> bytes:
-    """The figure as PNG or SVG bytes, at the figure's own size and dpi (pixels = inches x dpi)."""
+def figure_bytes(fig: Figure, format: str = "png", quantize: bool = True) -> bytes:
+    """The figure as PNG or SVG bytes, at the figure's own size and dpi (pixels = inches x dpi).
+
+    PNGs are reduced to a 256-colour palette (``quantize``): plots have few colours, so this
+    looks the same and is about a third of the size."""
     buf = io.BytesIO()
-    _save(fig, buf, format)
+    _save(fig, buf, format, quantize)
     return buf.getvalue()
 
 
-def _save(fig: Figure, target, format: str) -> None:
+def _save(fig: Figure, target, format: str, quantize: bool = True) -> None:
     format = format.lower()
     if format not in ("png", "svg"):
         raise ValueError(f"format {format!r}: use png or svg")
     if format == "png":
-        fig.savefig(target, format="png", dpi=fig.dpi, metadata={"Software": None}, pil_kwargs={"optimize": True})
+        if not quantize:
+            fig.savefig(target, format="png", dpi=fig.dpi, metadata={"Software": None}, pil_kwargs={"optimize": True})
+            return
+        from PIL import Image
+
+        raw = io.BytesIO()
+        fig.savefig(raw, format="png", dpi=fig.dpi, metadata={"Software": None})
+        raw.seek(0)
+        with Image.open(raw) as im:
+            q = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            q.save(target, format="PNG", optimize=True)
     else:
         import matplotlib
 
@@ -1202,14 +1244,15 @@ def _save(fig: Figure, target, format: str) -> None:
             fig.savefig(target, format="svg", dpi=fig.dpi, metadata={"Date": None})
 
 
-def save_figure(fig: Figure, path: str | Path, format: str | None = None) -> Path:
-    """Write ``fig`` to ``path`` (format from ``format`` or the suffix; PNG by default)."""
+def save_figure(fig: Figure, path: str | Path, format: str | None = None, quantize: bool = True) -> Path:
+    """Write ``fig`` to ``path`` (format from ``format`` or the suffix; PNG by default, see
+    ``figure_bytes`` for ``quantize``). The image is ``fig.get_size_inches() * fig.dpi`` pixels."""
     path = Path(path)
     fmt = (format or path.suffix.lstrip(".") or "png").lower()
     if path.suffix.lower() != f".{fmt}":
         path = path.with_name(path.name + f".{fmt}") if not path.suffix else path.with_suffix(f".{fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save(fig, path, fmt)
+    _save(fig, path, fmt, quantize)
     return path
 
 
