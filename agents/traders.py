@@ -18,8 +18,10 @@ STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
 class TraderPopulation:
     """Per-trader parameters as arrays (index = slot)."""
 
-    def __init__(self, accounts, market, strategy, leverage, capital, cfg):
+    def __init__(self, accounts, market, strategy, leverage, capital, cfg, isolated=None, wallets=None):
         self.accounts = accounts
+        self.isolated = np.zeros(len(accounts), dtype=bool) if isolated is None else isolated
+        self.wallets = wallets  # isolated traders' spot wallets (no positions), -1 for cross
         self.market = market
         self.strategy = strategy  # index into STRATEGIES
         self.leverage = leverage
@@ -41,9 +43,18 @@ def draw_population(model, cfg, n_markets: int, rng: np.random.Generator) -> Tra
     strategy = rng.choice(len(STRATEGIES), size=n, p=shares / shares.sum())
     market = rng.integers(0, n_markets, size=n)
     venue = model.venue
-    cash = venue.markets[0].cash(capital)
-    accounts = venue.add_accounts(n, "trader", cash, leverage=leverage)
-    return TraderPopulation(accounts, market, strategy, leverage, capital, cfg)
+    # isolated margin: the position's account holds only the margin posted to it (margin checks
+    # are per ledger row, so a row with one position is an isolated position); the rest of the
+    # capital sits in a spot wallet with no position, which a liquidation cannot touch but an
+    # equity-weighted socialization does
+    isolated = rng.random(n) < cfg.isolated_share
+    posted = np.where(isolated, capital * cfg.isolated_margin, capital)
+    accounts = venue.add_accounts(n, "trader", venue.markets[0].cash(posted), leverage=leverage)
+    wallets = np.full(n, -1, dtype=np.int64)
+    if isolated.any():
+        rest = venue.markets[0].cash(capital[isolated] - posted[isolated])
+        wallets[isolated] = venue.add_accounts(int(isolated.sum()), "trader", rest, leverage=1.0)
+    return TraderPopulation(accounts, market, strategy, leverage, capital, cfg, isolated, wallets)
 
 
 def _lognormal(rng, dist, n):
@@ -137,7 +148,10 @@ def _entry_side(pop: TraderPopulation, idx, rng, trend, deviation) -> np.ndarray
 def _entry_lots(pop: TraderPopulation, idx, venue, equity, fraction, rng) -> np.ndarray:
     m = pop.market[idx]
     price = venue.marks[m] * venue.contract_values[m]  # cash per lot
-    size = np.clip(equity, 0, None) * pop.leverage[idx] * fraction * rng.uniform(0.5, 1.0, len(idx))
+    # an isolated position uses all the margin posted to it; a cross account a fraction of equity
+    # (0.98 leaves room for the taker fee in the initial-margin check)
+    use = np.where(pop.isolated[idx], 0.98, fraction) * rng.uniform(0.5, 1.0, len(idx))
+    size = np.clip(equity, 0, None) * pop.leverage[idx] * use
     return np.floor(size / price).astype(np.int64)
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "BatchFolder",
     "open_folder",
     "folder_kind",
+    "design_waterfall",
     "design_colors",
     "exceedance",
     "lorenz",
@@ -306,23 +307,8 @@ class BatchFolder:
         return apply_overrides(self.scenario, self.cells.get(cell_id, {}))
 
     def design_waterfall(self, design: str, cell_id: str | None = None) -> tuple[list[dict], dict]:
-        """A design's waterfall stages and its venue settings (fund, backstop)."""
-        sc = self.cell_scenario(cell_id)
-        venue = dict(sc.get("venue") or {})
-        for d in sc.get("designs") or []:
-            if d.get("name") == design:
-                fund = d.get("insurance_fund")
-                back = d.get("backstop_capital")
-                return list(d.get("waterfall") or []), {
-                    "insurance_fund": venue.get("insurance_fund") if fund is None else fund,
-                    "backstop_capital": venue.get("backstop_capital") if back is None else back,
-                    "description": d.get("description", ""),
-                }
-        return list(venue.get("waterfall") or []), {
-            "insurance_fund": venue.get("insurance_fund"),
-            "backstop_capital": venue.get("backstop_capital"),
-            "description": "the scenario's own venue waterfall",
-        }
+        """A design's waterfall stages and venue settings in one cell (see ``design_waterfall``)."""
+        return design_waterfall(self.cell_scenario(cell_id), design)
 
     def select(self, cell: str | None = None) -> pd.DataFrame:
         """Ok run rows of one cell (``None``: every cell)."""
@@ -331,6 +317,26 @@ class BatchFolder:
             _check_cell(self, cell)
             df = df[df["cell_id"] == cell]
         return df
+
+
+def design_waterfall(scenario: dict, design: str) -> tuple[list[dict], dict]:
+    """A design's waterfall stages and its venue settings (insurance_fund, backstop_capital,
+    description) in a scenario dict; a name that is not among ``designs:`` is the scenario's
+    own venue waterfall (``perpstress batch`` calls it "default")."""
+    venue = dict(scenario.get("venue") or {})
+    for d in scenario.get("designs") or []:
+        if d.get("name") == design:
+            fund, back = d.get("insurance_fund"), d.get("backstop_capital")
+            return list(d.get("waterfall") or []), {
+                "insurance_fund": venue.get("insurance_fund") if fund is None else fund,
+                "backstop_capital": venue.get("backstop_capital") if back is None else back,
+                "description": d.get("description", ""),
+            }
+    return list(venue.get("waterfall") or []), {
+        "insurance_fund": venue.get("insurance_fund"),
+        "backstop_capital": venue.get("backstop_capital"),
+        "description": "the scenario's own venue waterfall",
+    }
 
 
 def folder_kind(path: str | Path) -> str:
@@ -528,7 +534,8 @@ def plot_timeline(
     for s in ("book", "backstop", "insurance_fund", "adl"):
         v = liq[s].to_numpy()
         if np.nansum(v) > 0:
-            ax.bar(step, v, bottom=bottom, width=1.0, color=STAGE_COLORS[s], edgecolor=STAGE_COLORS[s],
+            nz = np.nan_to_num(v) != 0  # only the steps with something to draw (thousands of empty bars are slow)
+            ax.bar(step[nz], v[nz], bottom=bottom[nz], width=1.0, color=STAGE_COLORS[s], edgecolor=STAGE_COLORS[s],
                    linewidth=0.6, label=f"{STAGE_LABELS[s]} ({_usd(np.nansum(v))})")
         bottom = bottom + np.nan_to_num(v)
     _shade(ax, shocks)
@@ -545,13 +552,15 @@ def plot_timeline(
     # bad debt, socialized, venue loss
     ax = axes[2]
     d = losses["deficit"].to_numpy()
-    ax.bar(step, d, width=1.0, color="#A9A9A9", edgecolor="#A9A9A9", linewidth=0.6,
+    nz = np.nan_to_num(d) != 0
+    ax.bar(step[nz], d[nz], width=1.0, color="#A9A9A9", edgecolor="#A9A9A9", linewidth=0.6,
            label=f"bad debt (deficit) ({_usd(np.nansum(d))})")
     bottom = np.zeros(len(step))
     for col, s in (("socialized", "socialize"), ("venue_loss", "venue")):
         v = losses[col].to_numpy()
         if np.nansum(v) > 0:
-            ax.bar(step, v, bottom=bottom, width=0.6, color=STAGE_COLORS[s], edgecolor=STAGE_COLORS[s],
+            nz = np.nan_to_num(v) != 0
+            ax.bar(step[nz], v[nz], bottom=bottom[nz], width=0.6, color=STAGE_COLORS[s], edgecolor=STAGE_COLORS[s],
                    linewidth=0.6, label=f"{STAGE_LABELS[s]} ({_usd(np.nansum(v))})")
         bottom = bottom + np.nan_to_num(v)
     _shade(ax, shocks)

@@ -88,7 +88,7 @@ h1{font-size:26px;margin:4px 0 2px}h2{font-size:20px;margin:30px 0 8px;border-bo
 h3{font-size:16px;margin:18px 0 6px}.meta{color:#555;font-size:13px}.desc{font-size:15px;margin:8px 0 4px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0 12px}th,td{border:1px solid #d0d0d0;padding:3px 8px;
 vertical-align:top}th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums;
-white-space:nowrap}tr:nth-child(even) td{background:#fafafa}.swatch{display:inline-block;width:11px;height:11px;
+white-space:nowrap}.swatch{display:inline-block;width:11px;height:11px;
 border-radius:2px;margin-right:5px;vertical-align:-1px}.stage{font-weight:600}.settings{color:#555;font-size:12px}
 figure{margin:10px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #e2e2e2}
 figcaption{color:#444;font-size:13px;margin-top:4px;max-width:1100px}.note{color:#555;font-size:13px;max-width:1100px}
@@ -154,9 +154,10 @@ def _fmt(key: str, v: Any) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[tuple[str, bool] | str]], cls: str = "") -> str:
     """An HTML table; a cell is text (escaped) or ``(html, numeric)``."""
-    out = [f'<div class="wide"><table class="{cls}"><thead><tr>']
-    out += [f"<th>{h}</th>" for h in header]
-    out.append("</tr></thead><tbody>")
+    out = [f'<div class="wide"><table class="{cls}">']
+    if any(header):
+        out += ["<thead><tr>", *[f"<th>{h}</th>" for h in header], "</tr></thead>"]
+    out.append("<tbody>")
     for r in rows:
         out.append("<tr>")
         for c in r:
@@ -221,61 +222,103 @@ def _stage_html(st: dict) -> str:
             f'</span> <span class="settings">({_e(settings)})</span></span>')
 
 
+def _resolved(sc: dict) -> dict:
+    """The scenario with every default filled in (as ``perpstress run`` writes it), else as given."""
+    try:
+        from simulator.scenario import Scenario
+
+        return Scenario.model_validate(sc).model_dump(mode="json")
+    except Exception:
+        return sc
+
+
 def _scenario_html(sc: dict) -> str:
+    sc = _resolved(sc)
     parts = []
+    rows = []
     steps = sc.get("steps")
     secs = float(sc.get("step_seconds") or 1.0)
-    rows = []
     if steps is not None:
         rows.append(("length", f"{int(steps):,} steps of {secs:g} s ({int(steps) * secs / 60:,.1f} minutes)"))
-    rows.append(("scenario seed", str(sc.get("seed", ""))))
+    if sc.get("seed") is not None:
+        rows.append(("scenario seed", str(sc.get("seed"))))
+    models = (sc.get("index") or {}).get("models") or []
     for i, m in enumerate(sc.get("markets") or []):
-        model = ((sc.get("index") or {}).get("models") or [{}])[i] if i < len((sc.get("index") or {}).get("models") or []) else {}
-        idx = ", ".join(f"{k}={v}" for k, v in model.items()) if model else ""
-        rows.append((f"market {m.get('name', i)}",
-                     f"tick {m.get('tick_size')}, lot {m.get('lot_size')}, max leverage {m.get('max_leverage')}x; index: {idx}"))
+        model = models[i] if i < len(models) else {}
+        idx = ", ".join(f"{k}={v}" for k, v in model.items() if k != "kind")
+        text = ", ".join(f"{label} {m[k]}" for k, label in (("tick_size", "tick"), ("lot_size", "lot")) if m.get(k) is not None)
+        if m.get("max_leverage") is not None:
+            text += f", max leverage {m['max_leverage']:g}x"
+        if model:
+            text += f"; index: {model.get('kind', '')} ({idx})"
+        rows.append((f"market {m.get('name', i)}", text))
     ag = sc.get("agents") or {}
     t = ag.get("traders") or {}
     if t:
-        cap = t.get("capital") or {}
-        lev = t.get("leverage") or {}
-        rows.append(("traders", f"{int(t.get('count', 0)):,}; capital median {_money(cap.get('median', 0))}; "
-                                f"leverage median {lev.get('median')}x (cap {lev.get('cap')}); "
-                                f"long share {float(t.get('long_share', 0.5)):.0%}; "
-                                f"holding a position at step 0: {float(t.get('initial_positions', 0)):.0%}"))
+        bits = [f"{int(t.get('count', 0)):,}"]
+        cap, lev = t.get("capital") or {}, t.get("leverage") or {}
+        if cap.get("median") is not None:
+            bits.append(f"capital median {_money(cap['median'])}")
+        if lev.get("median") is not None:
+            bits.append(f"leverage median {lev['median']:g}x" + (f" (cap {lev['cap']:g}x)" if lev.get("cap") else ""))
+        if t.get("long_share") is not None:
+            bits.append(f"{float(t['long_share']):.0%} of new positions long")
+        if t.get("initial_positions") is not None:
+            bits.append(f"{float(t['initial_positions']):.0%} holding a position at step 0")
+        rows.append(("traders", "; ".join(bits)))
     mm = ag.get("market_makers") or {}
     if mm:
-        rows.append(("market makers", f"{mm.get('count')} x {_money(mm.get('capital', 0))}; {mm.get('levels')} levels of "
-                                      f"{_money(mm.get('level_notional', 0))}, spacing {float(mm.get('level_spacing', 0)):.2%}"))
+        bits = [f"{mm.get('count')}" + (f" x {_money(mm['capital'])}" if mm.get("capital") is not None else "")]
+        if mm.get("levels") is not None and mm.get("level_notional") is not None:
+            bits.append(f"{mm['levels']} levels of {_money(mm['level_notional'])} a side")
+        if mm.get("level_spacing") is not None:
+            bits.append(f"spacing {float(mm['level_spacing']):.2%}")
+        rows.append(("market makers", "; ".join(bits)))
     ar = ag.get("arbitrageurs") or {}
     if ar:
-        rows.append(("arbitrageurs", f"{ar.get('count')} x {_money(ar.get('capital', 0))}, leverage {ar.get('leverage')}x"))
+        rows.append(("arbitrageurs", f"{ar.get('count')}" + (f" x {_money(ar['capital'])}" if ar.get("capital") else "")))
     v = sc.get("venue") or {}
     if v:
-        rows.append(("venue", f"insurance fund {_money(v.get('insurance_fund', 0))}; backstop capital "
-                              f"{_money(v.get('backstop_capital', 0))}; mark {((v.get('mark') or {}).get('method'))}; "
-                              f"up to {v.get('max_rounds')} liquidation rounds per step"))
-    parts.append(_table(["", ""], [(k, val) for k, val in rows]))
+        bits = []
+        if v.get("insurance_fund") is not None:
+            bits.append(f"insurance fund {_money(v['insurance_fund'])}")
+        if v.get("backstop_capital"):
+            bits.append(f"backstop capital {_money(v['backstop_capital'])}")
+        if (v.get("mark") or {}).get("method"):
+            bits.append(f"mark price: {v['mark']['method']}")
+        if v.get("max_rounds") is not None:
+            bits.append(f"up to {v['max_rounds']} liquidation rounds per step")
+        rows.append(("venue", "; ".join(bits)))
+    parts.append(_table(["", ""], rows))
     shocks = sc.get("shocks") or []
     if shocks:
         parts.append("<h3>Shocks</h3>")
         srows = []
-        for s in shocks:
-            rest = ", ".join(f"{k}={val}" for k, val in s.items() if k not in ("kind", "step", "duration"))
-            srows.append((s.get("kind", ""), (str(s.get("step", "")), True), (str(s.get("duration", 1)), True), rest))
+        for sh in shocks:
+            rest = ", ".join(f"{k}={val}" for k, val in sh.items() if k not in ("kind", "step", "duration") and val is not None)
+            srows.append((sh.get("kind", ""), (str(sh.get("step", "")), True), (str(sh.get("duration", 1)), True), rest))
         parts.append(_table(["kind", "step", "duration (steps)", "settings"], srows))
     return "".join(parts)
 
 
-def _designs_html(names: list[str], waterfalls: dict[str, tuple[list[dict], dict]], colors: dict[str, str]) -> str:
+def _designs_html(names: list[str], waterfalls: dict[str, tuple[list[dict], dict]], colors: dict[str, str],
+                  swept: dict[str, list] | None = None, own: dict[str, dict] | None = None) -> str:
+    """Designs side by side. ``swept``: sweep parameter -> values; ``own``: the settings a design
+    sets itself (those win over the sweep)."""
+    swept, own = swept or {}, own or {}
     n_stages = max((len(w[0]) for w in waterfalls.values()), default=0)
     header = ["", *[f"{_swatch(colors[d])}{_e(d)}" for d in names]]
+
+    def money_row(d: str, key: str) -> tuple[str, bool]:
+        if own.get(d, {}).get(key) is None and f"venue.{key}" in swept:
+            vals = ", ".join(_money(float(x)) for x in swept[f"venue.{key}"])
+            return f"swept: {_e(vals)}", True
+        return _money(waterfalls[d][1].get(key) or 0), True
+
     rows = []
     rows.append([("description", False), *[(_e(waterfalls[d][1].get("description") or ""), False) for d in names]])
-    rows.append([("insurance fund at start", False),
-                 *[(_money(waterfalls[d][1].get("insurance_fund") or 0), True) for d in names]])
-    rows.append([("backstop capital", False),
-                 *[(_money(waterfalls[d][1].get("backstop_capital") or 0), True) for d in names]])
+    rows.append([("insurance fund at start", False), *[money_row(d, "insurance_fund") for d in names]])
+    rows.append([("backstop capital", False), *[money_row(d, "backstop_capital") for d in names]])
     for i in range(n_stages):
         row = [(f"stage {i + 1}", False)]
         for d in names:
@@ -328,42 +371,42 @@ def _prob_html(prob: pd.DataFrame, batch: BatchFolder, colors: dict[str, str]) -
 
 
 def _cmp_html(cmp: pd.DataFrame, batch: BatchFolder, cell: str, colors: dict[str, str]) -> str:
+    """One cell's comparison: a row per metric x design (designs side by side within a metric)."""
     c = cmp[cmp["cell_id"] == cell]
-    designs = [d for d in batch.designs if d in set(c["design"])]
     if c.empty:
         return "<p class='note'>no finished runs in this cell</p>"
+    designs = [d for d in batch.designs if d in set(c["design"])]
     baseline = str(c["baseline"].dropna().iloc[0]) if c["baseline"].notna().any() else designs[0]
-    header = ["metric"]
-    for d in designs:
-        sw = f"{_swatch(colors.get(d, '#999'))}{_e(d)}"
-        header += [f"{sw}<br>mean", "median", "p95", "CVaR95"]
-        if d != baseline:
-            header.append(f"&minus; {_e(baseline)}<br>mean [95 % CI]")
-    rows = []
+    header = ["metric", "design", "runs", "mean", "median", "p95", "p99", "CVaR95",
+              f"design &minus; {_e(baseline)}: mean [95 % CI]"]
+    out = ['<div class="wide"><table><thead><tr>', "".join(f"<th>{h}</th>" for h in header), "</tr></thead><tbody>"]
     metrics = [m for m in TABLE_METRICS if m in set(c["metric"])]
-    for m in metrics:
-        row: list = [(_e(_LABELS.get(m, m)), False)]
-        for d in designs:
-            g = c[(c["metric"] == m) & (c["design"] == d)]
-            if g.empty:
-                row += [("", True)] * (4 + (d != baseline))
-                continue
-            r = g.iloc[0]
-            row += [(_e(_fmt(m, r["mean"])), True), (_e(_fmt(m, r["median"])), True), (_e(_fmt(m, r["p95"])), True),
-                    (_e(_fmt(m, r["cvar95"])), True)]
-            if d != baseline:
+    for k, m in enumerate(metrics):
+        rows = [(d, c[(c["metric"] == m) & (c["design"] == d)]) for d in designs]
+        rows = [(d, g.iloc[0]) for d, g in rows if not g.empty]
+        shade = ' style="background:#f6f8fb"' if k % 2 else ""
+        for i, (d, r) in enumerate(rows):
+            tds = []
+            if i == 0:
+                tds.append(f'<td rowspan="{len(rows)}"{shade}><b>{_e(_LABELS.get(m, m))}</b></td>')
+            tds.append(f"<td{shade}>{_swatch(colors.get(d, '#999'))}{_e(d)}</td>")
+            tds.append(f'<td class="num"{shade}>{int(r["n"])}</td>')
+            for col in ("mean", "median", "p95", "p99", "cvar95"):
+                tds.append(f'<td class="num"{shade}>{_e(_fmt(m, r[col]))}</td>')
+            if d == baseline:
+                tds.append(f'<td class="num"{shade}>baseline</td>')
+            else:
                 dm, lo, hi = r["diff_mean"], r["diff_low"], r["diff_high"]
                 if _is_nan(dm):
-                    row.append(("n/a", True))
+                    txt, sig = "n/a", False
                 else:
-                    sign = "+" if float(dm) > 0 else ""
-                    txt = f"{sign}{_fmt(m, dm)} [{_fmt(m, lo)}, {_fmt(m, hi)}]"
-                    cls = ""
-                    if not (_is_nan(lo) or _is_nan(hi)) and (float(lo) > 0 or float(hi) < 0):
-                        cls = "sig"
-                    row.append((f'<span class="{cls}">{_e(txt)}</span>' if cls else _e(txt), True))
-        rows.append(row)
-    return _table(header, rows)
+                    txt = f"{'+' if float(dm) > 0 else ''}{_fmt(m, dm)} [{_fmt(m, lo)}, {_fmt(m, hi)}]"
+                    sig = not (_is_nan(lo) or _is_nan(hi)) and (float(lo) > 0 or float(hi) < 0)
+                body = f'<span class="sig">{_e(txt)}</span>' if sig else _e(txt)
+                tds.append(f'<td class="num"{shade}>{body}</td>')
+            out.append("<tr>" + "".join(tds) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
 
 
 # ============================================================================ report
@@ -458,8 +501,11 @@ def _batch_report(b: BatchFolder, timelines: bool) -> str:
         out.append(_table(["parameter", "values"], [(p, ", ".join(plots._fmt_value(x) for x in v)) for p, v in vals.items()]))
 
     out.append("<h2>Designs side by side</h2>")
-    wf = {d: b.design_waterfall(d) for d in b.designs}
-    out.append(_designs_html(list(b.designs), wf, colors))
+    resolved = _resolved(sc)
+    wf = {d: plots.design_waterfall(resolved, d) for d in b.designs}
+    swept = {p: list(dict.fromkeys(c.get(p) for c in b.cells.values())) for p in b.sweep_params}
+    own = {d.get("name"): d for d in (sc.get("designs") or [])}
+    out.append(_designs_html(list(b.designs), wf, colors, swept, own))
 
     if ok.empty:
         out.append("<p class='note'>No finished runs yet: nothing to compare.</p>")
@@ -475,10 +521,12 @@ def _batch_report(b: BatchFolder, timelines: bool) -> str:
     out.append(f'<p class="note">Per design: mean, median, 95th percentile and CVaR95 (mean of the worst 5 %) over '
                f"the runs; for every design but the baseline <b>{_e(baseline)}</b>, the paired difference design "
                f"&minus; baseline on the same paths with a bootstrap 95 % interval (bold: the interval excludes 0; {_e(source)}). Money in USD.</p>")
-    for cell in b.cells:
+    for i, cell in enumerate(b.cells):
         if len(b.cells) > 1:
-            out.append(f"<h3>cell {_e(cell)}</h3>")
+            out.append(f"<details{' open' if i == 0 else ''}><summary>cell {_e(cell)}</summary>")
         out.append(_cmp_html(cmp, b, cell, colors))
+        if len(b.cells) > 1:
+            out.append("</details>")
 
     out.append("<h2>Figures</h2>")
     pooled = " (all sweep cells pooled)" if len(b.cells) > 1 else ""
@@ -496,11 +544,8 @@ def _batch_report(b: BatchFolder, timelines: bool) -> str:
                            "Probability of socialization in each sweep cell, per design."))
         out.append(_figure(lambda: plots.plot_sweep(b, "deficit_total"), "sweep heatmap: mean bad debt",
                            "Mean bad debt per run in each sweep cell, per design."))
-        out.append("<details><summary>Design comparison per sweep cell</summary>")
-        for cell in b.cells:
-            out.append(_figure(lambda cell=cell: plots.plot_compare(b, cell=cell), f"design comparison, cell {cell}",
-                               f"Design comparison in cell {_e(cell)}."))
-        out.append("</details>")
+        out.append('<p class="note">One sweep cell\'s comparison figure: <code>perpstress plot FOLDER --kind '
+                   'compare --cell CELL_ID</code>.</p>')
     if timelines and not b.series.empty:
         try:
             wc, wr = plots.worst_path(b, kept_only=True)

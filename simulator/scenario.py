@@ -152,7 +152,10 @@ class Traders(Strict):
     strategies: dict[Literal["trend", "mean_revert", "noise", "hedger"], float] = Field(
         default_factory=lambda: {"trend": 0.3, "mean_revert": 0.2, "noise": 0.45, "hedger": 0.05}
     )
-    isolated_share: float = Field(0.0, ge=0, le=1)
+    isolated_share: float = Field(0.0, ge=0, le=1, description="share of traders on isolated margin")
+    isolated_margin: float = Field(
+        0.3, gt=0, le=1, description="share of an isolated trader's capital posted to its position; the rest stays in a spot wallet"
+    )
     trade_probability: float = Field(0.02, ge=0, le=1, description="chance per step to act")
     position_fraction: float = Field(0.8, gt=0, le=1, description="share of max size used per entry")
     stop_loss: float | None = Field(None, gt=0, lt=1, description="close at this loss, fraction of margin")

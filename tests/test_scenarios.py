@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from golden_runs import ROOT, SMALL, golden_path, scenario_files, small_summary
@@ -80,3 +81,23 @@ def test_whale_empties_the_small_fund_and_profits_are_clawed_back():
     assert s["covered_socialize"] == pytest.approx(s["deficit_total"] - s["covered_insurance_fund"], abs=1e-6)
     charged = result.events[result.events.kind == "socialize"]
     assert len(charged) > 1 and (charged["step"] >= 599).all()  # funding interval 600: the first settlement
+
+
+def test_isolated_traders_lose_at_most_the_margin_posted():
+    from simulator.model import PerpModel
+
+    sc = run.load_scenario(ROOT / "scenarios/cascade.yaml", {**SMALL, "agents.traders.isolated_share": 1.0})
+    model = PerpModel(sc)
+    pop = model.traders
+    led = model.venue.ledger
+    spot_before = led.wallet[pop.wallets].copy()
+    # posted margin = 30 % of capital (isolated_margin), the rest in the spot wallet
+    assert np.allclose(led.wallet[pop.accounts] + spot_before, np.round(pop.capital / 1e-6), atol=2)
+    model.run()
+    liquidated = set(model.venue.events.to_frame().query("kind == 'liquidation'").account)
+    hit = np.isin(pop.accounts, list(liquidated))
+    assert hit.sum() > 10
+    # no position ever sits in a spot wallet, and a liquidation never reaches it (no
+    # socialization stage in this waterfall): the wallet is exactly what was left there
+    assert (led.qty[pop.wallets] == 0).all()
+    np.testing.assert_array_equal(led.wallet[pop.wallets], spot_before)
