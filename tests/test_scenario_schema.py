@@ -78,3 +78,28 @@ def test_cli_validate_accepts_every_bundled_scenario(capsys):
 def test_bad_override_is_named(tmp_path):
     with pytest.raises(ScenarioError, match="agents.traders.count"):
         load(ROOT / "scenarios/cascade.yaml", {"agents.traders.count": -1})
+
+
+def test_every_bundled_preset_is_a_valid_design():
+    from simulator.scenario import load_design, preset_names
+
+    names = preset_names()
+    assert {"bitmex", "binance", "bybit", "okx", "hyperliquid", "dydx_v4", "drift", "seed_article"} <= set(names)
+    for name in names:
+        design = load_design(name)
+        assert design.name == name and design.waterfall
+
+
+def test_unknown_preset_names_the_available_ones():
+    from simulator.scenario import load_design
+
+    with pytest.raises(ScenarioError, match="no such design file or preset; presets: .*binance"):
+        load_design("mtgox")
+
+
+def test_cli_batch_bad_design_subset_fails_before_running(tmp_path, capsys):
+    out = tmp_path / "b"
+    code = main(["batch", str(ROOT / "scenarios/cascade.yaml"), "--runs", "2", "--designs", "nope", "--out", str(out)])
+    assert code == 2
+    assert "--designs ['nope'] not found; designs: ['default']" in capsys.readouterr().err
+    assert not out.exists()
