@@ -194,7 +194,9 @@ class PerpModel(mesa.Model):
     def _open_whale(self, i, s: Whale):
         venue = self.venue
         spec = venue.markets[s.market]
-        acc = int(venue.add_accounts(1, "trader", _cash(s.notional / s.leverage), leverage=s.leverage)[0])
+        # the margin for the position plus the taker fee of opening it through the book
+        deposit = s.notional / s.leverage + s.notional * self.scenario.markets[s.market].taker_fee
+        acc = int(venue.add_accounts(1, "trader", _cash(deposit), leverage=s.leverage)[0])
         price = spec.to_price(venue.marks[s.market])
         lots = int(spec.to_lots(s.notional / price))
         self.whales[i] = acc

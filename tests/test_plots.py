@@ -408,8 +408,8 @@ def test_plot_all_and_cli(folders, tmp_path):
     from simulator.cli import build_parser, main
 
     out = tmp_path / "plots"
-    assert main(["plot", str(folders["run"]), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["timeline.png", "who_pays.png"]
+    assert main(["plot", str(folders["run"]), "--kind", "who-pays", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["who_pays.png"]
     assert main(["plot", str(folders["batch"]), "--kind", "sweep", "--metric", "p_adl", "--format", "svg",
                  "--out", str(out)]) == 0
     assert (out / "sweep_p_adl.svg").exists()
@@ -418,5 +418,9 @@ def test_plot_all_and_cli(folders, tmp_path):
     args = build_parser().parse_args(["plot", str(tmp_path)])
     with pytest.raises(FileNotFoundError, match="not a results folder"):
         args.func(args)
-    written = plots.plot_all(folders["batch"], tmp_path / "all", kinds=["compare", "who-pays"])
-    assert [p.name for p in written] == ["compare.png", "who_pays.png"]
+    # what "all" draws for each kind of folder (the batch's figures are drawn in test_report.py)
+    assert [stem for stem, _ in plots._figures(plots.open_folder(folders["run"]), ["all"], None)] == [
+        "timeline", "who_pays"]
+    stems = [stem for stem, _ in plots._figures(plots.open_folder(folders["batch"]), ["all"], None)]
+    assert stems == [f"timeline_{d}" for d in plots.open_folder(folders["batch"]).designs] + [
+        "compare", "who_pays", "sweep"]

@@ -1,0 +1,97 @@
+"""The mesa model: agents, step order and every kind of scripted shock, on small runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.arbitrageurs import Arbitrageur
+from agents.market_makers import MarketMaker
+from agents.traders import LeveragedTrader
+from simulator.model import PerpModel
+from simulator.scenario import validate
+
+
+def scenario(**extra) -> dict:
+    base = {
+        "name": "small",
+        "seed": 4,
+        "steps": 200,
+        "index": {"models": [{"kind": "gbm", "start_price": 50_000, "volatility": 0.5}]},
+        "agents": {"traders": {"count": 100, "trade_probability": 0.01},
+                   "market_makers": {"count": 2, "capital": 2_000_000, "level_notional": 20_000},
+                   "arbitrageurs": {"count": 1}},
+        "venue": {"funding": {"interval": 50}},
+    }
+    base.update(extra)
+    return base
+
+
+def run_model(**extra) -> PerpModel:
+    model = PerpModel(validate(scenario(**extra)))
+    model.run()
+    return model
+
+
+def test_agents_are_mesa_agents_with_one_account_each():
+    model = PerpModel(validate(scenario()))
+    by_type = model.agents_by_type
+    assert len(by_type[LeveragedTrader]) == 100
+    assert len(by_type[MarketMaker]) == 2 and len(by_type[Arbitrageur]) == 1
+    accounts = [a.account for a in model.agents if hasattr(a, "account")]
+    assert len(accounts) == len(set(accounts))  # no two agents share a ledger row
+
+
+def test_same_seed_same_run_and_seed_sequence_reusable():
+    a, b = run_model(), run_model()
+    np.testing.assert_array_equal(a.venue.ledger.wallet, b.venue.ledger.wallet)
+    ss = np.random.SeedSequence(9)
+    sc = validate(scenario())
+    m1, m2 = PerpModel(sc, ss), PerpModel(sc, ss)
+    m1.run()
+    m2.run()
+    np.testing.assert_array_equal(m1.venue.ledger.qty, m2.venue.ledger.qty)
+
+
+def test_oracle_stall_freezes_the_venue_index_only():
+    m = run_model(shocks=[{"kind": "oracle_stall", "step": 50, "duration": 30}])
+    seen, real = m.series["venue_index"], m.series["index"]
+    assert (seen[50:80] == real[50]).all()
+    assert np.ptp(real[50:80]) > 0
+    np.testing.assert_array_equal(seen[80:], real[80:])
+
+
+def test_oracle_lag_shows_the_index_some_steps_late():
+    m = run_model(shocks=[{"kind": "oracle_stall", "step": 50, "duration": 30, "lag": 5}])
+    np.testing.assert_array_equal(m.series["venue_index"][50:80], m.series["index"][45:75])
+
+
+def test_liquidity_withdrawal_thins_the_book():
+    calm = run_model()
+    thin = run_model(shocks=[{"kind": "liquidity_withdrawal", "step": 100, "duration": 50, "fraction": 0.8}])
+    window = slice(101, 150)
+    assert np.nanmean(thin.series["depth_bid_1pct"][window]) < 0.35 * np.nanmean(calm.series["depth_bid_1pct"][window])
+    np.testing.assert_array_equal(thin.series["depth_bid_1pct"][:100], calm.series["depth_bid_1pct"][:100])
+
+
+def test_funding_spike_raises_the_next_funding_rate_by_its_premium():
+    calm = run_model()
+    spiked = run_model(shocks=[{"kind": "funding_spike", "step": 50, "duration": 50, "rate": 0.001}])
+    # settlement at step 99 averages 50 steps of premium; each carried +0.001
+    rate_calm, rate_spiked = calm.series["funding_rate"][99], spiked.series["funding_rate"][99]
+    assert rate_spiked == pytest.approx(min(rate_calm + 0.001, 0.0075), abs=1e-12)
+
+
+def test_crowding_sets_the_long_share_during_its_window():
+    m = run_model(shocks=[{"kind": "crowding", "step": 20, "duration": 40, "long_share": 0.95}])
+    ls = m.series["long_share"]
+    assert (ls[20:60] == 0.95).all() and (ls[:20] == 0.5).all() and (ls[60:] == 0.5).all()
+
+
+def test_whale_opens_its_position_when_scripted():
+    m = run_model(shocks=[{"kind": "whale", "step": 30, "notional": 500_000, "leverage": 10, "side": "short"}])
+    whale = m.whales[0]
+    assert m.venue.ledger.kind[whale] == "trader"
+    ev = m.venue.events.to_frame()
+    liquidated = whale in set(ev[ev.kind == "liquidation"].account)
+    assert m.venue.ledger.qty[whale, 0] < 0 or liquidated

@@ -1,0 +1,131 @@
+"""``simulator.report`` and ``perpstress report``: one self-contained HTML file per results folder.
+
+The reports are written from the small real run and batch folders of test_plots.py. Each must
+hold its figures as embedded PNGs (valid, of the size the page says), no external resource,
+the scenario, the designs side by side and the comparison tables; and it must open in headless
+Chromium with every image loaded (skipped when Chromium is not installed).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from simulator import plots
+from simulator.report import write_report
+from test_plots import png_size, results_folders
+
+IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)" width="(\d+)" height="(\d+)">')
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    return results_folders(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def batch_report(folders, tmp_path_factory):
+    return write_report(folders["batch"], tmp_path_factory.mktemp("reports") / "batch.html")
+
+
+@pytest.fixture(scope="module")
+def run_report(folders):
+    from simulator.cli import main
+
+    assert main(["report", str(folders["run"])]) == 0  # default: FOLDER/report.html
+    return folders["run"] / "report.html"
+
+
+def images(text: str) -> list[tuple[bytes, str, int, int]]:
+    return [(base64.b64decode(b), alt, int(w), int(h)) for b, alt, w, h in IMG.findall(text)]
+
+
+def check_self_contained(text: str) -> None:
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:|//|file:)', text, re.I), "external resource"
+    assert "<link" not in text and "@import" not in text and "url(" not in text
+    assert len(re.findall(r"<img\b", text)) == len(IMG.findall(text)), "an image that is not an embedded PNG"
+    for data, alt, w, h in images(text):
+        assert png_size(data) == (w, h), alt
+
+
+def test_batch_report(batch_report, folders):
+    text = batch_report.read_text(encoding="utf-8")
+    check_self_contained(text)
+    batch = plots.open_folder(folders["batch"])
+    alts = [alt for _, alt, _, _ in images(text)]
+    assert alts[:4] == ["design comparison", "who pays", "sweep heatmap: P(socialization)", "sweep heatmap: mean bad debt"]
+    assert alts[4:] == [f"timeline of design {d}" for d in batch.designs]
+
+    # scenario and the designs side by side, with their stages in order
+    assert batch.scenario["description"] in text
+    assert "Designs side by side" in text
+    for d in batch.designs:
+        assert f"{d}</th>" in text
+    assert "ranking=pro_rata" in text and "surplus_policy=none" in text
+    assert "swept: $0.00, $100,000" in text
+
+    # probabilities and the comparison table come from the batch's CSVs
+    prob = pd.read_csv(folders["batch"] / "probabilities.csv")
+    for cell in batch.cells:
+        assert f"cell {cell}</summary>" in text
+    p = prob[(prob["design"] == "fund_then_socialize")]["p_socialization"]
+    assert f"{p.max():.0%}" in text
+    cmp = pd.read_csv(folders["batch"] / "compare.csv")
+    row = cmp[(cmp["metric"] == "deficit_total") & (cmp["design"] == batch.designs[0])].iloc[0]
+    assert f"${row['mean']:,.2f}" in text or f"${row['mean']:,.0f}" in text
+    assert "compare.csv of the batch" in text
+
+
+def test_run_report(run_report, folders):
+    text = run_report.read_text(encoding="utf-8")
+    check_self_contained(text)
+    assert [alt for _, alt, _, _ in images(text)] == ["cascade timeline", "who pays"]
+    summary = plots.open_folder(folders["run"]).summary
+    assert "Summary (DESIGN.md §6)" in text
+    assert f"${summary['liquidation_notional']:,.0f}" in text
+    assert f"{summary['max_cascade_depth']:,}" in text
+    assert "order book" in text and "insurance fund" in text and "ADL" in text
+
+
+def test_report_cli_errors(tmp_path, capsys):
+    from simulator.cli import build_parser, main
+
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a results folder" in capsys.readouterr().err
+    args = build_parser().parse_args(["report", str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="not a results folder"):
+        args.func(args)
+
+
+def _chromium() -> str | None:
+    if Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium"
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHROMIUM = _chromium()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install -y chromium)")
+@pytest.mark.parametrize("which", ["batch", "run"])
+def test_report_opens_in_headless_chromium(which, batch_report, run_report, tmp_path):
+    report = batch_report if which == "batch" else run_report
+    n = len(re.findall(r"<img\b", report.read_text(encoding="utf-8")))
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+        report.resolve().as_uri(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    body = re.search(r"<body[^>]*>", proc.stdout)
+    assert body, f"no DOM from chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    assert f'data-images-loaded="{n}/{n}"' in body.group(0), body.group(0)
+    assert 'data-report-ready="1"' in body.group(0)
