@@ -8,18 +8,14 @@ they hold: a carry position is closed only by trading the other way when the bas
 
 from __future__ import annotations
 
-import mesa
 import numpy as np
 
+from agents.account import AccountAgent
 from simulator.book import BUY, SELL
 
 
-class Arbitrageur(mesa.Agent):
+class Arbitrageur(AccountAgent):
     """One basis arbitrageur; ``step_all`` decides for all of them per market."""
-
-    def __init__(self, model, account: int):
-        super().__init__(model)
-        self.account = account
 
     @classmethod
     def step_all(cls, model) -> None:

@@ -8,18 +8,14 @@ to an inventory beyond its limit is not quoted. Makers carry margin and can be l
 
 from __future__ import annotations
 
-import mesa
 import numpy as np
 
+from agents.account import AccountAgent
 from simulator.book import BUY, SELL
 
 
-class MarketMaker(mesa.Agent):
+class MarketMaker(AccountAgent):
     """One market maker; ``step_all`` quotes for all makers in one pass per market."""
-
-    def __init__(self, model, account: int):
-        super().__init__(model)
-        self.account = account
 
     @classmethod
     def step_all(cls, model) -> None:
