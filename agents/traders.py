@@ -7,9 +7,9 @@ batch of market orders per market to the venue. Traders never touch the ledger.
 
 from __future__ import annotations
 
-import mesa
 import numpy as np
 
+from agents.account import AccountAgent
 from simulator.book import BUY, SELL
 
 STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
@@ -62,13 +62,12 @@ def _lognormal(rng, dist, n):
     return np.minimum(x, dist.cap) if dist.cap is not None else x
 
 
-class LeveragedTrader(mesa.Agent):
+class LeveragedTrader(AccountAgent):
     """One leveraged trader; the class decides for all of them in ``step_all``."""
 
     def __init__(self, model, account: int, slot: int):
-        super().__init__(model)
-        self.account = account
-        self.slot = slot
+        super().__init__(model, account)
+        self.slot = slot  # index into the population's arrays
 
     @staticmethod
     def initial_orders(pop: TraderPopulation, venue, rng, share: float):
