@@ -34,17 +34,17 @@ def trader_steps_per_second(traders: int, repeats: int, steps: int | None) -> tu
 
 def batch_runs_per_minute(executor: str, runs: int, traders: int, workers: int | None) -> float:
     from simulator.batch import plan_tasks, run_batch
-    from simulator.batch_cli import scenario_run_fn
-    from simulator.run import load_scenario
+    from simulator.batch_cli import batch_scenario, scenario_run_fn
 
-    sc = load_scenario(SCENARIO, {"agents.traders.count": traders})
-    data = sc.model_dump(mode="json")
-    data["_base_dir"] = str(SCENARIO.parent)
-    tasks = plan_tasks(runs, ["default"], [{}], sc.seed)
+    data, designs = batch_scenario(SCENARIO, None, [], [], {"agents.traders.count": traders})
+    tasks = plan_tasks(runs, designs, None, data["seed"])
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        run_batch(data, scenario_run_fn, tasks, Path(out), executor=executor, workers=workers, progress=False)
-        return runs / (time.perf_counter() - t0) * 60
+        report = run_batch(data, scenario_run_fn, tasks, Path(out), executor=executor, workers=workers, progress=False)
+        elapsed = time.perf_counter() - t0
+    if report.failed:
+        raise RuntimeError(f"benchmark batch had failed runs: {report.failures[:1]}")
+    return runs / elapsed * 60
 
 
 def main() -> None:
