@@ -287,6 +287,23 @@ def _price_metrics(ts: pd.DataFrame) -> dict:
     return out
 
 
+def _adl_cover(adl: pd.DataFrame, haircut: pd.DataFrame, deficit: pd.DataFrame) -> int:
+    """Cash of the deficit that ADL covered: per liquidated case (step, round, account), what
+    its counterparties paid (``adl_haircut`` transfers at the bankruptcy price, or the price
+    haircut vs mark of fills at the previous mark), capped at the deficit the ADL stage
+    recorded for that case (its negative equity at mark). Paying more than that does not
+    cover more: it leaves the case a surplus."""
+    key = ["step", "round", "case"]
+    paid = [f[f["amount"] > 0].assign(case=f["counterparty"])[key + ["amount"]] for f in (adl, haircut) if len(f)]
+    if not paid or not len(deficit):
+        return 0
+    paid = pd.concat(paid).groupby(key)["amount"].sum()
+    d = deficit[deficit["stage"].astype(str) == "adl"].assign(case=deficit["account"])
+    owed = d.groupby(key)["amount"].sum()
+    both = pd.concat([paid.rename("paid"), owed.rename("owed")], axis=1).fillna(0)
+    return int(np.minimum(both["paid"], both["owed"]).sum())
+
+
 def _fund_metrics(ts: pd.DataFrame, meta: Mapping) -> dict:
     fund = _col(ts, "insurance_fund")
     start = meta.get("insurance_fund_start")
@@ -307,7 +324,8 @@ def _fund_metrics(ts: pd.DataFrame, meta: Mapping) -> dict:
         "fund_min": fund_min,
         "fund_end": end,
         "fund_drawdown": max(0.0, start - fund_min) if not math.isnan(fund_min) else NAN,
-        "fund_depleted": bool(fund_min <= 0) if not math.isnan(fund_min) else False,
+        # a fund that starts empty cannot be depleted; one that had money and reached 0 was
+        "fund_depleted": bool(start > 0 and fund_min <= 0) if not math.isnan(fund_min) else False,
         "fund_depleted_step": depleted_step,
     }
 
@@ -467,7 +485,7 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     fund_paid = amount("fund_payout")
     out["covered_insurance_fund"] = (fund_paid + absorbed["insurance_fund"]) * cash
     out["covered_backstop"] = absorbed["backstop"] * cash
-    adl_paid = amount("adl_haircut", lambda r, a: a > 0) + amount("adl", lambda r, a: a > 0)
+    adl_paid = _adl_cover(rows("adl"), rows("adl_haircut"), rows("deficit"))
     out["covered_adl"] = adl_paid * cash
     soc_total = amount("socialize")
     out["covered_socialize"] = soc_total * cash
@@ -491,7 +509,7 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     pnl = adl["pnl"].to_numpy(dtype=np.int64) if len(adl) else np.zeros(0, dtype=np.int64)
     out["adl_pnl_taken"] = int(pnl.sum()) * cash
     out["adl_profit_taken"] = int(pnl[pnl > 0].sum()) * cash
-    out["adl_haircut"] = adl_paid * cash
+    out["adl_haircut"] = (amount("adl_haircut", lambda r, a: a > 0) + amount("adl", lambda r, a: a > 0)) * cash
     shortfall = 0.0
     liq_adl = liq[stage == "adl"] if len(liq) else liq
     if len(liq_adl) or len(adl):

@@ -423,7 +423,7 @@ def _timeline_source(folder, design, cell, run_index):
         if design is not None or cell is not None or run_index is not None:
             raise ValueError("design, cell and run_index select a kept run of a batch; this is a run folder")
         seed = f.info.get("seed")
-        title = f"{f.name}: cascade timeline (seed {seed})" if seed is not None else f"{f.name}: cascade timeline"
+        title = f"{f.name}: timeline of one run" + (f" (seed {seed})" if isinstance(seed, int) else "")
         return f.timeseries.reset_index(drop=True), f.scenario, title, {"folder": "run"}
     series = f.series
     if series.empty:
@@ -445,7 +445,7 @@ def _timeline_source(folder, design, cell, run_index):
                          f"kept: {sorted(kept['run_index'].unique().tolist())}")
     ts = ts.drop(columns=["run_index", "design", "cell_id"]).reset_index(drop=True)
     where = f", {cell}" if len(f.cells) > 1 else ""
-    title = f"{f.name}: cascade timeline, design {design}{where}, run {run_index}"
+    title = f"{f.name}: timeline of run {run_index}, design {design}{where}"
     return ts, f.cell_scenario(cell), title, {"folder": "batch", "design": design, "cell": cell, "run_index": int(run_index)}
 
 
@@ -784,13 +784,18 @@ def plot_compare(
                     label=f"{d} (P(>0) = {p0:.0%})")
             ax.plot(e["x"], e["p_exceed"], "o", color=colors[d], ms=3)
         ax.set_title(EXCEEDANCE_METRICS[m], fontsize=10)
-        ax.set_xlabel(f"x: {EXCEEDANCE_METRICS[m].lower()} (USD)")
+        pos = exc.loc[(exc["metric"] == m) & (exc["x"] > 0), "x"].to_numpy(dtype=float)
+        log = len(pos) > 0 and pos.max() / pos.min() > 100  # designs orders of magnitude apart
+        if log:
+            ax.set_xscale("symlog", linthresh=10.0 ** math.floor(math.log10(pos.min())), linscale=0.5)
+        ax.set_xlabel(f"x: {EXCEEDANCE_METRICS[m].lower()} (USD{', log scale' if log else ''})")
         ax.set_ylabel("P(X > x)")
         ax.set_ylim(-0.03, 1.03)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.xaxis.set_major_formatter(USD_FORMATTER)
-        ax.xaxis.set_major_locator(MaxNLocator(4))
-        ax.legend(fontsize=8, loc="upper right", framealpha=0.85)
+        if not log:
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.legend(fontsize=8, loc="best", framealpha=0.85)
         ax.grid(alpha=0.25)
 
     # --- fan chart
@@ -930,7 +935,8 @@ def plot_who_pays(
 
     Left: one stacked bar per design of how the deficit was covered (insurance fund, backstop,
     ADL, socialization, venue's own loss; mean per run over the selected runs, USD), labelled
-    with each part's share. Middle and right: Lorenz curves of ADL PnL taken and of
+    with each part's share, and a black marker at the bad debt (``deficit_total``; the bar
+    reaches it unless a stage paid more than the deficit). Middle and right: Lorenz curves of ADL PnL taken and of
     socialization charges per account, with their Gini coefficient. For a run folder the
     Lorenz curves come from its events. A batch keeps no events: with ``replay_worst`` the
     path with the largest bad debt (``worst_path``) is run again for every design (exactly,
@@ -1006,17 +1012,22 @@ def plot_who_pays(
 
     pos = np.arange(len(split))
     bottom = np.zeros(len(split))
+    tot = split[list(SPLIT_COLUMNS)].sum(axis=1).to_numpy(dtype=float)
+    deficit = split["deficit_total"].to_numpy(dtype=float)
+    ymax = float(np.nanmax(np.concatenate([tot, deficit]))) if len(tot) else 0.0
     for c, stage in SPLIT_COLUMNS.items():
         v = split[c].to_numpy(dtype=float)
         ax_bar.bar(pos, v, bottom=bottom, width=0.6, color=STAGE_COLORS[stage], label=STAGE_LABELS[stage],
                    edgecolor="white", linewidth=0.5)
-        tot = split[list(SPLIT_COLUMNS)].sum(axis=1).to_numpy(dtype=float)
         for x, b, h, t in zip(pos, bottom, v, tot):
-            if t > 0 and h / t >= 0.06:
+            if t > 0 and h / t >= 0.06 and h >= 0.05 * ymax:
                 ax_bar.text(x, b + h / 2, f"{h / t:.0%}", ha="center", va="center", fontsize=8,
                             color="white" if stage in ("book", "adl", "socialize", "venue", "backstop") else "black")
         bottom = bottom + v
-    ymax = float(np.nanmax(bottom)) if len(bottom) else 0.0
+    # the bad debt itself: the bar should reach it; covers beyond it (e.g. ADL fills at a price
+    # worse than mark) show as a bar above the marker
+    ax_bar.scatter(pos, deficit, marker="_", s=900, linewidths=2.2, color="black", zorder=4,
+                   label="bad debt (deficit)")
     for x, t in zip(pos, bottom):
         ax_bar.text(x, t + ymax * 0.01, _usd(t), ha="center", va="bottom", fontsize=9, fontweight="bold")
     ax_bar.set_xticks(pos, split["design"], rotation=20 if len(split) > 2 else 0,
@@ -1027,8 +1038,8 @@ def plot_who_pays(
     ax_bar.set_ylabel(f"deficit covered ({per_run}, USD)")
     ax_bar.yaxis.set_major_formatter(USD_FORMATTER)
     ax_bar.set_ylim(0, ymax * 1.35 if ymax > 0 else 1)
-    ax_bar.set_title("How the deficit was split (label: share of the bar)", fontsize=11)
-    ax_bar.legend(fontsize=8, loc="upper left", framealpha=0.9, ncol=3)
+    ax_bar.set_title("How the deficit was covered (label: share of the bar)", fontsize=11)
+    ax_bar.legend(fontsize=8, loc="upper left", framealpha=0.9, ncol=3, markerscale=0.3)
     ax_bar.grid(axis="y", alpha=0.25)
     if ymax == 0:
         ax_bar.text(0.5, 0.5, "no bad debt", transform=ax_bar.transAxes, ha="center", va="center", color="0.4")
@@ -1244,13 +1255,37 @@ def _save(fig: Figure, target, format: str, quantize: bool = True) -> None:
         fig.savefig(raw, format="png", dpi=fig.dpi, metadata={"Software": None})
         raw.seek(0)
         with Image.open(raw) as im:
-            q = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-            q.save(target, format="PNG", optimize=True)
+            _quantize(im.convert("RGB")).save(target, format="PNG", optimize=True)
     else:
         import matplotlib
 
         with matplotlib.rc_context({"svg.hashsalt": "perpstress", "svg.fonttype": "none"}):
             fig.savefig(target, format="svg", dpi=fig.dpi, metadata={"Date": None})
+
+
+def _fixed_colors() -> list[int]:
+    """The fixed palette colours (stages, designs, prices, depth, black, white) as flat RGB."""
+    from matplotlib.colors import to_rgb
+
+    hexes = [*STAGE_COLORS.values(), *DESIGN_PALETTE, *PRICE_COLORS.values(), *DEPTH_COLORS.values(),
+             "#ffffff", "#000000"]
+    hexes = list(dict.fromkeys(h.lower() for h in hexes))
+    return [int(round(v * 255)) for h in hexes for v in to_rgb(h)]
+
+
+def _quantize(rgb):
+    """A 256-colour palette image of ``rgb``: an adaptive (median cut) palette plus the fixed
+    palette colours, exactly, so stage and design colours stay the same in every figure."""
+    from PIL import Image
+
+    fixed = _fixed_colors()
+    n = 256 - len(fixed) // 3
+    adaptive = rgb.quantize(colors=n, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    pal = adaptive.getpalette()[: 3 * n]
+    pal += [0] * (3 * n - len(pal)) + fixed
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(pal)
+    return rgb.quantize(palette=palette, dither=Image.Dither.NONE)
 
 
 def save_figure(fig: Figure, path: str | Path, format: str | None = None, quantize: bool = True) -> Path:
@@ -1265,8 +1300,9 @@ def save_figure(fig: Figure, path: str | Path, format: str | None = None, quanti
     return path
 
 
-def _figures(folder, kinds: Sequence[str], metric: str | None, cell: str | None = None):
-    """Yield ``(file stem, thunk)`` for each figure of ``kinds`` that the folder supports."""
+def _figures(folder, kinds: Sequence[str], metric: str | None, cell: str | None = None,
+             steps: tuple[int, int] | None = None):
+    """``(file stem, thunk)`` for each figure of ``kinds`` that the folder supports."""
     f = open_folder(folder)
     kinds = list(KINDS) if "all" in kinds else list(kinds)
     explicit = len(kinds) == 1
@@ -1276,12 +1312,13 @@ def _figures(folder, kinds: Sequence[str], metric: str | None, cell: str | None 
     out = []
     if "timeline" in kinds:
         if isinstance(f, RunFolder):
-            out.append(("timeline", lambda: plot_timeline(f)))
+            out.append(("timeline", lambda: plot_timeline(f, steps=steps)))
         elif not f.series.empty:
             c, r = worst_path(f, cell, kept_only=True)
             for d in f.designs:
                 if ((f.series["design"] == d) & (f.series["cell_id"] == c) & (f.series["run_index"] == r)).any():
-                    out.append((f"timeline_{_safe(d)}", lambda d=d: plot_timeline(f, design=d, cell=c, run_index=r)))
+                    out.append((f"timeline_{_safe(d)}",
+                                lambda d=d: plot_timeline(f, design=d, cell=c, run_index=r, steps=steps)))
         elif explicit:
             raise ValueError(f"{f.path}: the batch kept no per-step series; no timeline to draw")
     if "compare" in kinds:
@@ -1305,13 +1342,14 @@ def _safe(name: str) -> str:
 
 
 def plot_all(folder, out_dir: str | Path | None = None, kinds: Sequence[str] = ("all",), format: str = "png",
-             metric: str | None = None, cell: str | None = None) -> list[Path]:
+             metric: str | None = None, cell: str | None = None, steps: tuple[int, int] | None = None) -> list[Path]:
     """Draw and save every figure of ``kinds`` the folder supports; returns the files written
-    (default ``out_dir``: ``FOLDER/plots``)."""
+    (default ``out_dir``: ``FOLDER/plots``). ``metric``: the sweep heatmap's; ``cell``: one
+    sweep cell for the batch figures; ``steps``: the timeline's window ``(first, last)``."""
     f = open_folder(folder)
     out_dir = Path(out_dir) if out_dir is not None else f.path / "plots"
     written = []
-    for stem, make in _figures(f, kinds, metric, cell):
+    for stem, make in _figures(f, kinds, metric, cell, steps):
         fig, _ = make()
         written.append(save_figure(fig, out_dir / f"{stem}.{format}", format))
         fig.clear()

@@ -17,13 +17,26 @@ def cmd_plot(args) -> int:
 
     folder = plots.open_folder(args.folder)  # FileNotFoundError if neither a run nor a batch folder
     out = Path(args.out) if args.out else folder.path / "plots"
-    written = plots.plot_all(folder, out, kinds=[args.kind], format=args.format, metric=args.metric, cell=args.cell)
+    written = plots.plot_all(folder, out, kinds=[args.kind], format=args.format, metric=args.metric, cell=args.cell,
+                             steps=_steps(args.steps))
     if not written:
         print(f"{folder.path}: nothing to draw for --kind {args.kind}")
         return 1
     for p in written:
         print(p)
     return 0
+
+
+def _steps(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        first, last = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--steps {text!r}: give FIRST:LAST, e.g. 250:600") from None
+    if last < first:
+        raise ValueError(f"--steps {text!r}: LAST is before FIRST")
+    return first, last
 
 
 def cmd_report(args) -> int:
@@ -68,6 +81,7 @@ def add_commands(sub) -> None:
                    help="sweep heatmap metric: p_socialization (default), p_adl, p_fund_depletion, p_venue_loss, "
                         "or a metric column (its mean per cell)")
     p.add_argument("--cell", default=None, help="batch: one sweep cell id (default: all cells pooled)")
+    p.add_argument("--steps", default=None, metavar="FIRST:LAST", help="timeline: show only these steps")
     p.set_defaults(func=_value_errors(cmd_plot))
 
     r = sub.add_parser("report", help="write one self-contained HTML report of a run or batch folder")

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from simulator import plots
-from simulator.plots import COMPARE_METRICS, BatchFolder, RunFolder, open_folder
+from simulator.plots import BatchFolder, RunFolder, open_folder
 
 __all__ = ["write_report", "build_report", "REPORT_NAME"]
 

@@ -328,6 +328,18 @@ class ADLStage(Stage):
         if not fills:
             return
         case_i, cpty, mkt, lots, haircut_weight = (np.concatenate(x) for x in zip(*fills))
+        if self.price == "previous_mark":
+            # the deficit is the negative equity at mark: counterparties filled at the previous
+            # mark have already paid part of it in the price, and that part is ADL's cover
+            hit = ~cases.open(venue) & ~cases.recorded & (eq_before < 0)
+            cases.recorded |= hit
+            if hit.any():
+                venue.events.add("deficit", stage=self.name, account=cases.accounts[hit], amount=-eq_before[hit])
+                # a previous mark above the bankruptcy price can leave the case more than zero
+                w = venue.ledger.wallet[cases.accounts]
+                extra = hit & (w > 0)
+                if extra.any():
+                    venue.events.add("surplus", stage=self.name, account=cases.accounts[extra], amount=w[extra])
         cases.record_outcome(venue, self.name)  # at the fill price, before any cash moves
         if self.price == "bankruptcy":
             self._settle_at_bankruptcy(venue, cases, eq_before, notional_before, case_i, cpty, haircut_weight)

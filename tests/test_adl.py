@@ -198,6 +198,9 @@ def test_adl_at_previous_mark(make_venue):
     assert adl.price.tolist() == [85.0, 85.0]
     assert dict(zip(adl.account, adl.amount)) == {acc["B"]: 30, acc["A"]: 5}
     assert v.ledger.wallet[acc["L"]] == 15
+    # at mark L was 20 short (120 + 7 x 80 - 700): that is its deficit, which the price
+    # haircut (35) covered, leaving 15 over as a surplus
+    assert ev[ev.kind == "deficit"].amount.tolist() == [20]
     assert ev[ev.kind == "surplus"].amount.tolist() == [15]
     assert v.conservation_residual() == 0
 

@@ -54,7 +54,7 @@ def crash_events() -> pd.DataFrame:
     # step 4, round 1: account 11 long 3000 lots, bankrupt at 700 ticks, mark 680: ADL at
     # bankruptcy against shorts 20 (2000 lots, entry 1000) and 21 (1000 lots, entry 750).
     log.step, log.round = 4, 1
-    log.add("deficit", account=11, amount=6_000_000)  # 3000 * (700 - 680) * 100 cash = 6 quote
+    log.add("deficit", stage="adl", account=11, amount=6_000_000)  # 3000 * (700 - 680) * 100 cash = 6 quote
     log.add("liquidation", stage="adl", account=11, counterparty=[20, 21], market=0, qty=[-2000, -1000],
             price=680.0, bankruptcy_price=700.0)
     log.add("adl", stage="adl", account=[20, 21], counterparty=11, market=0, qty=[2000, 1000], price=680.0,
@@ -184,6 +184,9 @@ def test_adl_at_previous_mark_shortfall_and_overshoot():
             bankruptcy_price=900.0)
     log.add("adl", stage="adl", account=6, counterparty=5, market=0, qty=-1000, price=930.0,
             bankruptcy_price=900.0, amount=2 * M, pnl=10 * M)
+    # the ADL stage records the case's deficit at mark (5); the price haircut covers 2 of it,
+    # the other 3 is left to the stages after ADL
+    log.add("deficit", stage="adl", account=5, amount=5 * M)
     s = summarize(timeseries(), log.to_frame(), META)
     # shortfall at mark: 1000 * (950 - 900) * 1e-4 = 5 = 1000 * (930 - 900) * 1e-4 (3) + 2
     assert s["adl_shortfall"] == pytest.approx(5.0)
@@ -283,3 +286,19 @@ def test_paired_bootstrap_covers_true_difference():
     assert paired_bootstrap_ci(a2, b2, rng=np.random.default_rng(3))[0] == pytest.approx(est)
     with pytest.raises(TypeError):
         paired_bootstrap_ci(a, b)
+
+
+def test_adl_cover_is_capped_at_the_case_deficit():
+    # a case with negative equity 5 at mark, deleveraged at the previous mark: its two
+    # counterparties pay 4 + 3 = 7 in the price (vs mark). Only 5 covered a deficit; the other
+    # 2 left the case a surplus. A second case at the bankruptcy price: paid 1 == owed 1.
+    from simulator.events import EventLog
+    from simulator.metrics import _adl_cover
+
+    log = EventLog()
+    log.add("deficit", stage="adl", account=[1, 2], amount=[5, 1])
+    log.add("adl", stage="adl", account=[30, 31], counterparty=1, amount=[4, 3])
+    log.add("adl_haircut", stage="adl", account=32, counterparty=2, amount=1)
+    ev = log.to_frame()
+    rows = {k: ev[ev.kind == k] for k in ("adl", "adl_haircut", "deficit")}
+    assert _adl_cover(rows["adl"], rows["adl_haircut"], rows["deficit"]) == 5 + 1
