@@ -287,7 +287,7 @@ def _price_metrics(ts: pd.DataFrame) -> dict:
     return out
 
 
-def _adl_cover(adl: pd.DataFrame, haircut: pd.DataFrame, deficit: pd.DataFrame) -> int:
+def adl_cover(adl: pd.DataFrame, haircut: pd.DataFrame, deficit: pd.DataFrame) -> int:
     """Cash of the deficit that ADL covered: per liquidated case (step, round, account), what
     its counterparties paid (``adl_haircut`` transfers at the bankruptcy price, or the price
     haircut vs mark of fills at the previous mark), capped at the deficit the ADL stage
@@ -485,7 +485,7 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     fund_paid = amount("fund_payout")
     out["covered_insurance_fund"] = (fund_paid + absorbed["insurance_fund"]) * cash
     out["covered_backstop"] = absorbed["backstop"] * cash
-    adl_paid = _adl_cover(rows("adl"), rows("adl_haircut"), rows("deficit"))
+    adl_paid = adl_cover(rows("adl"), rows("adl_haircut"), rows("deficit"))
     out["covered_adl"] = adl_paid * cash
     soc_total = amount("socialize")
     out["covered_socialize"] = soc_total * cash

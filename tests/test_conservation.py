@@ -10,14 +10,17 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
+from simulator.metrics import adl_cover
+
 from strategies import build_venue, play_step, venue_runs
 
 
 def deficit_cover_gap(venue, waterfall) -> int:
     """Sum of ``deficit`` events minus what the stages paid for them (must be 0).
 
-    Covers: fund payouts, deficits absorbed by a takeover (negative margin), ADL counterparties'
-    haircuts at the bankruptcy price, socialization (the pending amount when deferred, since the
+    Covers: fund payouts, deficits absorbed by a takeover (negative margin), what ADL
+    counterparties paid toward each case's deficit (at the bankruptcy price, or in the price of a
+    previous-mark fill, capped at the case's deficit at mark), socialization (the pending amount when deferred, since the
     loss pool fronts it) and the venue's own loss.
     """
     ev = venue.events.to_frame()
@@ -29,7 +32,7 @@ def deficit_cover_gap(venue, waterfall) -> int:
     covered = (
         amt[k == "fund_payout"].sum()
         - amt[(k == "takeover") & (amt < 0)].sum()
-        + amt[(k == "adl_haircut") & (amt > 0)].sum()
+        + adl_cover(ev[ev.kind == "adl"], ev[ev.kind == "adl_haircut"], ev[ev.kind == "deficit"])
         + amt[k == ("socialize_pending" if deferred else "socialize")].sum()
         + amt[k == "venue_loss"].sum()
     )

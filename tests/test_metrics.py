@@ -293,7 +293,7 @@ def test_adl_cover_is_capped_at_the_case_deficit():
     # counterparties pay 4 + 3 = 7 in the price (vs mark). Only 5 covered a deficit; the other
     # 2 left the case a surplus. A second case at the bankruptcy price: paid 1 == owed 1.
     from simulator.events import EventLog
-    from simulator.metrics import _adl_cover
+    from simulator.metrics import adl_cover
 
     log = EventLog()
     log.add("deficit", stage="adl", account=[1, 2], amount=[5, 1])
@@ -301,4 +301,4 @@ def test_adl_cover_is_capped_at_the_case_deficit():
     log.add("adl_haircut", stage="adl", account=32, counterparty=2, amount=1)
     ev = log.to_frame()
     rows = {k: ev[ev.kind == k] for k in ("adl", "adl_haircut", "deficit")}
-    assert _adl_cover(rows["adl"], rows["adl_haircut"], rows["deficit"]) == 5 + 1
+    assert adl_cover(rows["adl"], rows["adl_haircut"], rows["deficit"]) == 5 + 1
