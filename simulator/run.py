@@ -64,9 +64,9 @@ def run_scenario(scenario: Scenario, seed=None, steps: int | None = None, progre
         progress: show a progress bar (tqdm) on a terminal.
         base_dir: folder for relative data paths (defaults to the scenario file's folder).
     """
-    if steps is not None:
-        scenario = scenario.model_copy(update={"steps": int(steps)})
     base_dir = base_dir or getattr(scenario, "_base_dir", None)
+    if steps is not None:  # re-validated: steps >= 1 and no shock after the last step
+        scenario = with_overrides(scenario, {"steps": int(steps)})
     model = PerpModel(scenario, seed, base_dir=base_dir)
     bar = None
     if progress:

@@ -103,3 +103,12 @@ def test_cli_batch_bad_design_subset_fails_before_running(tmp_path, capsys):
     assert code == 2
     assert "--designs ['nope'] not found; designs: ['default']" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_steps_override_is_validated(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", str(ROOT / "scenarios/cascade.yaml"), "--steps", "100", "--out", str(out)]) == 2
+    assert "shocks[0].step = 300 is after the last step (99)" in capsys.readouterr().err
+    assert main(["run", str(ROOT / "scenarios/cascade.yaml"), "--steps", "0", "--out", str(out)]) == 2
+    assert "steps: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert not out.exists()
