@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.account import AccountAgent
-from simulator.book import BUY, SELL
+from simulator.book import BUY
 
 STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
 
@@ -153,5 +153,3 @@ def _entry_lots(pop: TraderPopulation, idx, venue, equity, fraction, rng) -> np.
     size = np.clip(equity, 0, None) * pop.leverage[idx] * use
     return np.floor(size / price).astype(np.int64)
 
-
-SIDES = {"long": BUY, "short": SELL}

@@ -34,7 +34,7 @@ KINDS = (
     "takeover",  # backstop or fund took a position (qty) and the margin (amount, signed)
     "adl",  # one ADL fill: amount = haircut paid vs mark, pnl = unrealised PnL closed
     "adl_haircut",  # cash a counterparty paid (amount > 0) or got to settle at bankruptcy
-    "socialize",  # one socialization charge; amount charged, weight = the account's weight
+    "socialize",  # one charge: amount, weight = share; qty = payer's open lots (0: no position), score = its equity before
     "socialize_pending",  # a deficit parked until the next settlement
     "venue_loss",  # what no stage covered
     "unwind",  # a venue-held position reduced in the book

@@ -101,8 +101,20 @@ def run_meta(model: PerpModel) -> dict:
         "lot_sizes": [m.lot_size for m in venue.markets],
         "insurance_fund_start": model.scenario.venue.insurance_fund,
         "n_accounts_by_kind": {str(k): int(c) for k, c in zip(kinds, counts)},
-        "zero_position_accounts": sorted(model.zero_position_payers) if hasattr(model, "zero_position_payers") else None,
+        **_socialization_meta(venue.events.to_frame()),
         "steps": model.t,
+    }
+
+
+def _socialization_meta(events: pd.DataFrame) -> dict:
+    """Who paid socialized loss with no open position, and each payer's equity before its first
+    charge (both recorded on the ``socialize`` events)."""
+    soc = events[events["kind"] == "socialize"]
+    zero = soc[soc["qty"] == 0]
+    first = soc.drop_duplicates("account", keep="first")
+    return {
+        "zero_position_accounts": [(int(s), int(a)) for s, a in zip(zero["step"], zero["account"])],
+        "equity_before_socialization": {int(a): float(e) for a, e in zip(first["account"], first["score"])},
     }
 
 

@@ -336,8 +336,6 @@ def _format(error: ValidationError, source: str) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field (not allowed here; check the spelling against the schema)"
-        if e["type"] == "union_tag_invalid":
-            msg = f"{msg}"
         lines.append(f"{source}: {loc}: {msg}")
     return "\n".join(lines)
 

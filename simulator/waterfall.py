@@ -489,12 +489,13 @@ class SocializeStage(Stage):
         payers = np.flatnonzero(w > 0)
         if len(payers) == 0:
             return 0
-        capacity = np.clip(venue.equity()[payers], 0, None)
-        charge = np.minimum(largest_remainder(amount, w[payers]), capacity)
+        equity = venue.equity(payers)
+        charge = np.minimum(largest_remainder(amount, w[payers]), np.clip(equity, 0, None))
         hit = charge > 0
         venue.ledger.transfer(payers[hit], venue.loss_pool, charge[hit])
+        open_lots = np.abs(venue.ledger.qty[payers[hit]]).sum(axis=1)
         venue.events.add("socialize", stage=self.name, account=payers[hit], amount=charge[hit],
-                         weight=w[payers][hit] / w[payers].sum())
+                         weight=w[payers][hit] / w[payers].sum(), qty=open_lots, score=equity[hit])
         return int(charge.sum())
 
 

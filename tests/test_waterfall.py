@@ -287,6 +287,14 @@ def test_equity_weighted_socialization_includes_zero_position_accounts(make_venu
     assert wallets[Z] - v.ledger.wallet[Z] == 89
     assert v.ledger.wallet[L] == 0 and v.ledger.wallet[v.loss_pool] == 0
     assert not len(kinds(v, "venue_loss"))
+    # each charge records the payer's open lots (Z: none) and its equity before the charge
+    assert dict(zip(soc.account, soc.qty)) == {S: 100, M: 100, Z: 0}
+    assert dict(zip(soc.account, soc.score)) == {S: 2_000, M: 3_000, Z: 4_000}
+    # so the run summary can say: 89 of the 200 (44.5 %) was paid by an account with no position
+    from simulator.run import _socialization_meta
+
+    meta = _socialization_meta(v.events.to_frame())
+    assert meta["zero_position_accounts"] == [(0, Z)]
     check_books(v)
 
 
