@@ -39,7 +39,7 @@ CASH_UNIT = 1e-6
 SERIES = (
     "index", "venue_index", "mark", "last", "best_bid", "best_ask", "depth_bid_1pct", "depth_ask_1pct",
     "open_interest", "funding_rate", "insurance_fund", "backstop_equity", "cascade_depth", "rejections",
-    "residual", "long_share",
+    "residual", "long_share", "fund_guard",
 )
 
 
@@ -70,6 +70,8 @@ def venue_config(scenario: Scenario) -> VenueConfig:
         max_rounds=v.max_rounds,
         unwind_fraction=v.unwind_fraction,
         unwind_band=v.unwind_band,
+        fund_guard_threshold=None if v.fund_guard is None else v.fund_guard.threshold,
+        fund_guard_max_leverage=5.0 if v.fund_guard is None else v.fund_guard.max_leverage,
     )
 
 
@@ -284,6 +286,7 @@ class PerpModel(mesa.Model):
         s["cascade_depth"][t] = self.exchange.cascade_depth
         s["rejections"][t] = venue.rejections
         s["long_share"][t] = self.traders.long_share
+        s["fund_guard"][t] = float(venue.fund_guard_active())
         residual = venue.conservation_residual()
         s["residual"][t] = residual
         if residual != 0 or (venue.ledger.qty.sum(axis=0) != 0).any():

@@ -111,6 +111,13 @@ class Funding(Strict):
     interest: float = Field(0.0001, ge=-0.01, le=0.01)
 
 
+class FundGuard(Strict):
+    """While the fund is below ``threshold`` x average open-interest value, cap new leverage."""
+
+    threshold: float = Field(0.2, gt=0, le=10)
+    max_leverage: float = Field(5.0, ge=1, le=200)
+
+
 class Venue(Strict):
     mark: Mark = Field(default_factory=Mark)
     funding: Funding = Field(default_factory=Funding)
@@ -119,6 +126,7 @@ class Venue(Strict):
     max_rounds: int = Field(20, ge=1, le=1000)
     unwind_fraction: float = Field(0.2, gt=0, le=1)
     unwind_band: float = Field(0.02, gt=0, lt=1)
+    fund_guard: FundGuard | None = None
     waterfall: list[StageConfig] = Field(
         default_factory=lambda: [BookStage(stage="book"), InsuranceFundStage(stage="insurance_fund"), ADLStage(stage="adl")],
         min_length=1,

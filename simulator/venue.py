@@ -35,6 +35,9 @@ class VenueConfig:
         max_rounds: liquidation rounds allowed per step.
         unwind_fraction: share of a venue-held position (backstop, fund) sold per step.
         unwind_band: worst price the unwind accepts, as a fraction away from mark.
+        fund_guard_threshold: fund health guard (the seed article): while the insurance fund
+            is below this fraction of the average open-interest value, new exposure is allowed
+            only up to ``fund_guard_max_leverage``. None: no guard.
     """
 
     markets: list[MarketSpec] = field(default_factory=lambda: [MarketSpec()])
@@ -48,6 +51,8 @@ class VenueConfig:
     max_rounds: int = 20
     unwind_fraction: float = 0.2
     unwind_band: float = 0.02
+    fund_guard_threshold: float | None = None
+    fund_guard_max_leverage: float = 5.0
 
 
 class Venue:
@@ -78,6 +83,8 @@ class Venue:
         self.step = 0
         self.rejections = 0
         self.volume = np.zeros(len(self.markets), dtype=np.int64)
+        self.oi_value_sum = 0.0  # running sum of open-interest value (cash), for the fund guard
+        self.oi_value_count = 0
 
     # ------------------------------------------------------------------ set-up
     def add_accounts(self, n: int, kind: str, deposit=0, leverage=None) -> np.ndarray:
@@ -150,7 +157,10 @@ class Venue:
         if grows.any():
             q_all = self.ledger.qty[owners].copy()
             q_all[:, market] = new_pos
-            im_after = initial_margin(q_all, self.marks, self.contract_values, self.leverage[owners]).sum(axis=1)
+            leverage = self.leverage[owners]
+            if self.fund_guard_active():
+                leverage = np.minimum(leverage, self.config.fund_guard_max_leverage)
+            im_after = initial_margin(q_all, self.marks, self.contract_values, leverage).sum(axis=1)
             fee = muldiv_ceil(notional(qtys[:, None], self.marks[market : market + 1], self.contract_values[market : market + 1])[:, 0], self.markets[market].taker_fee_ppm, PPM)
             eq = self.ledger.equity(self.marks, owners) - fee
             refused = grows & (eq < im_after)
@@ -234,8 +244,26 @@ class Venue:
             out[m] = np.nan if mid is None else mid
         return out
 
+    def open_interest_value(self) -> int:
+        """Open interest valued at mark, all markets, cash units."""
+        return int((self.ledger.open_interest() * self.marks * self.contract_values).sum())
+
+    def fund_guard_active(self) -> bool:
+        """The fund is below the guard's fraction of the average open-interest value."""
+        threshold = self.config.fund_guard_threshold
+        if threshold is None or self.oi_value_count == 0:
+            return False
+        average = self.oi_value_sum / self.oi_value_count
+        return bool(self.equity(np.array([self.insurance_fund]))[0] < threshold * average)
+
     def update_marks(self, roll: bool = True) -> np.ndarray:
-        return self.prices.update_mark(self.mids(), roll)
+        """New marks; with ``roll`` (once per step) also the previous mark and the running
+        average of open-interest value."""
+        marks = self.prices.update_mark(self.mids(), roll)
+        if roll and self.config.fund_guard_threshold is not None:
+            self.oi_value_sum += self.open_interest_value()
+            self.oi_value_count += 1
+        return marks
 
     def apply_funding(self) -> np.ndarray:
         """Settle funding for the interval just ended; returns the rates."""

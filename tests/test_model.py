@@ -95,3 +95,27 @@ def test_whale_opens_its_position_when_scripted():
     ev = m.venue.events.to_frame()
     liquidated = whale in set(ev[ev.kind == "liquidation"].account)
     assert m.venue.ledger.qty[whale, 0] < 0 or liquidated
+
+
+def test_fund_guard_caps_new_leverage_while_the_fund_is_low():
+    # fund 1,000 USD against open interest of several million: the guard is on from step 1,
+    # and an order needing 20x is refused at the guard's 5x although the trader may use 20x
+    sc = validate(scenario(venue={"insurance_fund": 1_000, "fund_guard": {"threshold": 0.2, "max_leverage": 5}}))
+    model = PerpModel(sc)
+    model.step()
+    venue = model.venue
+    assert venue.fund_guard_active()
+    trader = int(venue.add_accounts(1, "trader", 1_000 * 10**6, leverage=20)[0])
+    lots = int(15_000 / (venue.marks[0] * venue.markets[0].tick_size * venue.markets[0].lot_size))  # $15k: 15x
+    before = venue.rejections
+    venue.submit_orders(0, [trader], [1], [lots])
+    assert venue.rejections == before + 1 and venue.ledger.qty[trader, 0] == 0
+    venue.submit_orders(0, [trader], [1], [lots // 4])  # $3.75k: 3.75x, inside the cap
+    assert venue.ledger.qty[trader, 0] > 0
+    # without a guard the same 15x order is accepted
+    free = PerpModel(validate(scenario(venue={"insurance_fund": 1_000})))
+    free.step()
+    t2 = int(free.venue.add_accounts(1, "trader", 1_000 * 10**6, leverage=20)[0])
+    free.venue.submit_orders(0, [t2], [1], [lots])
+    assert free.venue.ledger.qty[t2, 0] > 0
+    assert model.series["fund_guard"][0] == 1.0
