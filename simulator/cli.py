@@ -100,16 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Sub-commands that live in their own modules (batch and compare; plot and report)."""
-    from simulator import batch_cli
+    from simulator import batch_cli, plots_cli
 
-    found = [batch_cli.add_commands]
-    import importlib.util
-
-    if importlib.util.find_spec("simulator.plots_cli") is not None:
-        from simulator import plots_cli
-
-        found.append(plots_cli.add_commands)
-    return found
+    return [batch_cli.add_commands, plots_cli.add_commands]
 
 
 def main(argv=None) -> int:
