@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.batch import (
+from simulator.experiments.batch import (
     BatchReport,
     ManifestMismatchError,
     Task,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-from simulator.metrics import adl_cover
+from simulator.world.metrics import adl_cover
 
 from strategies import build_venue, play_step, venue_runs
 

@@ -13,12 +13,11 @@ import pytest
 import yaml
 
 from golden_runs import ROOT
-from simulator.batch import load_results, load_series, plan_tasks, run_batch
-from simulator.batch_cli import scenario_run_fn
+from simulator.experiments.batch import load_results, load_series, plan_tasks, run_batch, scenario_run_fn
 from simulator.cli import main
-from simulator.compare import compare
+from simulator.experiments.compare import compare
 from conftest import move_to
-from simulator.book import BUY
+from simulator.venue.book import BUY
 
 BOOK = {"stage": "book", "price_band": 0.1}
 FUND_TAKEOVER = {"stage": "insurance_fund", "takeover": True, "surplus_policy": "none"}

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.events import EventLog
-from simulator.metrics import SUMMARY_KEYS, cvar, describe, gini, paired_bootstrap_ci, summarize
+from simulator.venue.events import EventLog
+from simulator.world.metrics import SUMMARY_KEYS, cvar, describe, gini, paired_bootstrap_ci, summarize
 
 # cash unit 1e-6 quote; tick 0.1 quote; lot 0.001 base -> one lot x one tick = 1e-4 quote
 # = 100 cash units (the market's contract value).
@@ -292,8 +292,8 @@ def test_adl_cover_is_capped_at_the_case_deficit():
     # a case with negative equity 5 at mark, deleveraged at the previous mark: its two
     # counterparties pay 4 + 3 = 7 in the price (vs mark). Only 5 covered a deficit; the other
     # 2 left the case a surplus. A second case at the bankruptcy price: paid 1 == owed 1.
-    from simulator.events import EventLog
-    from simulator.metrics import adl_cover
+    from simulator.venue.events import EventLog
+    from simulator.world.metrics import adl_cover
 
     log = EventLog()
     log.add("deficit", stage="adl", account=[1, 2], amount=[5, 1])

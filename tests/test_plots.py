@@ -1,4 +1,4 @@
-"""Figures of ``simulator.plots`` and ``perpstress plot``, drawn from small real results folders.
+"""Figures of ``simulator.figures`` and ``perpstress plot``, drawn from small real results folders.
 
 Each figure is checked to be a valid image of the size asked for, and the numbers it returns
 (the data it drew) are checked against the run folder or the batch's results.
@@ -7,7 +7,7 @@ The folders (built once per session by ``results_folders``, also used by test_re
 
 * a run folder from ``perpstress run`` of the cascade scenario (150 traders, 400 steps, a -8 %
   shock at step 200, no insurance fund at start, so the fund, then ADL, cover the bad debt);
-* a batch folder from ``simulator.batch.run_batch``: the cascade scenario at 120 traders and
+* a batch folder from ``simulator.experiments.batch.run_batch``: the cascade scenario at 120 traders and
   240 steps, three designs (fund then ADL; pro-rata ADL then fund then socialization; fund
   without surplus then socialization), a 2 x 2 sweep (starting fund 0 / 1e5 x shock -4 % /
   -8 %) and 2 paths per cell: 24 runs, with compare.csv / probabilities.csv as ``perpstress
@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from simulator import plots
+from simulator import figures as plots
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -68,7 +68,9 @@ N_RUNS = 2
 
 def batch_run_fn(scenario: dict, task) -> dict:
     """One batch task: the cell's overrides, the task's design, the task's seeds."""
-    from simulator import batch, run, scenario as sc_mod
+    from simulator.experiments import batch
+    from simulator.experiments import run
+    from simulator.world import scenario as sc_mod
 
     sc = sc_mod.validate(sc_mod.apply_overrides(scenario, task.cell), "test", base_dir=SCENARIOS).design(task.design)
     r = run.run_scenario(sc, seed=batch.task_seed_sequence(task))
@@ -83,9 +85,9 @@ def results_folders(tmp_path_factory) -> dict[str, Path]:
     if _FOLDERS:
         return _FOLDERS
     from simulator import cli
-    from simulator.batch import expand_grid, plan_tasks, run_batch
-    from simulator.compare import write_compare
-    from simulator.report import TABLE_METRICS
+    from simulator.experiments.batch import expand_grid, plan_tasks, run_batch
+    from simulator.experiments.compare import write_compare
+    from simulator.figures.report import TABLE_METRICS
 
     root = tmp_path_factory.mktemp("plot_results")
     run_dir = root / "run"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.margin import MarginTiers
+from simulator.venue.margin import MarginTiers
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.fixedpoint import largest_remainder
+from simulator.venue.fixedpoint import largest_remainder
 
 RANKINGS = ("pnl_x_leverage", "binance", "hyperliquid", "random", "pro_rata", "max_leverage")
 

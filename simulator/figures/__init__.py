@@ -196,7 +196,7 @@ def _fmt_value(v: Any) -> str:
 # ========================================================================== folders
 @dataclass
 class RunFolder:
-    """A run folder written by ``perpstress run --out`` (``simulator.run.write_run``)."""
+    """A run folder written by ``perpstress run --out`` (``simulator.experiments.run.write_run``)."""
 
     path: Path
     kind: str = field(default="run", init=False)
@@ -235,14 +235,14 @@ class RunFolder:
 
 @dataclass
 class BatchFolder:
-    """A batch folder written by ``simulator.batch.run_batch`` / ``perpstress batch``."""
+    """A batch folder written by ``simulator.experiments.batch.run_batch`` / ``perpstress batch``."""
 
     path: Path
     kind: str = field(default="batch", init=False)
 
     @cached_property
     def manifest(self) -> dict:
-        from simulator.batch import load_manifest
+        from simulator.experiments.batch import load_manifest
 
         return load_manifest(self.path)
 
@@ -252,7 +252,7 @@ class BatchFolder:
 
     @cached_property
     def all_results(self) -> pd.DataFrame:
-        from simulator.batch import load_results
+        from simulator.experiments.batch import load_results
 
         return load_results(self.path)
 
@@ -266,7 +266,7 @@ class BatchFolder:
 
     @cached_property
     def series(self) -> pd.DataFrame:
-        from simulator.batch import load_series
+        from simulator.experiments.batch import load_series
 
         return load_series(self.path)
 
@@ -300,7 +300,7 @@ class BatchFolder:
 
     def cell_scenario(self, cell_id: str | None) -> dict:
         """The scenario dict of one cell (the sweep's overrides applied)."""
-        from simulator.scenario import apply_overrides
+        from simulator.world.scenario import apply_overrides
 
         if cell_id is None:
             return self.scenario
@@ -833,9 +833,9 @@ def lorenz(amounts) -> pd.DataFrame:
 
     Rows from ``(0, 0)``: accounts sorted from the smallest amount, ``share_accounts`` the
     cumulative share of accounts and ``share_amount`` the cumulative share of the total.
-    ``attrs["gini"]`` is the Gini coefficient (``simulator.metrics.gini``).
+    ``attrs["gini"]`` is the Gini coefficient (``simulator.world.metrics.gini``).
     """
-    from simulator.metrics import gini
+    from simulator.world.metrics import gini
 
     a = np.sort(np.clip(np.asarray(amounts, dtype=float), 0, None))
     a = a[~np.isnan(a)]
@@ -902,21 +902,21 @@ def worst_path(batch: BatchFolder, cell: str | None = None, kept_only: bool = Fa
 
 
 def replay(batch: BatchFolder, design: str, cell: str, run_index: int):
-    """Run one task of a batch again from its stored seed (``simulator.run.RunResult``).
+    """Run one task of a batch again from its stored seed (``simulator.experiments.run.RunResult``).
 
     Runs are deterministic in their seed, so this reproduces the stored run exactly (same
     code version); used for what a batch does not keep (the events).
     """
-    from simulator import run
-    from simulator.batch import seed_sequence_from_row
-    from simulator.scenario import validate
+    from simulator.experiments import run
+    from simulator.experiments.batch import seed_sequence_from_row
+    from simulator.world.scenario import validate
 
     res = batch.results
     row = res[(res["design"] == design) & (res["cell_id"] == cell) & (res["run_index"] == run_index)]
     if row.empty:
         raise ValueError(f"no ok run {run_index} of design {design!r} in cell {cell!r}")
     data = batch.cell_scenario(cell)
-    base_dir = Path(__file__).resolve().parents[1] / "scenarios"
+    base_dir = Path(__file__).resolve().parents[2] / "scenarios"
     sc = validate(data, f"{batch.path}/manifest.json", base_dir=base_dir)
     if any(d.name == design for d in sc.designs):
         sc = sc.design(design)
@@ -1131,7 +1131,7 @@ def sweep_table(
     column = PROBABILITY_METRICS[metric][0] if metric in PROBABILITY_METRICS else metric
     res = batch.results
     if column not in res.columns:
-        from simulator.compare import metric_columns
+        from simulator.experiments.compare import metric_columns
 
         raise ValueError(f"metric {metric!r} not in the results; use one of {sorted(PROBABILITY_METRICS)} "
                          f"or a metric column: {metric_columns(res)}")

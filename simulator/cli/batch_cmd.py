@@ -11,59 +11,22 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from simulator.scenario import ScenarioError, apply_overrides, load, load_design, validate
-
-DEFAULT_DESIGN = "default"
-
-
-def scenario_run_fn(scenario: dict, task) -> dict:
-    """One run of a batch: apply the sweep cell, pick the design, run with the task's seeds."""
-    from simulator import run
-    from simulator.batch import task_seed_sequence
-
-    data = apply_overrides(scenario, task.cell) if task.cell else scenario
-    sc = validate(data, scenario.get("name", "<batch scenario>"))
-    if task.design != DEFAULT_DESIGN:
-        sc = sc.design(task.design)
-    result = run.run_scenario(sc, seed=task_seed_sequence(task))
-    return {**result.summary, "_series": result.timeseries}
-
-
-def batch_scenario(path, designs: list[str] | None, design_files: list[str], presets: list[str],
-                   overrides: dict) -> tuple[dict, list[str]]:
-    """The resolved scenario dict a batch runs (data paths made absolute, extra designs merged)
-    and the design names to run."""
-    sc = load(path, overrides)
-    extra = [load_design(f) for f in design_files] + [load_design(p) for p in presets]
-    data = sc.model_dump(mode="json")
-    data["designs"] = data["designs"] + [d.model_dump(mode="json") for d in extra]
-    base = Path(path).resolve().parent
-    for model in data["index"]["models"]:
-        if model.get("path") and not Path(model["path"]).is_absolute():
-            model["path"] = str((base / model["path"]).resolve())
-    validate(data, str(path))  # names unique, everything still valid
-    # the scenario's own waterfall is a design ("default") unless the scenario lists designs
-    own = [d["name"] for d in data["designs"][: len(sc.designs)]] or [DEFAULT_DESIGN]
-    names = own + [d.name for d in extra]
-    if designs:
-        unknown = [d for d in designs if d not in names]
-        if unknown:
-            raise ScenarioError(f"{path}: --designs {unknown} not found; designs: {names}")
-        names = designs
-    return data, names
+from simulator.cli._common import parse_set
+from simulator.world.scenario import ScenarioError, apply_overrides, validate
 
 
 def cmd_batch(args) -> int:
-    from simulator.batch import (
+    from simulator.experiments.batch import (
         ManifestMismatchError,
         WorkerLostError,
+        batch_scenario,
         expand_grid,
         load_manifest,
         plan_tasks,
         run_batch,
+        scenario_run_fn,
     )
-    from simulator.cli import _parse_set
-    from simulator.compare import format_table, write_compare
+    from simulator.experiments.compare import format_table, write_compare
 
     if args.resume:
         out = Path(args.resume)
@@ -79,7 +42,7 @@ def cmd_batch(args) -> int:
             raise ScenarioError("batch: --runs N must be a positive number of paths per design")
         data, names = batch_scenario(
             args.file, args.designs.split(",") if args.designs else None, args.design_file or [],
-            args.preset or [], _parse_set(args.set),
+            args.preset or [], parse_set(args.set),
         )
         seed = data["seed"] if args.seed is None else args.seed
         cells = expand_grid(data.get("sweep") or {})
@@ -112,7 +75,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from simulator.compare import format_table, write_compare
+    from simulator.experiments.compare import format_table, write_compare
 
     metrics = args.metrics.split(",") if args.metrics else None
     table, probs = write_compare(Path(args.folder), baseline=args.baseline, metrics=metrics, n_boot=args.n_boot)

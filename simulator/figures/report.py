@@ -1,10 +1,10 @@
 """One self-contained HTML report of a run folder or a batch folder (``perpstress report``).
 
 The report holds the scenario (description, market, agents, venue, shocks, sweep), the
-waterfall designs side by side, the comparison tables of ``simulator.compare`` (probabilities
+waterfall designs side by side, the comparison tables of ``simulator.experiments.compare`` (probabilities
 of ADL, socialization and fund depletion; distribution of each headline metric per design and
 its paired difference to the baseline design with a bootstrap 95 % interval) and every figure
-of ``simulator.plots``. Figures are embedded as base64 PNG ``data:`` URIs and the styles are
+of ``simulator.figures``. Figures are embedded as base64 PNG ``data:`` URIs and the styles are
 inline: the file opens in any browser, offline, with no server and no other file.
 
 For a single run folder: the scenario, its waterfall, the run's summary and its timeline and
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator import plots
-from simulator.plots import BatchFolder, RunFolder, open_folder
+from simulator import figures as plots
+from simulator.figures import BatchFolder, RunFolder, open_folder
 
 __all__ = ["write_report", "build_report", "REPORT_NAME"]
 
@@ -198,7 +198,7 @@ _STAGE_MODELS: dict[str, Any] | None = None
 def _stage_defaults(stage: str) -> dict:
     global _STAGE_MODELS
     if _STAGE_MODELS is None:
-        from simulator import scenario as S
+        from simulator.world import scenario as S
 
         _STAGE_MODELS = {"book": S.BookStage, "backstop": S.BackstopStage, "insurance_fund": S.InsuranceFundStage,
                          "adl": S.ADLStage, "socialize": S.SocializeStage}
@@ -225,7 +225,7 @@ def _stage_html(st: dict) -> str:
 def _resolved(sc: dict) -> dict:
     """The scenario with every default filled in (as ``perpstress run`` writes it), else as given."""
     try:
-        from simulator.scenario import Scenario
+        from simulator.world.scenario import Scenario
 
         return Scenario.model_validate(sc).model_dump(mode="json")
     except Exception:
@@ -331,7 +331,7 @@ def _designs_html(names: list[str], waterfalls: dict[str, tuple[list[dict], dict
 
 # ======================================================================== comparison
 def _compare_frames(batch: BatchFolder, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    from simulator.compare import compare, probabilities
+    from simulator.experiments.compare import compare, probabilities
 
     csv_c, csv_p = batch.path / "compare.csv", batch.path / "probabilities.csv"
     metrics = [m for m in TABLE_METRICS if m in batch.results.columns]
@@ -433,7 +433,7 @@ def _version() -> str:
 
 
 def _run_report(f: RunFolder) -> str:
-    from simulator.metrics import SUMMARY_KEYS
+    from simulator.world.metrics import SUMMARY_KEYS
 
     sc = f.scenario
     name = f.name

@@ -13,7 +13,7 @@ KIND_CHOICES = ("timeline", "compare", "who-pays", "sweep", "all")
 
 
 def cmd_plot(args) -> int:
-    from simulator import plots
+    from simulator import figures as plots
 
     folder = plots.open_folder(args.folder)  # FileNotFoundError if neither a run nor a batch folder
     out = Path(args.out) if args.out else folder.path / "plots"
@@ -40,7 +40,7 @@ def _steps(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_report(args) -> int:
-    from simulator.report import write_report
+    from simulator.figures.report import write_report
 
     path = write_report(args.folder, args.out, timelines=not args.no_timelines)
     print(f"report written to {path}")

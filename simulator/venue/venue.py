@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.book import BUY, SELL, Fills, OrderBook
-from simulator.events import EventLog
-from simulator.fixedpoint import PPM, muldiv_ceil
-from simulator.ledger import Ledger
-from simulator.margin import below_maintenance, initial_margin, maintenance_margin, notional
-from simulator.market import MarketSpec
-from simulator.prices import FundingConfig, MarkConfig, PriceState, funding_payments
-from simulator.waterfall import Cases, build_waterfall, cover_venue_loss
+from simulator.venue.book import BUY, SELL, Fills, OrderBook
+from simulator.venue.events import EventLog
+from simulator.venue.fixedpoint import PPM, muldiv_ceil
+from simulator.venue.ledger import Ledger
+from simulator.venue.margin import below_maintenance, initial_margin, maintenance_margin, notional
+from simulator.venue.market import MarketSpec
+from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_payments
+from simulator.venue.waterfall import Cases, build_waterfall, cover_venue_loss
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.fixedpoint import muldiv
+from simulator.venue.fixedpoint import muldiv
 
 ACCOUNT_KINDS = (
     "trader",

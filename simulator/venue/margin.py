@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.fixedpoint import PPM, muldiv, muldiv_ceil
+from simulator.venue.fixedpoint import PPM, muldiv, muldiv_ceil
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ design, the probability of ADL, of socialization and of insurance-fund depletion
 with ``status == "ok"`` count.
 
 The statistics themselves (``describe``, ``cvar``, ``paired_bootstrap_ci``) live in
-``simulator.metrics``: percentiles use numpy's default linear interpolation, CVaR95 is the
+``simulator.world.metrics``: percentiles use numpy's default linear interpolation, CVaR95 is the
 mean of the worst (largest) 5 %.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.batch import CELL_PREFIX, MANIFEST, RESERVED_COLUMNS, _atomic_write_bytes, load_manifest, load_results
-from simulator.metrics import describe, paired_bootstrap_ci
+from simulator.experiments.batch import CELL_PREFIX, MANIFEST, RESERVED_COLUMNS, _atomic_write_bytes, load_manifest, load_results
+from simulator.world.metrics import describe, paired_bootstrap_ci
 
 __all__ = ["compare", "probabilities", "format_table", "write_compare", "metric_columns", "LEVEL"]
 

@@ -1,15 +1,13 @@
-"""The ``perpstress`` command line."""
+"""``perpstress validate`` and ``perpstress run``: check scenario files; run one path and write a
+results folder."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
-from simulator.scenario import ScenarioError
+from simulator.cli._common import parse_set
 
 HEADLINE = (
     ("index_min", "index low", "{:,.2f}"),
@@ -29,16 +27,6 @@ HEADLINE = (
 )
 
 
-def _parse_set(items) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ScenarioError(f"--set {item!r}: use FIELD.PATH=VALUE, e.g. agents.traders.count=500")
-        key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def summary_table(summary: dict) -> str:
     rows = []
     for key, label, fmt in HEADLINE:
@@ -51,7 +39,7 @@ def summary_table(summary: dict) -> str:
 
 
 def cmd_validate(args) -> int:
-    from simulator.scenario import load
+    from simulator.world.scenario import load
 
     for f in args.files:
         sc = load(f)
@@ -61,9 +49,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from simulator import run
+    from simulator.experiments import run
 
-    scenario = run.load_scenario(args.file, _parse_set(args.set))
+    scenario = run.load_scenario(args.file, parse_set(args.set))
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{_stamp()}"
     result = run.run_scenario(scenario, seed=args.seed, steps=args.steps, progress=sys.stderr.isatty())
     run.write_run(result, out)
@@ -77,10 +65,7 @@ def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="perpstress", description="Stress-test perpetual-futures venues.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_commands(sub) -> None:
     v = sub.add_parser("validate", help="check scenario files, run nothing")
     v.add_argument("files", nargs="+")
     v.set_defaults(func=cmd_validate)
@@ -92,33 +77,3 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="results folder (default results/NAME-TIMESTAMP)")
     r.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a scenario field")
     r.set_defaults(func=cmd_run)
-
-    for extra in _extra_commands():
-        extra(sub)
-    return p
-
-
-def _extra_commands():
-    """Sub-commands that live in their own modules (batch and compare; plot and report)."""
-    from simulator import batch_cli, plots_cli
-
-    return [batch_cli.add_commands, plots_cli.add_commands]
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

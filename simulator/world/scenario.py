@@ -19,9 +19,9 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from simulator.adl import RANKINGS
-from simulator.index import IndexModel, IndexShock
-from simulator.prices import MARK_METHODS
+from simulator.venue.adl import RANKINGS
+from simulator.world.index import IndexModel, IndexShock
+from simulator.venue.prices import MARK_METHODS
 
 
 class ScenarioError(ValueError):
@@ -310,7 +310,7 @@ class Scenario(Strict):
 
 
 # --------------------------------------------------------------------------- loading
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "presets"
 
 
 def preset_names() -> list[str]:

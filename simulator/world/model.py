@@ -19,12 +19,12 @@ from agents.backstop import BackstopVault
 from agents.exchange import Exchange
 from agents.market_makers import MarketMaker
 from agents.traders import LeveragedTrader, draw_population
-from simulator.fixedpoint import largest_remainder
-from simulator.index import index_paths
-from simulator.margin import MarginTiers
-from simulator.market import MarketSpec
-from simulator.prices import FundingConfig, MarkConfig
-from simulator.scenario import (
+from simulator.venue.fixedpoint import largest_remainder
+from simulator.world.index import index_paths
+from simulator.venue.margin import MarginTiers
+from simulator.venue.market import MarketSpec
+from simulator.venue.prices import FundingConfig, MarkConfig
+from simulator.world.scenario import (
     Crowding,
     FundingSpike,
     IndexMove,
@@ -33,7 +33,7 @@ from simulator.scenario import (
     Scenario,
     Whale,
 )
-from simulator.venue import Venue, VenueConfig
+from simulator.venue.venue import Venue, VenueConfig
 
 CASH_UNIT = 1e-6
 SERIES = (

@@ -1149,3 +1149,6 @@ def load_series(out_dir: str | Path) -> pd.DataFrame:
         return pd.DataFrame(columns=list(ID_COLUMNS))
     df = _order_columns(df, ID_COLUMNS, ())
     return df.sort_values(["cell_id", "design", "run_index"], kind="stable").reset_index(drop=True)
+
+
+from simulator.experiments.batch.scenario import DEFAULT_DESIGN, batch_scenario, scenario_run_fn  # noqa: E402

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.fixedpoint import PPB, muldiv_ceil
+from simulator.venue.fixedpoint import PPB, muldiv_ceil
 
 MARK_METHODS = ("median", "index", "mid", "last", "index_basis")
 

@@ -12,7 +12,7 @@ key ends in ``_pct``. NaN marks a metric that is undefined for the run (document
 
 Inputs (the contract with the run machinery):
 
-* ``events``: ``EventLog.to_frame()`` (see ``simulator.events.KINDS``).
+* ``events``: ``EventLog.to_frame()`` (see ``simulator.venue.events.KINDS``).
 * ``timeseries``: one row per step with at least ``step, index, last, mark,
   depth_bid_1pct, insurance_fund, residual`` (quote-currency floats, ``residual`` an int);
   optional ``cascade_depth`` and ``max_leverage_after_adl``. Missing columns give NaN.

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from simulator import metrics
-from simulator.model import CASH_UNIT, PerpModel
-from simulator.scenario import Scenario, apply_overrides, load, validate
+from simulator.world import metrics
+from simulator.world.model import CASH_UNIT, PerpModel
+from simulator.world.scenario import Scenario, apply_overrides, load, validate
 
 
 def package_version() -> str:

@@ -29,10 +29,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from simulator import adl as adl_rank
-from simulator.book import BUY, SELL
-from simulator.fixedpoint import PPM, largest_remainder, muldiv
-from simulator.margin import bankruptcy_prices
+from simulator.venue import adl as adl_rank
+from simulator.venue.book import BUY, SELL
+from simulator.venue.fixedpoint import PPM, largest_remainder, muldiv
+from simulator.venue.margin import bankruptcy_prices
 
 
 @dataclass
@@ -296,7 +296,7 @@ class ADLStage(Stage):
     """Auto-deleveraging: close the cases' positions against the opposite side, ranked.
 
     Args:
-        ranking: one of ``simulator.adl.RANKINGS``.
+        ranking: one of ``simulator.venue.adl.RANKINGS``.
         price: ``bankruptcy`` (case ends at zero; BitMEX, Binance, Bybit, dYdX), ``mark`` (OKX)
             or ``previous_mark`` (Hyperliquid); at mark prices the case's deficit stays for
             the stages after.
