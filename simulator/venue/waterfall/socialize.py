@@ -1,0 +1,90 @@
+"""``socialize``: spread the remaining deficit over accounts, now or at settlement.
+
+Self-contained: imports only ``simulator.venue`` helpers and ``waterfall.base``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from simulator.venue.fixedpoint import largest_remainder
+from simulator.venue.waterfall.base import Cases, Stage
+
+
+WEIGHTS = ("equity", "profit", "position")
+TIMINGS = ("immediate", "settlement")
+
+
+@dataclass
+class SocializeStage(Stage):
+    """Spread what is left of the deficit over solvent accounts as a haircut.
+
+    Args:
+        weights: ``equity`` (every account with positive equity, positions or not), ``profit``
+            (net profit over the settlement window), ``position`` (open size, both sides).
+        when: ``immediate``, or ``settlement``: the loss pool fronts the deficit and the charge
+            is made at the end of the window (a clawback of profits that looked final).
+    """
+
+    name: ClassVar[str] = "socialize"
+    weights: str = "equity"
+    when: str = "immediate"
+    pending_markets: set = field(default_factory=set, repr=False)
+
+    def __post_init__(self):
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"socialize weights {self.weights!r}; allowed: {WEIGHTS}")
+        if self.when not in TIMINGS:
+            raise ValueError(f"socialize when {self.when!r}; allowed: {TIMINGS}")
+
+    def run(self, venue, cases: Cases) -> None:
+        cases.record_outcome(venue, self.name)
+        need = cases.deficit(venue)
+        if not need.any():
+            return
+        markets = np.flatnonzero((venue.ledger.qty[cases.accounts] != 0).any(axis=0))
+        self.pending_markets.update(markets.tolist() or range(venue.n_markets))
+        hit = need > 0
+        if self.when == "settlement":
+            venue.ledger.transfer(np.full(hit.sum(), venue.loss_pool), cases.accounts[hit], need[hit])
+            venue.events.add("socialize_pending", stage=self.name, account=cases.accounts[hit], amount=need[hit])
+            return
+        collected = self._charge(venue, int(need.sum()), exclude=cases.accounts)
+        paid_before = np.cumsum(need) - need
+        give = np.clip(collected - paid_before, 0, need)
+        venue.ledger.transfer(np.full(hit.sum(), venue.loss_pool), cases.accounts[hit], give[hit])
+
+    def settle(self, venue) -> None:
+        owed = -int(venue.ledger.wallet[venue.loss_pool])
+        if owed > 0:
+            self._charge(venue, owed, exclude=np.zeros(0, dtype=np.int64))
+        self.pending_markets.clear()
+
+    def weights_of(self, venue) -> np.ndarray:
+        led = venue.ledger
+        if self.weights == "equity":
+            w = venue.equity()
+        elif self.weights == "profit":
+            w = venue.window_profit()
+        else:
+            markets = sorted(self.pending_markets) or list(range(venue.n_markets))
+            w = np.abs(led.qty[:, markets]).sum(axis=1)
+        return np.where(led.is_venue(), 0, np.clip(w, 0, None))
+
+    def _charge(self, venue, amount: int, exclude) -> int:
+        """Charge ``amount`` to the payers into the loss pool; returns what was collected."""
+        w = self.weights_of(venue)
+        w[exclude] = 0
+        payers = np.flatnonzero(w > 0)
+        if len(payers) == 0:
+            return 0
+        equity = venue.equity(payers)
+        charge = np.minimum(largest_remainder(amount, w[payers]), np.clip(equity, 0, None))
+        hit = charge > 0
+        venue.ledger.transfer(payers[hit], venue.loss_pool, charge[hit])
+        open_lots = np.abs(venue.ledger.qty[payers[hit]]).sum(axis=1)
+        venue.events.add("socialize", stage=self.name, account=payers[hit], amount=charge[hit],
+                         weight=w[payers][hit] / w[payers].sum(), qty=open_lots, score=equity[hit])
+        return int(charge.sum())
