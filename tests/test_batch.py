@@ -14,7 +14,6 @@ from simulator.experiments.batch import (
     ManifestMismatchError,
     Task,
     WorkerLostError,
-    _atomic_write_bytes,
     expand_grid,
     load_manifest,
     load_results,
@@ -26,6 +25,7 @@ from simulator.experiments.batch import (
     task_filename,
     task_seed_sequence,
 )
+from simulator.experiments.batch.store import _atomic_write_bytes
 
 try:
     import dask.distributed  # noqa: F401

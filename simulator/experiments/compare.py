@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.experiments.batch import CELL_PREFIX, MANIFEST, RESERVED_COLUMNS, _atomic_write_bytes, load_manifest, load_results
+from simulator.experiments.batch.store import (
+    CELL_PREFIX,
+    MANIFEST,
+    RESERVED_COLUMNS,
+    _atomic_write_bytes,
+    load_manifest,
+    load_results,
+)
 from simulator.world.metrics import describe, paired_bootstrap_ci
 
 __all__ = ["compare", "probabilities", "format_table", "write_compare", "metric_columns", "LEVEL"]

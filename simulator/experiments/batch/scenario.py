@@ -17,7 +17,7 @@ DEFAULT_DESIGN = "default"
 def scenario_run_fn(scenario: dict, task) -> dict:
     """One run of a batch: apply the sweep cell, pick the design, run with the task's seeds."""
     from simulator.experiments import run
-    from simulator.experiments.batch import task_seed_sequence
+    from simulator.experiments.batch.plan import task_seed_sequence
 
     data = apply_overrides(scenario, task.cell) if task.cell else scenario
     sc = validate(data, scenario.get("name", "<batch scenario>"))
