@@ -30,6 +30,7 @@ import pandas as pd
 
 from simulator import figures as plots
 from simulator.figures import BatchFolder, RunFolder, open_folder
+from simulator.figures._io import _fmt_value
 
 __all__ = ["write_report", "build_report", "REPORT_NAME"]
 
@@ -498,7 +499,7 @@ def _batch_report(b: BatchFolder, timelines: bool) -> str:
     if b.sweep_params:
         out.append("<h3>Sweep</h3>")
         vals = {p: list(dict.fromkeys(c.get(p) for c in b.cells.values())) for p in b.sweep_params}
-        out.append(_table(["parameter", "values"], [(p, ", ".join(plots._fmt_value(x) for x in v)) for p, v in vals.items()]))
+        out.append(_table(["parameter", "values"], [(p, ", ".join(_fmt_value(x) for x in v)) for p, v in vals.items()]))
 
     out.append("<h2>Designs side by side</h2>")
     resolved = _resolved(sc)

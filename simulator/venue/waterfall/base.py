@@ -72,7 +72,6 @@ class Stage:
         """End of a settlement window (funding time). Default: nothing deferred."""
 
 
-
 def take_over(venue, cases: Cases, taker: int, eligible: np.ndarray, stage: str,
               max_leverage: float | None = None) -> None:
     """``taker`` takes the eligible cases' positions and margin, as far as its capital allows.
@@ -118,7 +117,6 @@ def take_over(venue, cases: Cases, taker: int, eligible: np.ndarray, stage: str,
     margin = led.wallet[acc].copy()  # flat now: wallet is the remaining equity, either sign
     led.transfer(acc, taker, margin)
     venue.events.add("takeover", stage=stage, account=acc, counterparty=taker, amount=margin)
-
 
 
 def cover_venue_loss(venue, cases: Cases) -> None:
