@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mesa
 
-from simulator.venue import Venue
+from simulator.venue.venue import Venue
 
 
 class Exchange(mesa.Agent):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.account import AccountAgent
-from simulator.book import BUY, SELL
+from simulator.venue.book import BUY, SELL
 
 
 class MarketMaker(AccountAgent):

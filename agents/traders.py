@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.account import AccountAgent
-from simulator.book import BUY
+from simulator.venue.book import BUY
 
 STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
 

@@ -20,7 +20,7 @@ SCENARIO = ROOT / "scenarios" / "cascade.yaml"
 
 
 def trader_steps_per_second(traders: int, repeats: int, steps: int | None) -> tuple[float, float]:
-    from simulator import run
+    from simulator.experiments import run
 
     sc = run.load_scenario(SCENARIO, {"agents.traders.count": traders})
     n_steps = steps or sc.steps
@@ -33,8 +33,7 @@ def trader_steps_per_second(traders: int, repeats: int, steps: int | None) -> tu
 
 
 def batch_runs_per_minute(executor: str, runs: int, traders: int, workers: int | None) -> float:
-    from simulator.batch import plan_tasks, run_batch
-    from simulator.batch_cli import batch_scenario, scenario_run_fn
+    from simulator.experiments.batch import batch_scenario, plan_tasks, run_batch, scenario_run_fn
 
     data, designs = batch_scenario(SCENARIO, None, [], [], {"agents.traders.count": traders})
     tasks = plan_tasks(runs, designs, None, data["seed"])

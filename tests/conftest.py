@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.margin import MarginTiers
-from simulator.market import MarketSpec
-from simulator.prices import MarkConfig
-from simulator.venue import Venue, VenueConfig
+from simulator.venue.margin import MarginTiers
+from simulator.venue.market import MarketSpec
+from simulator.venue.prices import MarkConfig
+from simulator.venue.venue import Venue, VenueConfig
 
 
 def unit_market(name: str = "X", mmr_ppm: int = 10_000, tiers: MarginTiers | None = None,

@@ -32,7 +32,7 @@ def scenario_files() -> list[Path]:
 
 
 def small_summary(path: Path) -> dict:
-    from simulator import run
+    from simulator.experiments import run
 
     result = run.run_scenario(run.load_scenario(path, SMALL))
     return {k: _plain(result.summary[k]) for k in KEYS}

@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from simulator.adl import RANKINGS
-from simulator.book import BUY, SELL
-from simulator.margin import MarginTiers, initial_margin
-from simulator.market import MarketSpec
-from simulator.prices import FundingConfig, MarkConfig
-from simulator.venue import Venue, VenueConfig
-from simulator.waterfall import ADL_PRICES, SURPLUS_POLICIES, TIMINGS, TRIGGERS, WEIGHTS
+from simulator.venue.adl import RANKINGS
+from simulator.venue.book import BUY, SELL
+from simulator.venue.margin import MarginTiers, initial_margin
+from simulator.venue.market import MarketSpec
+from simulator.venue.prices import FundingConfig, MarkConfig
+from simulator.venue.venue import Venue, VenueConfig
+from simulator.venue.waterfall import ADL_PRICES, SURPLUS_POLICIES, TIMINGS, TRIGGERS, WEIGHTS
 
 # (tick_size, lot_size, cash_unit): contract values 1, 100, 5, 1
 SPEC_UNITS = [(1.0, 1.0, 1.0), (0.1, 0.001, 1e-6), (0.5, 0.1, 0.01), (0.01, 1.0, 0.01)]

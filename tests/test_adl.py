@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 from conftest import move_to
-from simulator.adl import allocate_max_leverage, allocate_pro_rata, allocate_queue, scores
+from simulator.venue.adl import allocate_max_leverage, allocate_pro_rata, allocate_queue, scores
 
 
 def build(make_venue, waterfall, n=7, seed=0, fund=0, prev_mark=None):
@@ -273,7 +273,7 @@ def test_partial_adl_moves_the_closed_share_of_equity_exactly_even_at_real_notio
     # L's equity = 1e11 + 1e4 x (890,000 - 1,000,000) x 100 = 1e11 - 1.1e11 = -1e10 (-10,000 USD).
     # ADL closes S's half (5,000 lots); at bankruptcy S pays half the deficit: exactly 5e9. The
     # engine takes the other half at mark and the other 5e9 is the venue's loss.
-    from simulator.market import MarketSpec
+    from simulator.venue.market import MarketSpec
 
     v = make_venue(waterfall=[{"stage": "adl"}], markets=[MarketSpec()])
     L, S = (int(i) for i in v.add_accounts(2, "trader", [10**11, 10**13]))

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.batch import (
+from simulator.experiments.batch import (
     BatchReport,
     ManifestMismatchError,
     Task,
     WorkerLostError,
-    _atomic_write_bytes,
     expand_grid,
     load_manifest,
     load_results,
@@ -26,6 +25,7 @@ from simulator.batch import (
     task_filename,
     task_seed_sequence,
 )
+from simulator.experiments.batch.store import _atomic_write_bytes
 
 try:
     import dask.distributed  # noqa: F401

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.book import BUY, SELL, OrderBook
+from simulator.venue.book import BUY, SELL, OrderBook
 
 
 def fills_list(f):

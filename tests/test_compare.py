@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.batch import expand_grid, plan_tasks, run_batch
-from simulator.compare import compare, format_table, probabilities, write_compare
+from simulator.experiments.batch import expand_grid, plan_tasks, run_batch
+from simulator.experiments.compare import compare, format_table, probabilities, write_compare
 
 
 def _frame(a_values, b_values, cell_id="base", extra=None):
@@ -146,7 +146,7 @@ def test_format_table():
 
 # ------------------------------------------------------------------ on a batch folder
 def toy_run(scenario, task):
-    from simulator.batch import task_seed_sequence
+    from simulator.experiments.batch import task_seed_sequence
 
     rng = np.random.default_rng(task_seed_sequence(task))
     x = float(rng.normal())

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from conftest import move_to
-from simulator.book import BUY
-from simulator.events import COLUMNS, KINDS, EventLog
+from simulator.venue.book import BUY
+from simulator.venue.events import COLUMNS, KINDS, EventLog
 
 # columns each kind must fill (the others may hold the defaults -1 / NaN / "")
 REQUIRED = {

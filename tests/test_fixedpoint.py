@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.fixedpoint import largest_remainder, muldiv, muldiv_ceil
+from simulator.venue.fixedpoint import largest_remainder, muldiv, muldiv_ceil
 
 INT64_MAX = 2**63 - 1
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from simulator.index import (
+from simulator.world.index import (
     GBM,
     YEAR_SECONDS,
     Garch,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import move_to, unit_market
-from simulator.book import BUY, SELL
-from simulator.ledger import Ledger
+from simulator.venue.book import BUY, SELL
+from simulator.venue.ledger import Ledger
 
 
 def two_traders(cv=1, deposit=10_000):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import unit_market
-from simulator.book import BUY, SELL
-from simulator.ledger import Ledger
-from simulator.margin import (
+from simulator.venue.book import BUY, SELL
+from simulator.venue.ledger import Ledger
+from simulator.venue.margin import (
     MarginTiers,
     bankruptcy_price,
     below_maintenance,
@@ -17,7 +17,7 @@ from simulator.margin import (
     liquidation_price,
     maintenance_margin,
 )
-from simulator.market import MarketSpec
+from simulator.venue.market import MarketSpec
 
 
 def one_position(qty, entry_ticks, wallet, cv=1):

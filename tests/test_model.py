@@ -8,8 +8,8 @@ import pytest
 from agents.arbitrageurs import Arbitrageur
 from agents.market_makers import MarketMaker
 from agents.traders import LeveragedTrader
-from simulator.model import PerpModel
-from simulator.scenario import validate
+from simulator.world.model import PerpModel
+from simulator.world.scenario import validate
 
 
 def scenario(**extra) -> dict:

@@ -1,4 +1,4 @@
-"""Figures of ``simulator.plots`` and ``perpstress plot``, drawn from small real results folders.
+"""Figures of ``simulator.figures`` and ``perpstress plot``, drawn from small real results folders.
 
 Each figure is checked to be a valid image of the size asked for, and the numbers it returns
 (the data it drew) are checked against the run folder or the batch's results.
@@ -7,7 +7,7 @@ The folders (built once per session by ``results_folders``, also used by test_re
 
 * a run folder from ``perpstress run`` of the cascade scenario (150 traders, 400 steps, a -8 %
   shock at step 200, no insurance fund at start, so the fund, then ADL, cover the bad debt);
-* a batch folder from ``simulator.batch.run_batch``: the cascade scenario at 120 traders and
+* a batch folder from ``simulator.experiments.batch.run_batch``: the cascade scenario at 120 traders and
   240 steps, three designs (fund then ADL; pro-rata ADL then fund then socialization; fund
   without surplus then socialization), a 2 x 2 sweep (starting fund 0 / 1e5 x shock -4 % /
   -8 %) and 2 paths per cell: 24 runs, with compare.csv / probabilities.csv as ``perpstress
@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from simulator import plots
+from simulator import figures as plots
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -68,7 +68,9 @@ N_RUNS = 2
 
 def batch_run_fn(scenario: dict, task) -> dict:
     """One batch task: the cell's overrides, the task's design, the task's seeds."""
-    from simulator import batch, run, scenario as sc_mod
+    from simulator.experiments import batch
+    from simulator.experiments import run
+    from simulator.world import scenario as sc_mod
 
     sc = sc_mod.validate(sc_mod.apply_overrides(scenario, task.cell), "test", base_dir=SCENARIOS).design(task.design)
     r = run.run_scenario(sc, seed=batch.task_seed_sequence(task))
@@ -83,15 +85,17 @@ def results_folders(tmp_path_factory) -> dict[str, Path]:
     if _FOLDERS:
         return _FOLDERS
     from simulator import cli
-    from simulator.batch import expand_grid, plan_tasks, run_batch
-    from simulator.compare import write_compare
-    from simulator.report import TABLE_METRICS
+    from simulator.experiments.batch import expand_grid, plan_tasks, run_batch
+    from simulator.experiments.compare import write_compare
+    from simulator.figures.report import TABLE_METRICS
 
     root = tmp_path_factory.mktemp("plot_results")
     run_dir = root / "run"
     rc = cli.main([
         "run", str(SCENARIOS / "cascade.yaml"), "--set", "agents.traders.count=150", "--set", "steps=400",
         "--set", "shocks.0.step=200", "--set", "shocks.0.move=-0.08", "--set", "venue.insurance_fund=0",
+        # an empty fund that takes no positions and keeps no surplus: ADL fires (fund_cannot_pay)
+        "--set", "venue.waterfall.1.takeover=false", "--set", "venue.waterfall.1.surplus_policy=none",
         "--out", str(run_dir),
     ])
     assert rc == 0
@@ -177,7 +181,7 @@ def test_timeline_of_a_run_draws_the_runs_series(run_folder, tmp_path):
 
     liq = data["liquidations"]
     assert liq["step"].tolist() == ts["step"].tolist()
-    stacked = liq[["book", "backstop", "insurance_fund", "adl"]].sum(axis=1)
+    stacked = liq[["book", "backstop", "insurance_fund", "adl", "engine"]].sum(axis=1)
     np.testing.assert_allclose(stacked, ts["liq_notional"], rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(liq["total"], ts["liq_notional"])
     assert liq["total"].sum() == pytest.approx(summary["liquidation_notional"], rel=1e-9)
@@ -216,7 +220,7 @@ def test_timeline_of_a_kept_batch_run(batch, tmp_path):
     s = batch.series
     kept = s[(s["design"] == "adl_first") & (s["cell_id"] == cell) & (s["run_index"] == 1)]
     np.testing.assert_allclose(data["liquidations"]["total"], kept["liq_notional"])
-    np.testing.assert_allclose(data["liquidations"][["book", "backstop", "insurance_fund", "adl"]].sum(axis=1),
+    np.testing.assert_allclose(data["liquidations"][["book", "backstop", "insurance_fund", "adl", "engine"]].sum(axis=1),
                                kept["liq_notional"], rtol=1e-9, atol=1e-6)
     # default: the first design, first cell, and the kept path with the largest mean bad debt
     _, d = plots.plot_timeline(batch)

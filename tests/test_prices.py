@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.book import BUY, SELL
-from simulator.prices import FundingConfig, MarkConfig, PriceState, funding_payments
+from simulator.venue.book import BUY, SELL
+from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_payments
 
 
 def funded_venue(make_venue, bid, ask, index=1_000, cap=0.0075, interest=0.0001):

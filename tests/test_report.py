@@ -1,4 +1,4 @@
-"""``simulator.report`` and ``perpstress report``: one self-contained HTML file per results folder.
+"""``simulator.figures.report`` and ``perpstress report``: one self-contained HTML file per results folder.
 
 The reports are written from the small real run and batch folders of test_plots.py. Each must
 hold its figures as embedded PNGs (valid, of the size the page says), no external resource,
@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simulator import plots
-from simulator.report import write_report
+from simulator import figures as plots
+from simulator.figures.report import write_report
 from test_plots import png_size, results_folders
 
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)" width="(\d+)" height="(\d+)">')

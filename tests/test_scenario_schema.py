@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from simulator.cli import main
-from simulator.scenario import ScenarioError, load
+from simulator.world.scenario import ScenarioError, load
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((ROOT / "scenarios/cascade.yaml").read_text())
@@ -81,7 +81,7 @@ def test_bad_override_is_named(tmp_path):
 
 
 def test_every_bundled_preset_is_a_valid_design():
-    from simulator.scenario import load_design, preset_names
+    from simulator.world.scenario import load_design, preset_names
 
     names = preset_names()
     assert {"bitmex", "binance", "bybit", "okx", "hyperliquid", "dydx_v4", "drift", "seed_article"} <= set(names)
@@ -91,7 +91,7 @@ def test_every_bundled_preset_is_a_valid_design():
 
 
 def test_unknown_preset_names_the_available_ones():
-    from simulator.scenario import load_design
+    from simulator.world.scenario import load_design
 
     with pytest.raises(ScenarioError, match="no such design file or preset; presets: .*binance"):
         load_design("mtgox")

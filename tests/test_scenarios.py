@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from golden_runs import ROOT, SMALL, golden_path, scenario_files, small_summary
-from simulator import run
+from simulator.experiments import run
 
 SCENARIOS = scenario_files()
 
@@ -84,7 +84,7 @@ def test_whale_empties_the_small_fund_and_profits_are_clawed_back():
 
 
 def test_isolated_traders_lose_at_most_the_margin_posted():
-    from simulator.model import PerpModel
+    from simulator.world.model import PerpModel
 
     sc = run.load_scenario(ROOT / "scenarios/cascade.yaml", {**SMALL, "agents.traders.isolated_share": 1.0})
     model = PerpModel(sc)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import move_to
-from simulator.book import BUY
-from simulator.waterfall import STAGES, Stage, build_waterfall
+from simulator.venue.book import BUY
+from simulator.venue.waterfall import STAGES, Stage, build_waterfall
 
 
 def scenario(make_venue, waterfall, mark=104, bids=((104, 100),), fund=0, backstop=0, wallet=700,
@@ -326,7 +326,7 @@ def test_equity_weighted_socialization_includes_zero_position_accounts(make_venu
     assert dict(zip(soc.account, soc.qty)) == {S: 100, M: 100, Z: 0}
     assert dict(zip(soc.account, soc.score)) == {S: 2_000, M: 3_000, Z: 4_000}
     # so the run summary can say: 89 of the 200 (44.5 %) was paid by an account with no position
-    from simulator.run import _socialization_meta
+    from simulator.experiments.run import _socialization_meta
 
     meta = _socialization_meta(v.events.to_frame())
     assert meta["zero_position_accounts"] == [(0, Z)]

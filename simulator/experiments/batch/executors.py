@@ -1,0 +1,540 @@
+"""Running the plan: ``run_batch`` (resume, status, progress) on the serial, process-pool or
+Dask executor; each finished task is written at once through the store. ``BatchReport`` and
+``WorkerLostError`` say what a session did.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import copy
+import datetime as _dt
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import platform
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from simulator.experiments.batch.plan import RunFn, Task, _jsonable
+from simulator.experiments.batch.store import (
+    FORMAT_VERSION,
+    MANIFEST,
+    RUNS_DIR,
+    SERIES_DIR,
+    SERIES_KEY,
+    STATUS,
+    _atomic_write_bytes,
+    _atomic_write_json,
+    _check_manifest,
+    _clean_metrics,
+    _clean_tmp,
+    _DirLock,
+    _encode,
+    _error_text,
+    _package_version,
+    _plan,
+    _scan_ok,
+    _series_bytes,
+    _tail,
+    _task_file,
+    load_manifest,
+    ManifestMismatchError,
+)
+
+
+EXECUTORS = ("serial", "process", "dask")
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint():
+    """Start child processes with SIGINT ignored (they inherit it), so that Ctrl-C reaches only
+    this process, which then cancels and shuts the pool down. No-op outside the main thread."""
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+class _Outcome(NamedTuple):
+    status: str
+    row: bytes
+    series: bytes | None
+    error: str | None
+
+
+def _execute(scenario: Any, run_fn: RunFn, task: Task, keep: bool) -> _Outcome:
+    """Run one task and encode its row (and kept series) as Parquet bytes.
+
+    An ``Exception`` from ``run_fn`` (or a result that cannot be stored) gives a failed row;
+    ``KeyboardInterrupt``/``SystemExit`` propagate.
+    """
+    t0 = time.perf_counter()
+    status, error, tb, metrics, series = "ok", None, None, {}, None
+    try:
+        out = run_fn(copy.deepcopy(scenario), task)
+        if not isinstance(out, Mapping):
+            raise TypeError(f"run_fn must return a dict of metrics, got {type(out).__name__}")
+        out = dict(out)
+        series = out.pop(SERIES_KEY, None)
+        if series is not None and not isinstance(series, pd.DataFrame):
+            raise TypeError(f"{SERIES_KEY!r} must be a pandas DataFrame, got {type(series).__name__}")
+        metrics = _clean_metrics(out)
+    except Exception as exc:
+        status, error, tb, metrics, series = "failed", _error_text(exc), _tail(traceback.format_exc()), {}, None
+    elapsed = time.perf_counter() - t0
+    try:
+        row = _encode(task, status, error, tb, elapsed, metrics)
+        kept = _series_bytes(series, task) if (keep and series is not None) else None
+    except Exception as exc:
+        status, error = "failed", f"could not store the run's results: {_error_text(exc)}"
+        row = _encode(task, status, error, _tail(traceback.format_exc()), elapsed, {})
+        kept = None
+    return _Outcome(status, row, kept, error)
+
+
+# process-pool workers get the scenario and run_fn once, at start
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(scenario: Any, run_fn: RunFn) -> None:
+    try:  # Ctrl-C is the parent's business: it cancels and terminates the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # pragma: no cover
+        pass
+    _WORKER["scenario"] = scenario
+    _WORKER["run_fn"] = run_fn
+
+
+def _worker_execute(task: Task, keep: bool) -> _Outcome:
+    return _execute(_WORKER["scenario"], _WORKER["run_fn"], task, keep)
+
+
+# ======================================================================= report
+@dataclass
+class BatchReport:
+    """What a ``run_batch`` session did.
+
+    ``ok`` and ``failed`` count the tasks run in this session, ``skipped`` the tasks already
+    done ok before it (``resume``). ``exit_code`` is 0 when nothing failed, else 1.
+    """
+
+    out_dir: Path
+    n_tasks: int
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    elapsed_s: float = 0.0
+    executor: str = "serial"
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def not_done(self) -> int:
+        return self.n_tasks - self.ok - self.failed - self.skipped
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 else 1
+
+    def summary(self) -> str:
+        s = (
+            f"{self.ok + self.skipped}/{self.n_tasks} runs ok ({self.skipped} from before), "
+            f"{self.failed} failed, {self.not_done} not run, {self.elapsed_s:.1f} s -> {self.out_dir}"
+        )
+        for f in self.failures[:5]:
+            s += f"\n  failed: cell={f['cell_id']} design={f['design']} run={f['run_index']}: {f['error']}"
+        if len(self.failures) > 5:
+            s += f"\n  ... and {len(self.failures) - 5} more (see load_results(out_dir))"
+        return s
+
+
+class WorkerLostError(RuntimeError):
+    """A worker process died (killed, out of memory); finished results are on disk.
+
+    Attributes:
+        report: the session's ``BatchReport``.
+        not_done: tasks that did not finish; ``run_batch(..., resume=True)`` runs them.
+    """
+
+    def __init__(self, message: str, report: BatchReport, not_done: list[Task]):
+        super().__init__(message)
+        self.report = report
+        self.not_done = not_done
+
+
+class _Recorder:
+    """Writes each finished task at once, counts, and drives the progress bar."""
+
+    def __init__(self, out_dir: Path, report: BatchReport, bar):
+        self.runs = out_dir / RUNS_DIR
+        self.series = out_dir / SERIES_DIR
+        self.report = report
+        self.bar = bar
+        self.done: set[tuple[str, str, int]] = set()
+
+    def record(self, task: Task, outcome: _Outcome) -> None:
+        name = _task_file(task)
+        if outcome.series is not None:
+            _atomic_write_bytes(self.series / name, outcome.series)
+        _atomic_write_bytes(self.runs / name, outcome.row)
+        self.done.add(task.key)
+        if outcome.status == "ok":
+            self.report.ok += 1
+        else:
+            self.report.failed += 1
+            self.report.failures.append(
+                {"cell_id": task.cell_id, "design": task.design, "run_index": task.run_index, "error": outcome.error}
+            )
+        self.bar.update(1)
+        if outcome.status != "ok":
+            self.bar.set_postfix(failed=self.report.failed, refresh=False)
+
+    def record_error(self, task: Task, exc: BaseException, tb: str | None = None) -> None:
+        """A task the executor could not run (unpicklable argument, dask KilledWorker...)."""
+        error = f"executor error: {_error_text(exc)}"
+        if tb is None:
+            tb = "".join(traceback.format_exception(exc))
+        row = _encode(task, "failed", error, _tail(tb), 0.0, {})
+        self.record(task, _Outcome("failed", row, None, error))
+
+
+def _session(executor: str, workers: int | None, scheduler: str | None, keep_series: int, mp_context: str | None) -> dict:
+    return {
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "executor": executor,
+        "workers": workers,
+        "scheduler": scheduler,
+        "mp_context": mp_context if executor == "process" else None,
+        "keep_series": keep_series,
+        "perpstress": _package_version(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "host": platform.node(),
+        "pid": os.getpid(),
+    }
+
+
+# ======================================================================= runner
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _make_bar(total: int, initial: int, progress: bool):
+    from tqdm import tqdm
+
+    try:
+        tty = bool(sys.stdout is not None and sys.stdout.isatty())
+    except (AttributeError, ValueError):
+        tty = False
+    bar = tqdm(total=total, initial=initial, unit="run", desc="runs", disable=not (progress and tty), dynamic_ncols=True)
+    bar.set_postfix(failed=0, refresh=False)
+    return bar
+
+
+def run_batch(
+    scenario: Any,
+    run_fn: RunFn,
+    tasks: Sequence[Task],
+    out_dir: str | Path,
+    executor: str = "process",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    keep_series: int = 5,
+    progress: bool = True,
+    resume: bool = False,
+    mp_context: str = "spawn",
+) -> BatchReport:
+    """Run every task with ``run_fn``, writing each result to ``out_dir`` as it finishes.
+
+    Args:
+        scenario: the resolved scenario (a JSON-able dict); passed (as a deep copy) to every run
+            and recorded in the manifest.
+        run_fn: ``run_fn(scenario, task) -> dict``; for ``process`` it must be picklable (a
+            module-level function), for ``dask`` importable on the workers.
+        tasks: from ``plan_tasks``; keys ``(cell_id, design, run_index)`` must be unique.
+        out_dir: the batch folder (created).
+        executor: ``serial`` (in this process), ``process`` (a spawn-context process pool) or
+            ``dask`` (a ``dask.distributed`` cluster).
+        workers: pool size (default: CPUs available). Ignored by ``serial`` and when joining a
+            ``scheduler``.
+        scheduler: address of a running dask scheduler (``tcp://host:port``); without it
+            ``dask`` starts a local cluster on 127.0.0.1 and closes it at the end.
+        keep_series: store the ``_series`` frame of run indices ``< keep_series``.
+        progress: show a progress bar (only when stdout is a terminal).
+        resume: continue a batch in ``out_dir``: tasks with an ok result are skipped, failed and
+            missing ones run. The manifest must match (same scenario, seed, designs, cells,
+            runs), else ``ManifestMismatchError``. Without ``resume`` an ``out_dir`` that already
+            holds a batch is refused (``FileExistsError``).
+        mp_context: multiprocessing start method for ``process`` (``spawn`` by default: safe with
+            threads; ``forkserver`` also works).
+
+    Returns:
+        a ``BatchReport``; ``exit_code`` 0 when every task ran ok, 1 when some failed.
+
+    Raises:
+        KeyboardInterrupt: after cancelling pending runs and shutting the pool down; finished
+            results stay on disk (resume later).
+        WorkerLostError: a worker process died; finished results are on disk, the rest run on
+            resume.
+    """
+    t_start = time.perf_counter()
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if scheduler is not None and executor != "dask":
+        raise ValueError(f"a dask scheduler address needs executor='dask', got executor={executor!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(keep_series, bool) or not isinstance(keep_series, int) or keep_series < 0:
+        raise ValueError(f"keep_series must be a non-negative integer, got {keep_series!r}")
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("no tasks to run")
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"tasks must be unique by (cell_id, design, run_index); {dup} appears twice")
+    names = [_task_file(t) for t in tasks]
+    if len(set(names)) != len(names):  # pragma: no cover - hash collision
+        raise ValueError("two tasks map to the same result file name")
+    scenario_json = _jsonable(scenario)
+    if executor == "process":
+        try:
+            pickle.dumps((scenario, run_fn))
+        except Exception as exc:
+            raise TypeError(
+                f"executor='process' needs a picklable scenario and run_fn (a module-level function): {exc}"
+            ) from exc
+    if workers is None and executor != "serial":
+        workers = _default_workers()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir, series_dir = out_dir / RUNS_DIR, out_dir / SERIES_DIR
+    report = BatchReport(out_dir=out_dir, n_tasks=len(tasks), executor=executor)
+    plan = _plan(tasks)
+    session = _session(executor, workers, scheduler, keep_series, mp_context)
+
+    with _DirLock(out_dir):
+        manifest_path = out_dir / MANIFEST
+        if manifest_path.exists():
+            if not resume:
+                raise FileExistsError(
+                    f"{out_dir} already holds a batch ({MANIFEST}); pass resume=True to continue it, "
+                    "or choose another folder"
+                )
+            try:
+                old = load_manifest(out_dir)
+            except (OSError, ValueError) as exc:
+                raise ManifestMismatchError(f"cannot read {manifest_path}: {exc}") from exc
+            _check_manifest(old, scenario_json, plan, manifest_path)
+            if old.get("perpstress") != session["perpstress"]:
+                import warnings
+
+                warnings.warn(
+                    f"resuming a batch started with perpstress {old.get('perpstress')} under "
+                    f"{session['perpstress']}: results may mix code versions",
+                    stacklevel=2,
+                )
+            old.setdefault("sessions", []).append(session)
+            _atomic_write_json(manifest_path, old)
+        else:
+            if runs_dir.is_dir() and any(runs_dir.glob("*.parquet")):
+                raise FileExistsError(f"{runs_dir} holds results but {out_dir} has no {MANIFEST}; choose another folder")
+            manifest = {
+                "format": FORMAT_VERSION,
+                "created": session["started"],
+                "perpstress": session["perpstress"],
+                "scenario": scenario_json,
+                **plan,
+                "keep_series": keep_series,
+                "sessions": [session],
+            }
+            _atomic_write_json(manifest_path, manifest)
+        runs_dir.mkdir(exist_ok=True)
+        series_dir.mkdir(exist_ok=True)
+        _clean_tmp(runs_dir)
+        _clean_tmp(series_dir)
+
+        done = _scan_ok(runs_dir) if resume else set()
+        pending = [t for t, n in zip(tasks, names) if n not in done]
+        report.skipped = len(tasks) - len(pending)
+        bar = _make_bar(len(tasks), report.skipped, progress)
+        rec = _Recorder(out_dir, report, bar)
+        state = "error"
+        try:
+            if pending:
+                if executor == "serial":
+                    _run_serial(pending, scenario, run_fn, keep_series, rec)
+                elif executor == "process":
+                    _run_process(pending, scenario, run_fn, keep_series, rec, min(workers, len(pending)), mp_context)
+                else:
+                    _run_dask(pending, scenario, run_fn, keep_series, rec, workers, scheduler)
+            state = "complete"
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
+        except WorkerLostError:
+            state = "worker_lost"
+            raise
+        finally:
+            bar.close()
+            report.elapsed_s = time.perf_counter() - t_start
+            try:
+                _atomic_write_json(
+                    out_dir / STATUS,
+                    {
+                        "state": state,
+                        "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        "n_tasks": report.n_tasks,
+                        "ok": report.ok + report.skipped,
+                        "failed": report.failed,
+                        "not_done": report.not_done,
+                        "elapsed_s": round(report.elapsed_s, 3),
+                    },
+                )
+            except OSError:  # pragma: no cover - do not mask the original error
+                pass
+    return report
+
+
+def _run_serial(pending: list[Task], scenario: Any, run_fn: RunFn, keep_series: int, rec: _Recorder) -> None:
+    for t in pending:
+        rec.record(t, _execute(scenario, run_fn, t, t.run_index < keep_series))
+
+
+def _terminate_pool(ex: cf.ProcessPoolExecutor, futures: Iterable[cf.Future]) -> None:
+    """Cancel pending futures, kill the workers (running tasks are lost) and shut down."""
+    for f in futures:
+        f.cancel()
+    if hasattr(ex, "terminate_workers"):  # Python >= 3.14
+        try:
+            ex.terminate_workers()
+        except Exception:
+            pass
+    else:
+        for p in list((getattr(ex, "_processes", None) or {}).values()):
+            try:
+                if p.is_alive():
+                    p.terminate()
+            except Exception:
+                pass
+    ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_process(
+    pending: list[Task], scenario: Any, run_fn: RunFn, keep_series: int, rec: _Recorder, workers: int, mp_context: str
+) -> None:
+    ctx = mp.get_context(mp_context)
+    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(scenario, run_fn))
+    futures: dict[cf.Future, Task] = {}
+    try:
+        with _children_ignore_sigint():  # workers are spawned by submit
+            for t in pending:
+                futures[ex.submit(_worker_execute, t, t.run_index < keep_series)] = t
+        for fut in cf.as_completed(futures):
+            t = futures[fut]
+            try:
+                outcome = fut.result()
+            except BrokenProcessPool:
+                raise
+            except Exception as exc:  # e.g. an argument that could not be pickled
+                rec.record_error(t, exc)
+                continue
+            rec.record(t, outcome)
+    except BrokenProcessPool as exc:
+        # keep whatever finished before the pool broke, then stop
+        for f, t in futures.items():
+            if t.key not in rec.done and f.done() and not f.cancelled() and f.exception() is None:
+                rec.record(t, f.result())
+        _terminate_pool(ex, futures)
+        not_done = [t for t in futures.values() if t.key not in rec.done]
+        raise WorkerLostError(
+            f"a worker process died (killed or out of memory?) while running the batch: "
+            f"{rec.report.ok + rec.report.failed} runs finished and are saved, {len(not_done)} did not run. "
+            f"Run again with resume=True to finish them (fewer workers if memory is short). Cause: {exc}",
+            rec.report,
+            not_done,
+        ) from exc
+    except BaseException:
+        _terminate_pool(ex, futures)
+        raise
+    ex.shutdown(wait=True)
+
+
+def _run_dask(
+    pending: list[Task],
+    scenario: Any,
+    run_fn: RunFn,
+    keep_series: int,
+    rec: _Recorder,
+    workers: int | None,
+    scheduler: str | None,
+) -> None:
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, set_as_default=False)
+    else:
+        with _children_ignore_sigint():
+            cluster = LocalCluster(
+                n_workers=workers or _default_workers(),
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,  # no dashboard; the scheduler's plain HTTP routes:
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # localhost, any free port
+                silence_logs=logging.ERROR,
+            )
+        try:
+            client = Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+    futures: dict[Any, Task] = {}
+    try:
+        for t in pending:  # the scenario travels with each task: robust to workers leaving
+            f = client.submit(_execute, scenario, run_fn, t, t.run_index < keep_series, pure=False)
+            futures[f] = t
+        for f in dask_as_completed(list(futures), loop=client.loop):
+            t = futures[f]
+            if f.status == "finished":
+                rec.record(t, f.result())
+            elif f.status == "error":  # infrastructure (KilledWorker, deserialization), not run_fn
+                exc = f.exception()
+                tb = f.traceback()
+                rec.record_error(t, exc, "".join(traceback.format_tb(tb)) + _error_text(exc) if tb else None)
+            # cancelled: not done, runs on resume
+            f.release()
+    except BaseException:
+        try:
+            client.cancel([f for f, t in futures.items() if t.key not in rec.done])
+        except Exception:
+            pass
+        raise
+    finally:
+        try:
+            client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()

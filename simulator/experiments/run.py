@@ -1,0 +1,154 @@
+"""One run of a scenario: the Python API behind ``perpstress run`` and the batch runner.
+
+>>> from simulator import run
+>>> sc = run.load_scenario("scenarios/flash_crash.yaml", {"agents.traders.count": 200})
+>>> result = run.run_scenario(sc, seed=7)
+>>> result.summary["liquidation_count"], result.timeseries.head(), result.events.head()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from simulator.world import metrics
+from simulator.world.model import CASH_UNIT, PerpModel
+from simulator.world.scenario import Scenario, apply_overrides, load, validate
+
+
+def package_version() -> str:
+    try:
+        return version("perpstress")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the resolved scenario and seed, series, events and summary."""
+
+    scenario: Scenario
+    seed: int | list
+    summary: dict
+    timeseries: pd.DataFrame
+    events: pd.DataFrame
+
+
+def load_scenario(path, overrides: dict | None = None) -> Scenario:
+    """Load and validate a scenario file, with optional dotted-path overrides."""
+    return load(path, overrides)
+
+
+def with_overrides(scenario: Scenario, overrides: dict) -> Scenario:
+    """A validated copy of ``scenario`` with dotted-path overrides applied (notebook use)."""
+    base_dir = getattr(scenario, "_base_dir", None)
+    return validate(apply_overrides(scenario.model_dump(mode="json"), overrides), scenario.name, base_dir)
+
+
+def run_scenario(scenario: Scenario, seed=None, steps: int | None = None, progress: bool = False,
+                 base_dir: Path | None = None) -> RunResult:
+    """Run one scenario path.
+
+    Args:
+        scenario: a validated scenario (``load_scenario``).
+        seed: int, or a ``numpy.random.SeedSequence`` (batches); default the scenario's seed.
+        steps: override the number of steps.
+        progress: show a progress bar (tqdm) on a terminal.
+        base_dir: folder for relative data paths (defaults to the scenario file's folder).
+    """
+    base_dir = base_dir or getattr(scenario, "_base_dir", None)
+    if steps is not None:  # re-validated: steps >= 1 and no shock after the last step
+        scenario = with_overrides(scenario, {"steps": int(steps)})
+    model = PerpModel(scenario, seed, base_dir=base_dir)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=scenario.steps, desc=scenario.name, unit="step", leave=False)
+    try:
+        model.run(bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    ts = model.timeseries()
+    ev = model.venue.events.to_frame()
+    summary = metrics.summarize(ts, ev, run_meta(model))
+    if isinstance(seed, np.random.SeedSequence):
+        seed_out = {"entropy": seed.entropy, "spawn_key": list(seed.spawn_key)}
+    else:
+        seed_out = scenario.seed if seed is None else int(seed)
+    return RunResult(scenario, seed_out, summary, ts, ev)
+
+
+def run_meta(model: PerpModel) -> dict:
+    """What the metrics need to know about the run besides its series and events."""
+    venue = model.venue
+    led = venue.ledger
+    kinds, counts = np.unique(led.kind, return_counts=True)
+    return {
+        "cash_unit": CASH_UNIT,
+        "tick_size": venue.markets[0].tick_size,
+        "lot_size": venue.markets[0].lot_size,
+        "tick_sizes": [m.tick_size for m in venue.markets],
+        "lot_sizes": [m.lot_size for m in venue.markets],
+        "insurance_fund_start": model.scenario.venue.insurance_fund,
+        "n_accounts_by_kind": {str(k): int(c) for k, c in zip(kinds, counts)},
+        **_socialization_meta(venue.events.to_frame()),
+        "profitable_accounts": len(venue.adl_profitable),
+        "max_leverage_after_adl": venue.adl_leverage_after,
+        "engine_equity_end": float(venue.equity([venue.engine])[0]) * CASH_UNIT,
+        "steps": model.t,
+    }
+
+
+def _socialization_meta(events: pd.DataFrame) -> dict:
+    """Who paid socialized loss with no open position, and each payer's equity before its first
+    charge (both recorded on the ``socialize`` events)."""
+    soc = events[events["kind"] == "socialize"]
+    zero = soc[soc["qty"] == 0]
+    first = soc.drop_duplicates("account", keep="first")
+    return {
+        "zero_position_accounts": [(int(s), int(a)) for s, a in zip(zero["step"], zero["account"])],
+        "equity_before_socialization": {int(a): float(e) for a, e in zip(first["account"], first["score"])},
+    }
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(result: RunResult, out_dir: Path) -> Path:
+    """Write the run folder: scenario.yaml (resolved), run.json (seed, version), summary.json,
+    timeseries.parquet and events.parquet."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = result.scenario.model_dump(mode="json")
+    _atomic_write(out_dir / "scenario.yaml", lambda p: Path(p).write_text(yaml.safe_dump(resolved, sort_keys=False)))
+    info = {"scenario": result.scenario.name, "seed": result.seed, "version": package_version()}
+    _atomic_write(out_dir / "run.json", lambda p: Path(p).write_text(json.dumps(info, indent=2)))
+    _atomic_write(out_dir / "summary.json", lambda p: Path(p).write_text(summary_json(result.summary)))
+    _atomic_write(out_dir / "timeseries.parquet", lambda p: result.timeseries.to_parquet(p, index=False))
+    _atomic_write(out_dir / "events.parquet", lambda p: result.events.to_parquet(p, index=False))
+    return out_dir
+
+
+def summary_json(summary: dict) -> str:
+    """Stable, byte-reproducible JSON of a summary (sorted keys, NaN as null)."""
+    clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in summary.items()}
+    return json.dumps(clean, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,213 @@
+"""The venue's ledger: exact integer cash, lots and cost, struct-of-arrays.
+
+Every account (trader, market maker, arbitrageur, backstop vault, insurance fund, fee pool,
+pending-socialization pool) is one row. ``wallet[a]`` is cash, ``qty[a, m]`` signed lots and
+``cost[a, m]`` the signed quote value of the open position in cash units, so the entry price in
+ticks is ``cost / (qty * contract_value)``.
+
+Conservation (DESIGN.md §2), exact:
+``sum(wallet) + sum(qty * mark * cv) - sum(cost) == deposits - withdrawals + injections``.
+Every cash movement inside the venue is a transfer between two rows, every position change is
+a trade with two sides, so the identity holds by construction; ``conservation_residual`` checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.venue.fixedpoint import muldiv
+
+ACCOUNT_KINDS = (
+    "trader",
+    "market_maker",
+    "arbitrageur",
+    "insurance_fund",
+    "backstop",
+    "fee_pool",
+    "loss_pool",
+    "engine",
+)
+VENUE_KINDS = frozenset({"insurance_fund", "backstop", "fee_pool", "loss_pool", "engine"})
+
+
+@dataclass
+class CashFlow:
+    """An external cash movement: a deposit, a withdrawal or an injection (venue's money)."""
+
+    account: int
+    kind: str
+    amount: int
+    reason: str = ""
+
+
+@dataclass
+class Ledger:
+    """Integer ledger over accounts x markets.
+
+    Args:
+        contract_values: per market, cash units per (lot x tick); integers.
+    """
+
+    contract_values: np.ndarray
+    wallet: np.ndarray = field(init=False)
+    qty: np.ndarray = field(init=False)
+    cost: np.ndarray = field(init=False)
+    kind: np.ndarray = field(init=False)
+    deposits: int = 0
+    withdrawals: int = 0
+    injections: int = 0
+    flows: list[CashFlow] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.contract_values = np.asarray(self.contract_values, dtype=np.int64)
+        if self.contract_values.ndim != 1 or (self.contract_values <= 0).any():
+            raise ValueError("contract_values must be positive integers, one per market")
+        m = len(self.contract_values)
+        self.wallet = np.zeros(0, dtype=np.int64)
+        self.qty = np.zeros((0, m), dtype=np.int64)
+        self.cost = np.zeros((0, m), dtype=np.int64)
+        self.kind = np.zeros(0, dtype="<U16")
+        self._venue_mask = np.zeros(0, dtype=bool)
+
+    # ------------------------------------------------------------------ accounts
+    @property
+    def n_accounts(self) -> int:
+        return len(self.wallet)
+
+    @property
+    def n_markets(self) -> int:
+        return len(self.contract_values)
+
+    def add_accounts(self, n: int, kind: str, deposit=0) -> np.ndarray:
+        """Open ``n`` accounts of ``kind``, each funded with ``deposit`` (int or array)."""
+        if kind not in ACCOUNT_KINDS:
+            raise ValueError(f"unknown account kind {kind!r}; allowed: {ACCOUNT_KINDS}")
+        start = self.n_accounts
+        m = self.n_markets
+        self.wallet = np.concatenate([self.wallet, np.zeros(n, dtype=np.int64)])
+        self.qty = np.concatenate([self.qty, np.zeros((n, m), dtype=np.int64)])
+        self.cost = np.concatenate([self.cost, np.zeros((n, m), dtype=np.int64)])
+        self.kind = np.concatenate([self.kind, np.full(n, kind, dtype="<U16")])
+        self._venue_mask = np.isin(self.kind, list(VENUE_KINDS))
+        ids = np.arange(start, start + n, dtype=np.int64)
+        amounts = np.broadcast_to(np.asarray(deposit, dtype=np.int64), (n,))
+        if (amounts > 0).any():
+            self.deposit(ids[amounts > 0], amounts[amounts > 0])
+        return ids
+
+    def is_venue(self) -> np.ndarray:
+        """Boolean mask of the venue's own rows (fund, backstop, fee pool, loss pool)."""
+        return self._venue_mask
+
+    # ------------------------------------------------------------ external flows
+    def deposit(self, ids, amounts) -> None:
+        ids, amounts = _pair(ids, amounts)
+        if (amounts < 0).any():
+            raise ValueError("a deposit must be non-negative")
+        np.add.at(self.wallet, ids, amounts)
+        self.deposits += int(amounts.sum())
+        self.flows.extend(CashFlow(int(a), "deposit", int(x)) for a, x in zip(ids, amounts))
+
+    def withdraw(self, ids, amounts) -> None:
+        ids, amounts = _pair(ids, amounts)
+        if (amounts < 0).any():
+            raise ValueError("a withdrawal must be non-negative")
+        np.subtract.at(self.wallet, ids, amounts)
+        self.withdrawals += int(amounts.sum())
+        self.flows.extend(CashFlow(int(a), "withdrawal", int(x)) for a, x in zip(ids, amounts))
+
+    def inject(self, account: int, amount: int, reason: str) -> None:
+        """Money from outside the ledger (the venue's own balance sheet), logged with a reason."""
+        self.wallet[account] += amount
+        self.injections += int(amount)
+        self.flows.append(CashFlow(int(account), "injection", int(amount), reason))
+
+    # ---------------------------------------------------------- internal movements
+    def transfer(self, src, dst, amounts) -> None:
+        """Move cash between rows (fees, fund payouts, haircuts). Arrays or scalars."""
+        src, dst, amounts = np.broadcast_arrays(
+            *(np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (src, dst, amounts))
+        )
+        np.subtract.at(self.wallet, src, amounts)
+        np.add.at(self.wallet, dst, amounts)
+
+    def trade(self, market: int, buyers, sellers, qty, price) -> None:
+        """Settle fills of ``qty`` lots at ``price`` ticks from ``sellers`` to ``buyers``.
+
+        The fills of one call are netted per account and settled at their combined value
+        (a batch settles at its VWAP), which keeps settlement one vectorised pass. A side that
+        reduces its position realises ``closed share of (proceeds - cost)`` into its wallet and
+        removes that share of ``cost``; a side that grows adds ``q * P * cv`` to ``cost``.
+        """
+        buyers = np.atleast_1d(np.asarray(buyers, dtype=np.int64))
+        sellers = np.broadcast_to(np.asarray(sellers, dtype=np.int64), buyers.shape)
+        qty = np.broadcast_to(np.asarray(qty, dtype=np.int64), buyers.shape)
+        price = np.broadcast_to(np.asarray(price, dtype=np.int64), buyers.shape)
+        if (qty < 0).any() or (price <= 0).any():
+            raise ValueError("fills need non-negative qty and positive price")
+        value = qty * price * self.contract_values[market]
+        accounts = np.concatenate([buyers, sellers])
+        uniq, inv = np.unique(accounts, return_inverse=True)
+        dq = np.zeros(len(uniq), dtype=np.int64)
+        dv = np.zeros(len(uniq), dtype=np.int64)
+        np.add.at(dq, inv, np.concatenate([qty, -qty]))
+        np.add.at(dv, inv, np.concatenate([value, -value]))
+        self._apply(market, uniq, dq, dv)
+
+    def _apply(self, market: int, accounts, dq, dv) -> None:
+        q = self.qty[accounts, market]
+        c = self.cost[accounts, market]
+        # dq == 0 with dv != 0: bought and sold the same lots in one batch (a market maker hit
+        # on both sides); the netted value is realised PnL, the position and its cost stay
+        roundtrip = dq == 0
+        same = (q == 0) | (np.sign(q) == np.sign(dq))
+        flip = ~same & (np.abs(dq) > np.abs(q))
+        reduce = ~same & ~flip
+        absq = np.maximum(np.abs(q), 1)
+        absdq = np.maximum(np.abs(dq), 1)
+        # reduce: remove the closed share of cost, realise proceeds minus that share
+        closed_cost = np.where(reduce, muldiv(c, np.abs(dq), absq), c)
+        # flip: the closing part of the trade value is |q|/|dq| of dv; the rest opens
+        close_value = np.where(flip, muldiv(dv, np.abs(q), absdq), dv)
+        realised = np.where(roundtrip, -dv, np.where(same, 0, -close_value - closed_cost))
+        new_cost = np.where(roundtrip, c, np.where(same, c + dv, np.where(flip, dv - close_value, c - closed_cost)))
+        self.wallet[accounts] += realised
+        self.qty[accounts, market] = q + dq
+        self.cost[accounts, market] = new_cost
+
+    # ------------------------------------------------------------------- queries
+    def unrealised(self, marks) -> np.ndarray:
+        """``U = qty * mark * cv - cost`` per account and market, int64."""
+        marks = np.asarray(marks, dtype=np.int64)
+        return self.qty * (marks * self.contract_values)[None, :] - self.cost
+
+    def equity(self, marks, accounts=None) -> np.ndarray:
+        """Cross-margin equity ``wallet + sum_m U_m`` per account (or for ``accounts``), int64."""
+        marks = np.asarray(marks, dtype=np.int64)
+        if accounts is None:
+            return self.wallet + self.unrealised(marks).sum(axis=1)
+        u = self.qty[accounts] * (marks * self.contract_values)[None, :] - self.cost[accounts]
+        return self.wallet[accounts] + u.sum(axis=1)
+
+    def entry_price(self) -> np.ndarray:
+        """Entry price in ticks (float; NaN where flat)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.qty != 0, self.cost / (self.qty * self.contract_values), np.nan)
+
+    def conservation_residual(self, marks) -> int:
+        """Must be exactly 0: ledger value minus net external flows."""
+        marks = np.asarray(marks, dtype=np.int64)
+        held = int(self.wallet.sum()) + int(self.unrealised(marks).sum())
+        return held - (self.deposits - self.withdrawals + self.injections)
+
+    def open_interest(self) -> np.ndarray:
+        """Lots held long per market (equal to lots held short)."""
+        return np.clip(self.qty, 0, None).sum(axis=0)
+
+
+def _pair(ids, amounts):
+    ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+    amounts = np.broadcast_to(np.asarray(amounts, dtype=np.int64), ids.shape)
+    return ids, amounts

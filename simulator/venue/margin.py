@@ -1,0 +1,157 @@
+"""Margin: notional, initial and tiered maintenance margin, bankruptcy and liquidation prices.
+
+All functions take whole ledger arrays and return arrays: one numpy pass per check.
+Money results are exact int64 cash units; prices are float ticks (reported, not settled).
+
+Tiered maintenance margin (DESIGN.md §3), the form Binance and Hyperliquid publish:
+``MM = N * mmr_t - deduction_t`` for the tier ``t`` whose floor is the largest ``<= N``, with
+``deduction_t = deduction_{t-1} + floor_t * (mmr_t - mmr_{t-1})``, which makes MM continuous
+across tier boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.venue.fixedpoint import PPM, muldiv, muldiv_ceil
+
+
+@dataclass(frozen=True)
+class MarginTiers:
+    """Maintenance tiers for one market.
+
+    Args:
+        floors: notional floor of each tier in cash units, ascending, first 0.
+        mmr_ppm: maintenance margin rate of each tier in parts per million, non-decreasing.
+    """
+
+    floors: tuple[int, ...] = (0,)
+    mmr_ppm: tuple[int, ...] = (5_000,)
+
+    def __post_init__(self):
+        if len(self.floors) != len(self.mmr_ppm) or not self.floors:
+            raise ValueError("floors and mmr_ppm must have the same, non-zero length")
+        if self.floors[0] != 0 or any(b <= a for a, b in zip(self.floors, self.floors[1:])):
+            raise ValueError("floors must start at 0 and increase")
+        if any(r <= 0 or r >= PPM for r in self.mmr_ppm) or any(b < a for a, b in zip(self.mmr_ppm, self.mmr_ppm[1:])):
+            raise ValueError("mmr_ppm must be in (0, 1e6) and non-decreasing")
+
+    @property
+    def deductions(self) -> np.ndarray:
+        """Deduction per tier in cash units (floored to whole units)."""
+        d = [0]
+        for t in range(1, len(self.floors)):
+            d.append(d[-1] + int(muldiv(self.floors[t], self.mmr_ppm[t] - self.mmr_ppm[t - 1], PPM)))
+        return np.array(d, dtype=np.int64)
+
+    def maintenance(self, notional) -> np.ndarray:
+        """Maintenance margin for non-negative notionals (cash units), int64, rounded up."""
+        notional = np.asarray(notional, dtype=np.int64)
+        tier = np.searchsorted(np.asarray(self.floors, dtype=np.int64), notional, side="right") - 1
+        rate = np.asarray(self.mmr_ppm, dtype=np.int64)[tier]
+        return muldiv_ceil(notional, rate, PPM) - self.deductions[tier]
+
+    def rate_at(self, notional) -> np.ndarray:
+        tier = np.searchsorted(np.asarray(self.floors, dtype=np.int64), np.asarray(notional), side="right") - 1
+        return np.asarray(self.mmr_ppm, dtype=np.int64)[tier]
+
+
+def notional(qty, marks, contract_values) -> np.ndarray:
+    """``|qty| * mark * cv`` per account and market, int64 cash units."""
+    return np.abs(qty) * (np.asarray(marks, dtype=np.int64) * np.asarray(contract_values))[None, :]
+
+
+def maintenance_margin(qty, marks, contract_values, tiers: list[MarginTiers]) -> np.ndarray:
+    """Maintenance margin per account and market, int64."""
+    n = notional(qty, marks, contract_values)
+    return np.stack([tiers[m].maintenance(n[:, m]) for m in range(n.shape[1])], axis=1)
+
+
+def initial_margin(qty, marks, contract_values, leverage) -> np.ndarray:
+    """``N / leverage`` per account and market, rounded up; ``leverage`` broadcasts [A, M]."""
+    n = notional(qty, marks, contract_values)
+    lev_ppm = np.round(np.asarray(leverage, dtype=float) * PPM).astype(np.int64)
+    return _ceil_div_lev(n, np.broadcast_to(np.maximum(lev_ppm, 1), n.shape))
+
+
+def _ceil_div_lev(n, lev_ppm):
+    # exact ceil(n * 1e6 / lev_ppm) elementwise; lev_ppm varies per element
+    q, r = np.divmod(n, lev_ppm)
+    return q * PPM + -((-(r * PPM)) // lev_ppm)
+
+
+def below_maintenance(equity, mm) -> np.ndarray:
+    """Cross margin trigger: ``equity < sum_m MM_m`` for accounts with a position."""
+    total = mm.sum(axis=1)
+    return (equity < total) & (total > 0)
+
+
+def bankruptcy_price(ledger, marks, account: int, market: int) -> float:
+    """Mark (ticks) of ``market`` at which ``account``'s equity is exactly zero.
+
+    Other markets held at their marks: ``P_b = (cost - equity_without_this_U) / (qty * cv)``.
+    """
+    return float(bankruptcy_prices(ledger, marks, np.array([account]), market)[0])
+
+
+def bankruptcy_prices(ledger, marks, accounts, market: int) -> np.ndarray:
+    """Vectorised ``bankruptcy_price`` for many accounts in one market (NaN where flat)."""
+    accounts = np.asarray(accounts, dtype=np.int64)
+    u = ledger.unrealised(marks)[accounts]
+    q = ledger.qty[accounts, market]
+    other = ledger.wallet[accounts] + u.sum(axis=1) - u[:, market]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(q != 0, (ledger.cost[accounts, market] - other) / (q * ledger.contract_values[market]), np.nan)
+
+
+def liquidation_price(ledger, marks, account: int, market: int, tiers: MarginTiers) -> float:
+    """Mark at which equity equals maintenance margin for this position (others held at mark).
+
+    Solves ``other + q*P*cv - cost = |q|*P*cv*mmr - deduction`` in the tier that contains the
+    solution (tiers are scanned; the solution's notional must fall in its tier).
+    """
+    q = int(ledger.qty[account, market])
+    if q == 0:
+        return float("nan")
+    cv = int(ledger.contract_values[market])
+    u = ledger.unrealised(marks)[account]
+    other = int(ledger.wallet[account]) + int(u.sum()) - int(u[market])
+    cost = int(ledger.cost[account, market])
+    deductions = tiers.deductions
+    sign = 1 if q > 0 else -1
+    for t in range(len(tiers.floors)):
+        r = tiers.mmr_ppm[t] / PPM
+        denom = q * cv - sign * q * cv * r  # (q - |q| r) * cv
+        price = (cost - other - deductions[t]) / denom
+        n = abs(q) * price * cv
+        upper = tiers.floors[t + 1] if t + 1 < len(tiers.floors) else float("inf")
+        if tiers.floors[t] <= n < upper:
+            return float(price)
+    return float("nan")
+
+
+def liquidation_prices(ledger, marks, accounts, market: int, tiers: list[MarginTiers], mm) -> np.ndarray:
+    """Vectorised liquidation price of ``accounts`` in ``market``: the mark at which cross
+    equity equals total maintenance margin, the other markets held at their marks (their
+    maintenance ``mm[:, other]`` fixed). NaN where flat or where no tier holds a solution."""
+    accounts = np.asarray(accounts, dtype=np.int64)
+    q = ledger.qty[accounts, market].astype(float)
+    cv = float(ledger.contract_values[market])
+    u = ledger.unrealised(marks)[accounts]
+    other = (ledger.wallet[accounts] + u.sum(axis=1) - u[:, market]).astype(float)
+    mm_other = (np.asarray(mm).sum(axis=1) - np.asarray(mm)[:, market]).astype(float)
+    cost = ledger.cost[accounts, market].astype(float)
+    t = tiers[market]
+    out = np.full(len(accounts), np.nan)
+    for k in range(len(t.floors)):
+        r = t.mmr_ppm[k] / PPM
+        denom = (q - np.abs(q) * r) * cv
+        with np.errstate(divide="ignore", invalid="ignore"):
+            price = (cost - other + mm_other - t.deductions[k]) / denom
+        n = np.abs(q) * price * cv
+        upper = t.floors[k + 1] if k + 1 < len(t.floors) else np.inf
+        ok = np.isnan(out) & (q != 0) & (price > 0) & (n >= t.floors[k]) & (n < upper)
+        out[ok] = price[ok]
+    return out

@@ -1,0 +1,334 @@
+"""The perpetual venue: ledger, books, prices, funding, liquidation rounds and the waterfall.
+
+The exchange agent drives it once per step (DESIGN.md §8):
+``set_index -> (agents trade) -> update_marks -> funding -> unwind -> liquidate``.
+Agents never touch the ledger: they call ``submit_orders`` (IOC/market, checked against
+initial margin) and ``post_quotes`` (resting, post-only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.venue.book import BUY, SELL, Fills, OrderBook
+from simulator.venue.events import EventLog
+from simulator.venue.fixedpoint import PPM, muldiv_ceil
+from simulator.venue.ledger import Ledger
+from simulator.venue.margin import below_maintenance, initial_margin, maintenance_margin, notional
+from simulator.venue.market import MarketSpec
+from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_payments
+from simulator.venue.waterfall import Cases, build_waterfall, cover_engine_inventory, run_round
+
+
+@dataclass
+class VenueConfig:
+    """Everything that defines the venue, independent of who trades on it.
+
+    Args:
+        markets: the perpetual markets.
+        waterfall: ordered stage configs, e.g. ``[{"stage": "book"}, {"stage": "insurance_fund"}]``.
+        insurance_fund: starting balance of the fund, cash units.
+        backstop_capital: starting capital of the backstop vault, cash units.
+        max_rounds: liquidation rounds allowed per step.
+        unwind_fraction: share of a venue-held position (backstop, fund) sold per step.
+        unwind_band: worst price the unwind accepts, as a fraction away from mark.
+        fund_guard_threshold: fund health guard (the seed article): while the insurance fund
+            is below this fraction of the average open-interest value, new exposure is allowed
+            only up to ``fund_guard_max_leverage``. None: no guard.
+    """
+
+    markets: list[MarketSpec] = field(default_factory=lambda: [MarketSpec()])
+    waterfall: list[dict] = field(
+        default_factory=lambda: [{"stage": "book"}, {"stage": "insurance_fund"}, {"stage": "adl"}]
+    )
+    mark: MarkConfig = field(default_factory=MarkConfig)
+    funding: FundingConfig = field(default_factory=FundingConfig)
+    insurance_fund: int = 0
+    backstop_capital: int = 0
+    max_rounds: int = 20
+    unwind_fraction: float = 0.2
+    unwind_band: float = 0.02
+    fund_guard_threshold: float | None = None
+    fund_guard_max_leverage: float = 5.0
+
+
+class Venue:
+    """A simulated perpetual-futures venue.
+
+    Args:
+        config: the venue's configuration.
+        rng: numpy Generator for the venue's own draws (random ADL ranking).
+    """
+
+    def __init__(self, config: VenueConfig, rng: np.random.Generator):
+        self.config = config
+        self.rng = rng
+        self.markets = list(config.markets)
+        self.tiers = [m.tiers for m in self.markets]
+        self.ledger = Ledger(np.array([m.contract_value for m in self.markets], dtype=np.int64))
+        self.books = [OrderBook() for _ in self.markets]
+        self.prices = PriceState(len(self.markets), config.mark)
+        self.events = EventLog()
+        self.leverage = np.zeros((0, len(self.markets)))
+        self.window_equity = np.zeros(0, dtype=np.int64)
+        self.window_flows = np.zeros(0, dtype=np.int64)
+        self.fee_pool = self.add_accounts(1, "fee_pool")[0]
+        self.insurance_fund = self.add_accounts(1, "insurance_fund", config.insurance_fund)[0]
+        self.backstop = self.add_accounts(1, "backstop", config.backstop_capital)[0]
+        self.loss_pool = self.add_accounts(1, "loss_pool")[0]
+        self.engine = self.add_accounts(1, "engine")[0]  # the liquidation engine's own book
+        self.waterfall = build_waterfall(config.waterfall)
+        self.step = 0
+        self.rejections = 0
+        self.volume = np.zeros(len(self.markets), dtype=np.int64)
+        self.oi_value_sum = 0.0  # running sum of open-interest value (cash), for the fund guard
+        self.oi_value_count = 0
+        self.adl_profitable: set[int] = set()  # profitable accounts ever ranked by ADL
+        self.adl_leverage_after = float("nan")  # highest leverage of a deleveraged account after ADL
+
+    # ------------------------------------------------------------------ set-up
+    def add_accounts(self, n: int, kind: str, deposit=0, leverage=None) -> np.ndarray:
+        """Open accounts; ``leverage`` (per account or scalar) is their initial-margin setting."""
+        ids = self.ledger.add_accounts(n, kind, deposit)
+        lev = np.ones((n, len(self.markets))) * (
+            np.asarray(leverage, dtype=float).reshape(-1, 1) if leverage is not None else 1.0
+        )
+        if leverage is None:
+            lev[:] = [m.max_leverage for m in self.markets]
+        lev = np.minimum(lev, [m.max_leverage for m in self.markets])
+        self.leverage = np.concatenate([self.leverage, lev])
+        # a new account's profit window starts at its deposit
+        self.window_equity = np.concatenate([self.window_equity, self.ledger.wallet[ids]])
+        self.window_flows = np.concatenate([self.window_flows, np.zeros(n, dtype=np.int64)])
+        return ids
+
+    @property
+    def n_markets(self) -> int:
+        return len(self.markets)
+
+    @property
+    def marks(self) -> np.ndarray:
+        return self.prices.mark
+
+    @property
+    def contract_values(self) -> np.ndarray:
+        return self.ledger.contract_values
+
+    # ---------------------------------------------------------------- margin
+    def equity(self, accounts=None) -> np.ndarray:
+        """Equity at mark of every account, or of ``accounts`` only (cheaper)."""
+        return self.ledger.equity(self.marks, accounts)
+
+    def maintenance(self, accounts=None) -> np.ndarray:
+        """Maintenance margin per account and market (of ``accounts`` only, if given)."""
+        qty = self.ledger.qty if accounts is None else self.ledger.qty[accounts]
+        return maintenance_margin(qty, self.marks, self.contract_values, self.tiers)
+
+    def initial(self, qty=None) -> np.ndarray:
+        q = self.ledger.qty if qty is None else qty
+        return initial_margin(q, self.marks, self.contract_values, self.leverage)
+
+    def liquidatable(self) -> np.ndarray:
+        """Accounts below maintenance (cross margin), venue rows excluded."""
+        led = self.ledger
+        # a flat account with a negative wallet (a reducing order filled deep in a thin book)
+        # is bankrupt too: its loss must go through the waterfall, not hide in the wallet
+        flat_negative = (led.wallet < 0) & ~(led.qty != 0).any(axis=1)
+        return (below_maintenance(self.equity(), self.maintenance()) | flat_negative) & ~led.is_venue()
+
+    # --------------------------------------------------------------- trading
+    def submit_orders(self, market: int, owners, sides, qtys, limits=None, reduce_only=None) -> Fills:
+        """Market/IOC orders from agents, one per owner, in arrival order.
+
+        An order that grows a position is rejected (and counted) when the owner's equity would
+        fall below the initial margin of all its positions after it; reduce-only orders are cut
+        to the position they reduce.
+        """
+        owners, sides, qtys = (np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (owners, sides, qtys))
+        if limits is not None:
+            limits = np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape)
+        pos = self.ledger.qty[owners, market]
+        reducing = np.sign(pos) == -sides
+        if reduce_only is not None:
+            ro = np.broadcast_to(np.asarray(reduce_only, dtype=bool), qtys.shape)
+            qtys = np.where(ro, np.where(reducing, np.minimum(qtys, np.abs(pos)), 0), qtys)
+        new_pos = pos + sides * qtys
+        grows = np.abs(new_pos) > np.abs(pos)
+        ok = qtys > 0
+        if grows.any():
+            q_all = self.ledger.qty[owners].copy()
+            q_all[:, market] = new_pos
+            leverage = self.leverage[owners]
+            if self.fund_guard_active():
+                leverage = np.minimum(leverage, self.config.fund_guard_max_leverage)
+            im_after = initial_margin(q_all, self.marks, self.contract_values, leverage).sum(axis=1)
+            fee = muldiv_ceil(notional(qtys[:, None], self.marks[market : market + 1], self.contract_values[market : market + 1])[:, 0], self.markets[market].taker_fee_ppm, PPM)
+            eq = self.ledger.equity(self.marks, owners) - fee
+            refused = grows & (eq < im_after)
+            self.rejections += int((refused & ok).sum())
+            ok &= ~refused
+        if not ok.any():
+            return Fills.empty()
+        idx = np.flatnonzero(ok)
+        fills = self.books[market].submit(owners[idx], sides[idx], qtys[idx], None if limits is None else limits[idx])
+        self.settle(market, fills, fees=True)
+        return fills
+
+    def post_quotes(self, market: int, owners, sides, prices, qtys) -> np.ndarray:
+        """Resting post-only limit orders (market makers)."""
+        return self.books[market].post(owners, sides, prices, qtys)
+
+    def cancel_orders(self, accounts) -> int:
+        return sum(book.cancel_owners(accounts) for book in self.books)
+
+    def opening_auction(self, market: int, accounts, qtys, price: int) -> None:
+        """Set up step-0 positions: signed lots per account crossed at one price, pro rata.
+
+        Buyers' and sellers' lots are matched in order up to the smaller side, so the ledger
+        sees ordinary two-sided fills (no fees); the unmatched remainder is not filled.
+        """
+        accounts = np.asarray(accounts, dtype=np.int64)
+        qtys = np.asarray(qtys, dtype=np.int64)
+        buy, sell = qtys > 0, qtys < 0
+        total = min(int(qtys[buy].sum()), int(-qtys[sell].sum()))
+        if total == 0:
+            return
+        bcum = np.minimum(np.cumsum(qtys[buy]), total)
+        scum = np.minimum(np.cumsum(-qtys[sell]), total)
+        bounds = np.unique(np.concatenate([[0], bcum, scum]))
+        starts, sizes = bounds[:-1], np.diff(bounds)
+        buyers = accounts[buy][np.searchsorted(bcum, starts, side="right")]
+        sellers = accounts[sell][np.searchsorted(scum, starts, side="right")]
+        self.ledger.trade(market, buyers, sellers, sizes, price)
+        self.prices.last[market] = float(price)
+
+    def deposit(self, accounts, amounts) -> None:
+        """External deposit; counted out of the profit window used by profit socialization."""
+        self.ledger.deposit(accounts, amounts)
+        np.add.at(self.window_flows, np.atleast_1d(accounts), amounts)
+
+    def withdraw(self, accounts, amounts) -> None:
+        """External withdrawal; counted out of the profit window like a deposit."""
+        self.ledger.withdraw(accounts, amounts)
+        np.subtract.at(self.window_flows, np.atleast_1d(accounts), amounts)
+
+    def settle(self, market: int, fills: Fills, fees: bool = True) -> None:
+        """Put fills on the ledger; with ``fees`` the taker and maker fees go to the fee pool."""
+        if not len(fills):
+            return
+        self.ledger.trade(market, fills.buyer, fills.seller, fills.qty, fills.price)
+        self.prices.last[market] = float(fills.price[-1])
+        self.volume[market] += int(fills.qty.sum())
+        if fees:
+            spec = self.markets[market]
+            value = fills.qty * fills.price * self.contract_values[market]
+            taker_fee = muldiv_ceil(value, spec.taker_fee_ppm, PPM)
+            maker_fee = muldiv_ceil(value, spec.maker_fee_ppm, PPM)
+            self.ledger.transfer(fills.taker, self.fee_pool, taker_fee)
+            self.ledger.transfer(fills.maker, self.fee_pool, maker_fee)
+
+    # ------------------------------------------------------------ step parts
+    def set_index(self, index_prices) -> None:
+        """Feed the external index (quote currency, one per market)."""
+        ticks = np.array([m.to_ticks(p) for m, p in zip(self.markets, np.atleast_1d(index_prices))], dtype=float)
+        self.prices.set_index(ticks)
+
+    def mids(self) -> np.ndarray:
+        """Book mid per market. A side swept empty leaves the last trade as the book's price
+        (the deepest level hit), so a wiped-out book pulls the median mark down with it; NaN
+        only when the book has never traded and is empty."""
+        out = np.full(self.n_markets, np.nan)
+        for m, book in enumerate(self.books):
+            mid = book.mid()
+            if mid is None and (book.best_bid() is not None or book.best_ask() is not None):
+                mid = self.prices.last[m]
+            out[m] = np.nan if mid is None else mid
+        return out
+
+    def open_interest_value(self) -> int:
+        """Open interest valued at mark, all markets, cash units."""
+        return int((self.ledger.open_interest() * self.marks * self.contract_values).sum())
+
+    def fund_guard_active(self) -> bool:
+        """The fund is below the guard's fraction of the average open-interest value."""
+        threshold = self.config.fund_guard_threshold
+        if threshold is None or self.oi_value_count == 0:
+            return False
+        average = self.oi_value_sum / self.oi_value_count
+        return bool(self.equity(np.array([self.insurance_fund]))[0] < threshold * average)
+
+    def update_marks(self, roll: bool = True) -> np.ndarray:
+        """New marks; with ``roll`` (once per step) also the previous mark and the running
+        average of open-interest value."""
+        marks = self.prices.update_mark(self.mids(), roll)
+        if roll and self.config.fund_guard_threshold is not None:
+            self.oi_value_sum += self.open_interest_value()
+            self.oi_value_count += 1
+        return marks
+
+    def apply_funding(self) -> np.ndarray:
+        """Settle funding for the interval just ended; returns the rates."""
+        rate = self.prices.funding_rate(self.config.funding)
+        pay = funding_payments(self.ledger.qty, self.marks, self.contract_values, rate)
+        payers = np.flatnonzero(pay)
+        self.ledger.transfer(payers, self.fee_pool, pay[payers])
+        self.settle_period()
+        return rate
+
+    def settle_period(self) -> None:
+        """End of a settlement window: deferred socialization is charged, profit windows reset."""
+        for stage in self.waterfall:
+            stage.settle(self)
+        self.window_equity = self.equity()
+        self.window_flows = np.zeros(self.ledger.n_accounts, dtype=np.int64)
+
+    def window_profit(self) -> np.ndarray:
+        """Net profit of each account since the settlement window began, net of deposits."""
+        return self.equity() - self.window_equity - self.window_flows
+
+    def unwind_venue_positions(self, holders=None) -> None:
+        """The backstop vault, the fund and the engine sell part of what they took over."""
+        for holder in (self.backstop, self.insurance_fund, self.engine) if holders is None else holders:
+            for m in range(self.n_markets):
+                q = int(self.ledger.qty[holder, m])
+                if q == 0:
+                    continue
+                size = max(1, int(abs(q) * self.config.unwind_fraction))
+                side = SELL if q > 0 else BUY
+                band = self.config.unwind_band
+                limit = math.ceil(self.marks[m] * (1 - band)) if side == SELL else math.floor(self.marks[m] * (1 + band))
+                fills = self.books[m].submit([holder], [side], [size], [limit])
+                self.settle(m, fills, fees=False)
+                if len(fills):
+                    self.events.add("unwind", account=holder, market=m, qty=int(fills.qty.sum()),
+                                    price=float(fills.price.mean()))
+
+    def liquidate(self) -> int:
+        """Liquidation rounds until no account is below maintenance; returns the cascade depth."""
+        depth = 0
+        for r in range(self.config.max_rounds):
+            self.events.round = r
+            flagged = np.flatnonzero(self.liquidatable())
+            if len(flagged) == 0:
+                break
+            eq = self.equity(flagged)
+            mm = self.maintenance(flagged).sum(axis=1)
+            flagged = flagged[np.argsort(eq / np.maximum(mm, 1), kind="stable")]  # worst first
+            self.cancel_orders(flagged)
+            before_qty = self.ledger.qty[flagged].copy()
+            before_wallet = self.ledger.wallet[flagged].copy()
+            run_round(self, self.waterfall, Cases.flagged(self, flagged))
+            moved = (self.ledger.qty[flagged] != before_qty).any() or (self.ledger.wallet[flagged] != before_wallet).any()
+            if not moved:
+                break
+            depth += 1
+            self.update_marks(roll=False)
+        self.events.round = depth
+        cover_engine_inventory(self, self.waterfall)
+        return depth
+
+    def conservation_residual(self) -> int:
+        return self.ledger.conservation_residual(self.marks)

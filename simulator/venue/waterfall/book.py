@@ -1,0 +1,89 @@
+"""``book``: close the cases into the order book with IOC orders (every venue)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from simulator.venue.book import BUY, SELL
+from simulator.venue.margin import bankruptcy_prices, liquidation_prices
+from simulator.venue.waterfall.stage import Stage
+
+
+@dataclass
+class BookStage(Stage):
+    """Close into the order book with IOC orders.
+
+    Args:
+        partial: close only enough to get back above maintenance (plus ``partial_buffer``);
+            a case brought back above maintenance is *restored* and later stages leave it.
+        price_band: worst fill allowed, as a fraction away from mark (None: no band).
+        limit_at_bankruptcy: never fill worse than the bankruptcy price (BitMEX, Bybit and
+            Binance place the liquidation order at the bankruptcy price).
+    """
+
+    name: ClassVar[str] = "book"
+    partial: bool = False
+    partial_buffer: float = 0.1
+    price_band: float | None = None
+    limit_at_bankruptcy: bool = False
+
+    def close(self, venue, cases) -> None:
+        led = venue.ledger
+        pending = cases.pending(venue)
+        if not pending.any():
+            return
+        if self.partial:
+            eq = venue.equity(cases.accounts).astype(float)
+            mm = venue.maintenance(cases.accounts).sum(axis=1).astype(float)
+            frac = np.where(eq > 0, np.clip(1 - eq / np.maximum(mm, 1) + self.partial_buffer, 0, 1), 1.0)
+        else:
+            frac = np.ones(len(cases.accounts))
+        for m in range(venue.n_markets):
+            sel = np.flatnonzero(pending & (led.qty[cases.accounts, m] != 0))
+            if len(sel) == 0:
+                continue
+            acc = cases.accounts[sel]
+            q = led.qty[acc, m]
+            size = np.minimum(np.ceil(np.abs(q) * frac[sel]).astype(np.int64), np.abs(q))
+            sides = np.where(q > 0, SELL, BUY)
+            p_b = bankruptcy_prices(led, venue.marks, acc, m)
+            p_liq = liquidation_prices(led, venue.marks, acc, m, venue.tiers, venue.maintenance(acc))
+            equity = venue.equity(acc)
+            limit = self._limits(float(venue.marks[m]), sides, p_b)
+            fills = venue.books[m].submit(acc, sides, size, limit)
+            venue.settle(m, fills, fees=False)
+            if len(fills):
+                filled = np.zeros(len(acc), dtype=np.int64)
+                value = np.zeros(len(acc), dtype=np.int64)
+                np.add.at(filled, fills.order_index, fills.qty)
+                np.add.at(value, fills.order_index, fills.qty * fills.price)
+                hit = filled > 0
+                cases.liquidated_notional[sel[hit]] += value[hit] * venue.contract_values[m]
+                venue.events.add(
+                    "liquidation", amount=0, stage=self.name, account=acc[hit], market=m,
+                    qty=filled[hit] * sides[hit], price=value[hit] / filled[hit], bankruptcy_price=p_b[hit],
+                    liquidation_price=p_liq[hit], equity=equity[hit],
+                )
+            left = led.qty[acc, m] != 0
+            if left.any():
+                book = venue.books[m]
+                other_side_empty = np.where(sides == SELL, book.best_bid() is None, book.best_ask() is None)
+                cases.book_reason[sel[left]] = np.where(other_side_empty[left], "book_exhausted", "price_band")
+        if self.partial:
+            back = venue.equity(cases.accounts) >= venue.maintenance(cases.accounts).sum(axis=1)
+            cases.restored |= cases.open(venue) & back
+        cases.update(venue, self.name, covering=False)
+        cases.record_flat(venue, self.name)
+
+    def _limits(self, mark: float, sides, p_b) -> np.ndarray:
+        """Worst acceptable price per order, whole ticks inside the band."""
+        band = np.inf if self.price_band is None else self.price_band
+        limit = np.where(sides == SELL, mark * (1 - band), mark * (1 + band))
+        if self.limit_at_bankruptcy:
+            limit = np.where(sides == SELL, np.maximum(limit, np.ceil(p_b)), np.minimum(limit, np.floor(p_b)))
+        limit = np.where(sides == SELL, np.clip(limit, 0, None), np.clip(limit, None, 2**62))
+        limit = np.where(sides == SELL, np.ceil(limit), np.floor(limit))  # a sell limit rounds up
+        return np.nan_to_num(limit, nan=0.0, posinf=2**62).astype(np.int64)

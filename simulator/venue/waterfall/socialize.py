@@ -1,0 +1,103 @@
+"""``socialize``: spread what is left of the deficit over solvent accounts as a haircut
+(equity-weighted: the seed article; profit clawback: OKEx 2018; position-weighted: Drift v2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from simulator.venue.fixedpoint import largest_remainder
+from simulator.venue.waterfall.stage import Stage
+
+WEIGHTS = ("equity", "profit", "position")
+TIMINGS = ("immediate", "settlement")
+
+
+@dataclass
+class SocializeStage(Stage):
+    """Charge the remaining deficit to solvent accounts.
+
+    Args:
+        weights: ``equity`` (every account with positive equity, positions or not), ``profit``
+            (net profit over the settlement window), ``position`` (notional at mark of open
+            positions, both sides, in the markets the socialized cases held).
+        when: ``immediate``, or ``settlement``: the loss pool fronts the deficit (recorded as
+            the ``socialize_pending`` cover) and the charge is made at the end of the window (a
+            clawback of profits that looked final); what the charge cannot collect then is
+            the venue's loss.
+    """
+
+    name: ClassVar[str] = "socialize"
+    weights: str = "equity"
+    when: str = "immediate"
+    pending_markets: set = field(default_factory=set, repr=False)
+
+    def __post_init__(self):
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"socialize weights {self.weights!r}; allowed: {WEIGHTS}")
+        if self.when not in TIMINGS:
+            raise ValueError(f"socialize when {self.when!r}; allowed: {TIMINGS}")
+
+    def cover(self, venue, cases) -> None:
+        need = cases.deficit(venue)
+        hit = need > 0
+        if not hit.any():
+            return
+        self.pending_markets.update(np.flatnonzero(cases.markets_held[hit].any(axis=0)).tolist())
+        if self.when == "settlement":
+            venue.ledger.transfer(venue.loss_pool, cases.accounts[hit], need[hit])
+            venue.events.add("socialize_pending", stage=self.name, account=cases.accounts[hit], amount=need[hit])
+            cases.update(venue, "socialize_pending")
+            return
+        collected = self._charge(venue, int(need.sum()), exclude=cases.accounts)
+        self.pending_markets.clear()
+        paid_before = np.cumsum(need) - need
+        give = np.clip(collected - paid_before, 0, need)
+        venue.ledger.transfer(venue.loss_pool, cases.accounts[hit], give[hit])
+        cases.update(venue, self.name)
+
+    def settle(self, venue) -> None:
+        """Charge what the loss pool fronted; what cannot be collected is the venue's loss."""
+        owed = -int(venue.ledger.wallet[venue.loss_pool])
+        if owed > 0:
+            collected = self._charge(venue, owed, exclude=np.zeros(0, dtype=np.int64))
+            pool = venue.loss_pool
+            venue.events.add("cover", stage="socialize_pending", account=pool, amount=-owed)
+            if collected:
+                venue.events.add("cover", stage=self.name, account=pool, amount=collected)
+            short = owed - collected
+            if short:
+                venue.ledger.inject(pool, short, "venue_loss")
+                venue.events.add("venue_loss", account=pool, amount=short)
+                venue.events.add("cover", stage="venue", account=pool, amount=short)
+        self.pending_markets.clear()
+
+    def weights_of(self, venue) -> np.ndarray:
+        led = venue.ledger
+        if self.weights == "equity":
+            w = venue.equity()
+        elif self.weights == "profit":
+            w = venue.window_profit()
+        else:
+            markets = sorted(self.pending_markets) or list(range(venue.n_markets))
+            value = (venue.marks * venue.contract_values)[markets]
+            w = (np.abs(led.qty[:, markets]) * value[None, :]).sum(axis=1)
+        return np.where(led.is_venue(), 0, np.clip(w, 0, None))
+
+    def _charge(self, venue, amount: int, exclude) -> int:
+        """Charge ``amount`` to the payers into the loss pool; returns what was collected."""
+        w = self.weights_of(venue)
+        w[exclude] = 0
+        payers = np.flatnonzero(w > 0)
+        if len(payers) == 0:
+            return 0
+        equity = venue.equity(payers)
+        charge = np.minimum(largest_remainder(amount, w[payers]), np.clip(equity, 0, None))
+        hit = charge > 0
+        venue.ledger.transfer(payers[hit], venue.loss_pool, charge[hit])
+        open_lots = np.abs(venue.ledger.qty[payers[hit]]).sum(axis=1)
+        venue.events.add("socialize", stage=self.name, account=payers[hit], amount=charge[hit],
+                         weight=w[payers][hit] / w[payers].sum(), qty=open_lots, score=equity[hit])
+        return int(charge.sum())

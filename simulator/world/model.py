@@ -1,0 +1,349 @@
+"""The mesa Model: owns the step order and the agents; the exchange agent owns the venue.
+
+One step (DESIGN.md §8): index -> market makers quote -> arbitrageurs and traders send orders
+-> book -> ledger -> mark -> funding -> backstop unwind -> liquidation rounds and waterfall ->
+record. Every random draw comes from a Generator spawned from the run's SeedSequence, one per
+purpose, so adding a draw in one agent class never shifts another's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from agents.arbitrageurs import Arbitrageur
+from agents.backstop import BackstopVault
+from agents.exchange import Exchange
+from agents.market_makers import MarketMaker
+from agents.traders import LeveragedTrader, draw_population
+from simulator.venue.fixedpoint import largest_remainder
+from simulator.world.index import index_paths
+from simulator.venue.margin import MarginTiers
+from simulator.venue.market import MarketSpec
+from simulator.venue.prices import FundingConfig, MarkConfig
+from simulator.world.scenario import (
+    Crowding,
+    FundingSpike,
+    IndexMove,
+    LiquidityWithdrawal,
+    OracleStall,
+    Scenario,
+    Whale,
+)
+from simulator.venue.venue import Venue, VenueConfig
+
+CASH_UNIT = 1e-6
+SERIES = (
+    "index", "venue_index", "mark", "last", "best_bid", "best_ask", "depth_bid_1pct", "depth_ask_1pct",
+    "open_interest", "funding_rate", "insurance_fund", "backstop_equity", "cascade_depth", "rejections",
+    "residual", "long_share", "fund_guard", "engine_equity",
+)
+
+
+def market_specs(scenario: Scenario) -> list[MarketSpec]:
+    specs = []
+    for m in scenario.markets:
+        tiers = MarginTiers(
+            floors=tuple(int(round(t.floor / CASH_UNIT)) for t in m.maintenance_tiers),
+            mmr_ppm=tuple(int(round(t.rate * 1e6)) for t in m.maintenance_tiers),
+        )
+        specs.append(MarketSpec(
+            name=m.name, tick_size=m.tick_size, lot_size=m.lot_size, cash_unit=CASH_UNIT,
+            max_leverage=m.max_leverage, taker_fee_ppm=int(round(m.taker_fee * 1e6)),
+            maker_fee_ppm=int(round(m.maker_fee * 1e6)), tiers=tiers,
+        ))
+    return specs
+
+
+def venue_config(scenario: Scenario) -> VenueConfig:
+    v = scenario.venue
+    return VenueConfig(
+        markets=market_specs(scenario),
+        waterfall=[_stage_kwargs(s) for s in v.waterfall],
+        mark=MarkConfig(method=v.mark.method, basis_ema_alpha=v.mark.basis_ema_alpha),
+        funding=FundingConfig(interval=v.funding.interval, cap=v.funding.cap, interest=v.funding.interest),
+        insurance_fund=int(round(v.insurance_fund / CASH_UNIT)),
+        backstop_capital=int(round(v.backstop_capital / CASH_UNIT)),
+        max_rounds=v.max_rounds,
+        unwind_fraction=v.unwind_fraction,
+        unwind_band=v.unwind_band,
+        fund_guard_threshold=None if v.fund_guard is None else v.fund_guard.threshold,
+        fund_guard_max_leverage=5.0 if v.fund_guard is None else v.fund_guard.max_leverage,
+    )
+
+
+def _stage_kwargs(stage) -> dict:
+    d = stage.model_dump()
+    if d.get("cap_per_event") is not None:
+        d["cap_per_event"] = int(round(d["cap_per_event"] / CASH_UNIT))
+    return d
+
+
+class PerpModel(mesa.Model):
+    """A perpetual venue with leveraged traders, market makers and arbitrageurs.
+
+    Args:
+        scenario: a validated scenario.
+        seed: int or SeedSequence for this run (defaults to the scenario's seed).
+        base_dir: folder that relative data paths in the scenario are resolved against.
+    """
+
+    def __init__(self, scenario: Scenario, seed=None, base_dir: Path | None = None):
+        if isinstance(seed, np.random.SeedSequence):
+            # a fresh copy: spawn() advances the object's counter, and the same sequence
+            # passed twice must give the same run
+            ss = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
+        else:
+            ss = np.random.SeedSequence(scenario.seed if seed is None else seed)
+        s_model, s_index, s_venue, s_traders, s_makers, s_setup = ss.spawn(6)
+        super().__init__(rng=np.random.default_rng(s_model))
+        self.scenario = scenario
+        self.n_steps = scenario.steps
+        self.t = 0
+        self.trader_rng = np.random.default_rng(s_traders)
+        self.arb_rng = np.random.default_rng(s_makers)
+        setup_rng = np.random.default_rng(s_setup)
+
+        index_moves = [s for s in scenario.shocks if isinstance(s, IndexMove)]
+        self.index_path = index_paths(
+            scenario.index.models, scenario.steps, scenario.step_seconds, np.random.default_rng(s_index),
+            correlation=scenario.index.correlation, shocks=index_moves, base_dir=base_dir,
+        )
+        self.venue_index_path = self._oracle_view(self.index_path)
+
+        self.venue = Venue(venue_config(scenario), np.random.default_rng(s_venue))
+        self.exchange = Exchange(self, self.venue)
+        self.exchange.open_step(self.venue_index_path[0])
+
+        a = scenario.agents
+        mm, arb = a.market_makers, a.arbitrageurs
+        self.maker_accounts = self.venue.add_accounts(mm.count, "market_maker", _cash(mm.capital), leverage=mm.leverage)
+        self.arb_accounts = self.venue.add_accounts(arb.count, "arbitrageur", _cash(arb.capital), leverage=arb.leverage)
+        MarketMaker.create_agents(self, mm.count, list(self.maker_accounts))
+        Arbitrageur.create_agents(self, arb.count, list(self.arb_accounts))
+        self.traders = draw_population(self, a.traders, len(scenario.markets), setup_rng)
+        LeveragedTrader.create_agents(self, len(self.traders), list(self.traders.accounts), list(range(len(self.traders))))
+        self.backstop_vault = BackstopVault(self, self.venue.backstop)
+        self.whales = {}
+        self._open_initial_positions(setup_rng)
+        self.venue.settle_period()  # the first profit window starts after set-up
+
+        self.series = {k: np.full(self.n_steps, np.nan) for k in SERIES}
+        self.residual_max = 0
+
+    # ------------------------------------------------------------------ set-up
+    def _oracle_view(self, path: np.ndarray) -> np.ndarray:
+        """The index as the venue sees it: stalled (frozen) or lagged during oracle shocks."""
+        seen = path.copy()
+        for s in self.scenario.shocks:
+            if isinstance(s, OracleStall):
+                end = min(s.step + s.duration, len(path))
+                if s.lag is None:
+                    seen[s.step:end] = path[s.step]
+                else:
+                    src = np.clip(np.arange(s.step, end) - s.lag, 0, None)
+                    seen[s.step:end] = path[src]
+        return seen
+
+    def _open_initial_positions(self, rng) -> None:
+        """Step-0 positions for a share of traders (and whales at step 0), crossed at the index
+        against the market makers and arbitrageurs, who hold the other side as hedged inventory."""
+        venue = self.venue
+        pop = self.traders
+        holds, side, lots = LeveragedTrader.initial_orders(pop, venue, rng, self.scenario.agents.traders.initial_positions)
+        for m in range(venue.n_markets):
+            k = holds & (pop.market == m)
+            accounts = list(pop.accounts[k])
+            qtys = list(side[k] * lots[k])
+            for i, s in enumerate(self.scenario.shocks):
+                if isinstance(s, Whale) and s.step == 0 and s.market == m:
+                    acc, q = self._open_whale(i, s)
+                    accounts.append(acc)
+                    qtys.append(q)
+            net = int(np.sum(qtys)) if qtys else 0
+            if net != 0:
+                for acc, q in self._absorb_imbalance(m, net):
+                    accounts.append(acc)
+                    qtys.append(q)
+            venue.opening_auction(m, accounts, qtys, int(venue.marks[m]))
+
+    def _absorb_imbalance(self, m: int, net: int):
+        """Who holds the other side of the traders' net position at step 0: arbitrageurs first
+        (a cash-and-carry short against crowded longs, hedged in spot), up to their capacity,
+        then market makers pro rata to equity."""
+        venue = self.venue
+        lot_cash = int(venue.marks[m]) * int(venue.contract_values[m])
+        left = abs(net)
+        out = []
+        for accounts, lev in ((self.arb_accounts, self.scenario.agents.arbitrageurs.leverage),
+                              (self.maker_accounts, self.scenario.agents.market_makers.leverage)):
+            if left == 0 or len(accounts) == 0:
+                continue
+            eq = np.clip(venue.equity(accounts), 1, None)
+            capacity = (eq * lev * 0.8 / lot_cash).astype(np.int64)
+            is_last = accounts is self.maker_accounts
+            take = left if is_last else min(left, int(capacity.sum()))
+            if take <= 0:
+                continue
+            share = largest_remainder(take, eq)
+            out += [(int(a), int(-np.sign(net) * q)) for a, q in zip(accounts, share) if q]
+            left -= take
+        return out
+
+    def _open_whale(self, i, s: Whale):
+        venue = self.venue
+        spec = venue.markets[s.market]
+        # the margin for the position plus the taker fee of opening it through the book
+        deposit = s.notional / s.leverage + s.notional * self.scenario.markets[s.market].taker_fee
+        acc = int(venue.add_accounts(1, "trader", _cash(deposit), leverage=s.leverage)[0])
+        price = spec.to_price(venue.marks[s.market])
+        lots = int(spec.to_lots(s.notional / price))
+        self.whales[i] = acc
+        return acc, lots if s.side == "long" else -lots
+
+    # --------------------------------------------------------------- signals
+    def signals(self):
+        """(trend, deviation) per market from the venue's index: the return over the lookback,
+        and the distance of the index from its mean over the same window."""
+        look = self.scenario.agents.traders.trend_lookback
+        lo = max(0, self.t - look)
+        window = self.venue_index_path[lo : self.t + 1]
+        trend = window[-1] - window[0]
+        deviation = window[-1] - window.mean(axis=0)
+        return trend, deviation
+
+    def realised_vol(self) -> np.ndarray:
+        w = self.scenario.agents.market_makers.vol_window
+        lo = max(0, self.t - w)
+        window = self.index_path[lo : self.t + 1]
+        if len(window) < 3:
+            return np.zeros(window.shape[1])
+        return np.diff(np.log(window), axis=0).std(axis=0)
+
+    def spot_ticks(self, m: int) -> float:
+        """The real index of market ``m`` now, in ticks: what makers and arbitrageurs hedge
+        against, even while the venue's oracle is stalled or lagging."""
+        return self.index_path[self.t, m] / self.venue.markets[m].tick_size
+
+    def _active(self, kind):
+        return [s for s in self.scenario.shocks if isinstance(s, kind) and s.step <= self.t < s.step + s.duration]
+
+    def liquidity_withdrawn(self) -> float:
+        return max([s.fraction for s in self._active(LiquidityWithdrawal)], default=0.0)
+
+    # ------------------------------------------------------------------- step
+    def step(self) -> None:
+        t = self.t
+        venue = self.venue
+        self.exchange.open_step(self.venue_index_path[t])
+        crowd = self._active(Crowding)
+        cfg = self.scenario.agents.traders
+        self.traders.long_share = crowd[-1].long_share if crowd else cfg.long_share
+        tp = crowd[-1].trade_probability if crowd else None
+        self.traders.trade_probability = cfg.trade_probability if tp is None else tp
+        MarketMaker.step_all(self)
+        for i, s in enumerate(self.scenario.shocks):
+            if isinstance(s, Whale) and s.step == t and t > 0:
+                acc, q = self._open_whale(i, s)
+                venue.submit_orders(s.market, [acc], [int(np.sign(q))], [abs(q)])
+        Arbitrageur.step_all(self)
+        LeveragedTrader.step_all(self)
+        spikes = self._active(FundingSpike)
+        premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
+        funding_due = (t + 1) % self.scenario.venue.funding.interval == 0
+        self.backstop_vault.step()
+        venue.unwind_venue_positions(holders=[venue.insurance_fund, venue.engine])
+        self.exchange.close_step(funding_due, premium)
+        self._record(t)
+        self.t += 1
+
+    def _record(self, t: int) -> None:
+        venue = self.venue
+        spec = venue.markets[0]
+        book = venue.books[0]
+        s = self.series
+        tick = spec.tick_size
+        s["index"][t] = self.index_path[t, 0]
+        s["venue_index"][t] = self.venue_index_path[t, 0]
+        s["mark"][t] = venue.marks[0] * tick
+        s["last"][t] = venue.prices.last[0] * tick
+        bb, ba = book.best_bid(), book.best_ask()
+        s["best_bid"][t] = np.nan if bb is None else bb * tick
+        s["best_ask"][t] = np.nan if ba is None else ba * tick
+        ref = book.mid() or float(venue.marks[0])
+        dbid, dask = book.depth_within(0.01, ref)
+        lot_quote = spec.lot_size * ref * tick
+        s["depth_bid_1pct"][t] = dbid * lot_quote
+        s["depth_ask_1pct"][t] = dask * lot_quote
+        s["open_interest"][t] = venue.ledger.open_interest()[0] * spec.lot_size * venue.marks[0] * tick
+        s["funding_rate"][t] = np.nan if self.exchange.funding_rate is None else self.exchange.funding_rate[0]
+        eq = venue.equity(np.array([venue.insurance_fund, venue.backstop, venue.engine]))
+        s["insurance_fund"][t] = eq[0] * CASH_UNIT
+        s["backstop_equity"][t] = eq[1] * CASH_UNIT
+        s["engine_equity"][t] = eq[2] * CASH_UNIT
+        s["cascade_depth"][t] = self.exchange.cascade_depth
+        s["rejections"][t] = venue.rejections
+        s["long_share"][t] = self.traders.long_share
+        s["fund_guard"][t] = float(venue.fund_guard_active())
+        residual = venue.conservation_residual()
+        s["residual"][t] = residual
+        if residual != 0 or (venue.ledger.qty.sum(axis=0) != 0).any():
+            raise RuntimeError(f"ledger broke conservation at step {t}: residual {residual}")
+
+    def run(self, progress=None) -> None:
+        """Run all steps; ``progress`` is an optional callable called with the step count."""
+        while self.t < self.n_steps:
+            self.step()
+            if progress is not None:
+                progress(1)
+
+    def timeseries(self) -> pd.DataFrame:
+        """Per-step series (market 0 prices and book; venue totals), with per-step waterfall
+        aggregates joined from the event log."""
+        df = pd.DataFrame({"step": np.arange(self.n_steps), **self.series})
+        df = df.iloc[: self.t]
+        ev = self.venue.events.to_frame()
+        per_step = step_aggregates(ev, self.venue)
+        return df.merge(per_step, on="step", how="left").fillna(
+            {c: 0 for c in per_step.columns if c != "step"}
+        )
+
+
+#: Who covered deficits, per step (``cover_<stage>`` columns of the timeseries).
+COVERS = ("insurance_fund", "backstop", "adl", "socialize", "socialize_pending", "venue")
+
+
+def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
+    """Liquidations by stage, ADL, socialized loss, venue loss and the deficit with who covered
+    it per step (quote currency)."""
+    cols = ["liquidations", "liq_notional", "liq_book", "liq_backstop", "liq_insurance_fund", "liq_adl", "liq_engine",
+            "adl_notional", "socialized", "venue_loss", "deficit", *(f"cover_{c}" for c in COVERS)]
+    if events.empty:
+        return pd.DataFrame(columns=["step", *cols]).astype({"step": np.int64})
+    spec_tick = np.array([m.tick_size for m in venue.markets])
+    spec_lot = np.array([m.lot_size for m in venue.markets])
+    mk = events["market"].to_numpy().clip(0)
+    quote = (events["qty"].abs() * events["price"].fillna(0) * spec_tick[mk] * spec_lot[mk]).to_numpy()
+    e = events.assign(quote=quote, cash=events["amount"] * CASH_UNIT)
+    liq = e[e.kind == "liquidation"]
+    out = pd.DataFrame({"step": np.arange(int(events["step"].max()) + 1)})
+    g = lambda frame, col: frame.groupby("step")[col].sum()  # noqa: E731
+    out["liquidations"] = out.step.map(liq.groupby("step").size()).fillna(0)
+    out["liq_notional"] = out.step.map(g(liq, "quote")).fillna(0)
+    for stage in ("book", "backstop", "insurance_fund", "adl", "engine"):
+        out[f"liq_{stage}"] = out.step.map(g(liq[liq.stage == stage], "quote")).fillna(0)
+    out["adl_notional"] = out.step.map(g(e[e.kind == "adl"], "quote")).fillna(0)
+    out["socialized"] = out.step.map(g(e[e.kind == "socialize"], "cash")).fillna(0)
+    covers = e[e.kind == "cover"]
+    out["venue_loss"] = out.step.map(g(covers[covers.stage == "venue"], "cash")).fillna(0)
+    out["deficit"] = out.step.map(g(e[e.kind == "deficit"], "cash")).fillna(0)
+    for c in COVERS:
+        out[f"cover_{c}"] = out.step.map(g(covers[covers.stage == c], "cash")).fillna(0)
+    return out
+
+
+def _cash(quote: float) -> int:
+    return int(round(quote / CASH_UNIT))
