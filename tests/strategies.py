@@ -18,7 +18,7 @@ from simulator.venue.margin import MarginTiers, initial_margin
 from simulator.venue.market import MarketSpec
 from simulator.venue.prices import FundingConfig, MarkConfig
 from simulator.venue.venue import Venue, VenueConfig
-from simulator.venue.waterfall import ADL_PRICES, SURPLUS_POLICIES, TIMINGS, WEIGHTS
+from simulator.venue.waterfall import ADL_PRICES, SURPLUS_POLICIES, TIMINGS, TRIGGERS, WEIGHTS
 
 # (tick_size, lot_size, cash_unit): contract values 1, 100, 5, 1
 SPEC_UNITS = [(1.0, 1.0, 1.0), (0.1, 0.001, 1e-6), (0.5, 0.1, 0.01), (0.01, 1.0, 0.01)]
@@ -30,16 +30,22 @@ STAGE_OPTIONS = {
         "price_band": st.one_of(st.none(), st.sampled_from([0.01, 0.05, 0.3])),
         "limit_at_bankruptcy": st.booleans(),
     }),
-    "backstop": st.fixed_dictionaries({}, optional={"trigger": st.sampled_from([0.5, 2 / 3, 1.0])}),
+    "backstop": st.fixed_dictionaries({}, optional={
+        "trigger": st.sampled_from([0.5, 2 / 3, 1.0]),
+        "max_leverage": st.one_of(st.none(), st.sampled_from([2.0, 10.0])),
+        "pays_deficits": st.booleans(),
+    }),
     "insurance_fund": st.fixed_dictionaries({}, optional={
         "surplus_policy": st.sampled_from(SURPLUS_POLICIES),
         "clearance_fee": st.sampled_from([0.0, 0.005, 0.015]),
         "cap_per_event": st.one_of(st.none(), st.integers(0, 10**7)),
         "takeover": st.booleans(),
+        "takeover_max_leverage": st.one_of(st.none(), st.sampled_from([3.0, 20.0])),
     }),
     "adl": st.fixed_dictionaries({}, optional={
         "ranking": st.sampled_from(RANKINGS),
         "price": st.sampled_from(ADL_PRICES),
+        "trigger": st.sampled_from(TRIGGERS),
     }),
     "socialize": st.fixed_dictionaries({}, optional={
         "weights": st.sampled_from(WEIGHTS),

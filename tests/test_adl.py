@@ -67,8 +67,9 @@ CASES = [
     ("pnl_x_leverage", 7, ["B", "A"], {"B": 6, "A": 1}, {"B": 17, "A": 3}),
     # A 4 @ 320, B 3 @ 240: 11.43, 8.57 -> 11, 8 + 1 to B (0.57 > 0.43) -> 11, 9
     ("binance", 7, ["A", "B"], {"A": 4, "B": 3}, {"A": 11, "B": 9}),
-    # A 4, D 3: 11, 9 as above
-    ("hyperliquid", 7, ["A", "D"], {"A": 4, "D": 3}, {"A": 11, "D": 9}),
+    # Hyperliquid ranks only positions in profit: D (U = -25) is out; A 23.14, B 2.12, C 0.45
+    # -> A 4, B 3: 11, 9 as for binance
+    ("hyperliquid", 7, ["A", "B"], {"A": 4, "B": 3}, {"A": 11, "B": 9}),
     # profitable A 4, B 6, C 5 (15 lots), 7 to take: 1.87, 2.8, 2.33 -> 1, 2, 2 + 2 units to the
     # largest remainders A (0.87) and B (0.8) -> A 2, B 3, C 2; D (a loser) untouched.
     # Listed by PnL%: B 0.33, C 0.2, A 0.012. Haircuts: 240 -> 8.57, 160 -> 5.71, 160 -> 5.71
@@ -128,10 +129,10 @@ def test_scores_match_the_hand_table(make_venue):
 
 
 def expected_random_queue(seed):
-    # dYdX-style: a uniform random order of the opposite side, drawn from the venue's rng.
-    # Candidates are scored in account order A, B, C, D; highest draw first.
-    draws = np.random.default_rng(seed).random(4)
-    return ["ABCD"[i] for i in np.argsort(-draws, kind="stable")]
+    # dYdX v4 (deleveraging.go): a pseudo-random start among the opposite side, then in order
+    # (ledger order A, B, C, D here), wrapping around; one draw from the venue's rng.
+    start = int(np.random.default_rng(seed).integers(4))
+    return ["ABCD"[(start + i) % 4] for i in range(4)]
 
 
 def random_run(make_venue, seed):
@@ -162,15 +163,20 @@ def test_random_ranking_follows_the_venue_rng(make_venue):
 
 
 def test_adl_at_mark_leaves_the_deficit_for_the_next_stage(make_venue):
-    v, acc = build(make_venue, [{"stage": "adl", "price": "mark"}, {"stage": "insurance_fund"}], fund=1_000)
+    # the fund holds 10 of the 20 deficit: it cannot pay, so ADL (at mark) fires first
+    v, acc = build(make_venue, [{"stage": "adl", "price": "mark"}, {"stage": "insurance_fund"}], fund=10)
     v.liquidate()
-    # L sold its 7 lots at 80: wallet 120 + 560 - 700 = -20, which the fund then pays
+    # L sold its 7 lots at 80: wallet 120 + 560 - 700 = -20; the fund pays its 10, the venue 10
     ev = v.events.to_frame()
     assert not (ev.kind == "adl_haircut").any()
     assert ev[ev.kind == "adl"].amount.tolist() == [0, 0]  # filled at mark: no haircut vs mark
+    assert ev[ev.kind == "adl"].reason.tolist() == ["fund_empty", "fund_empty"]
     assert ev[ev.kind == "deficit"].amount.tolist() == [20]
-    assert ev[ev.kind == "fund_payout"].amount.tolist() == [20]
-    assert v.ledger.wallet[v.insurance_fund] == 980
+    assert ev[ev.kind == "fund_payout"].amount.tolist() == [10]
+    assert ev[ev.kind == "venue_loss"].amount.tolist() == [10]
+    covers = ev[ev.kind == "cover"]
+    assert dict(zip(covers.stage, covers.amount)) == {"insurance_fund": 10, "venue": 10}
+    assert v.ledger.wallet[v.insurance_fund] == 0
     assert v.equity()[acc["L"]] == 0
     # the deleveraged shorts closed at mark: B's 6 lots realised 6 x (120 - 80) = 240
     assert v.ledger.wallet[acc["B"]] == 100 + 240
@@ -215,15 +221,36 @@ def test_adl_never_touches_accounts_without_a_position(make_venue):
     assert z not in set(ev.account) | set(ev.counterparty)
 
 
-def test_adl_with_no_counterparty_left_does_not_crash(make_venue):
-    # the only short is the backstop vault (a venue row): ADL has nobody to deleverage
+def test_the_backstop_vault_is_in_the_adl_queue(make_venue):
+    # the only short is the backstop vault: it is deleveraged like anyone (L at 50: equity
+    # 10 + 500 - 1,000 = -490, which the vault pays at the bankruptcy price)
     v = make_venue(waterfall=[{"stage": "adl"}], backstop=10**6)
     L = int(v.add_accounts(1, "trader", 10)[0])
     v.ledger.trade(0, L, v.backstop, 10, 100)
     move_to(v, 50)
-    assert v.liquidate() == 0  # nothing could move
-    assert v.ledger.qty[L, 0] == 10
+    assert v.liquidate() == 1
+    assert v.ledger.qty[[L, v.backstop], 0].tolist() == [0, 0]
+    ev = v.events.to_frame()
+    assert ev[ev.kind == "adl_haircut"].amount.tolist() == [490]
+    # the vault realises its short's profit 10 x (100 - 50) = 500 and pays the 490
+    assert v.ledger.wallet[v.backstop] == 10**6 + 500 - 490
     assert v.conservation_residual() == 0
+
+
+def test_with_no_counterparty_the_engine_closes_the_case_and_the_venue_pays(make_venue):
+    # the only short is the venue's liquidation engine (never deleveraged): ADL cannot close L,
+    # so the engine takes it at mark 50 (netting its own short) and the -490 is the venue's loss
+    v = make_venue(waterfall=[{"stage": "adl"}])
+    L = int(v.add_accounts(1, "trader", 10)[0])
+    v.ledger.trade(0, L, v.engine, 10, 100)
+    move_to(v, 50)
+    assert v.liquidate() == 1
+    assert v.ledger.qty[[L, v.engine], 0].tolist() == [0, 0]
+    ev = v.events.to_frame()
+    assert not (ev.kind == "adl").any()
+    assert ev[ev.kind == "liquidation"].stage.tolist() == ["engine"]
+    assert ev[ev.kind == "venue_loss"].amount.tolist() == [490]
+    assert v.ledger.injections == 490 and v.conservation_residual() == 0
 
 
 def test_adl_does_not_deleverage_other_cases(make_venue):
@@ -242,14 +269,15 @@ def test_adl_does_not_deleverage_other_cases(make_venue):
 
 def test_partial_adl_moves_the_closed_share_of_equity_exactly_even_at_real_notionals(make_venue):
     # BTC-PERP units (cv = 100 micro-USD per lot-tick): L long 10,000 lots (10 BTC) @ 100,000 USD,
-    # half bought from the backstop (not ADL-able), half from trader S. Mark 89,000 USD:
+    # half bought from the engine (not ADL-able), half from trader S. Mark 89,000 USD:
     # L's equity = 1e11 + 1e4 x (890,000 - 1,000,000) x 100 = 1e11 - 1.1e11 = -1e10 (-10,000 USD).
-    # ADL closes S's half (5,000 lots); at bankruptcy S pays half the deficit: exactly 5e9.
+    # ADL closes S's half (5,000 lots); at bankruptcy S pays half the deficit: exactly 5e9. The
+    # engine takes the other half at mark and the other 5e9 is the venue's loss.
     from simulator.venue.market import MarketSpec
 
-    v = make_venue(waterfall=[{"stage": "adl"}], markets=[MarketSpec()], backstop=10**13)
+    v = make_venue(waterfall=[{"stage": "adl"}], markets=[MarketSpec()])
     L, S = (int(i) for i in v.add_accounts(2, "trader", [10**11, 10**13]))
-    v.ledger.trade(0, L, v.backstop, 5_000, 1_000_000)
+    v.ledger.trade(0, L, v.engine, 5_000, 1_000_000)
     v.ledger.trade(0, L, S, 5_000, 1_000_000)
     v.set_index([89_000.0])
     v.update_marks()
@@ -257,8 +285,10 @@ def test_partial_adl_moves_the_closed_share_of_equity_exactly_even_at_real_notio
     v.liquidate()
     ev = v.events.to_frame()
     assert ev[ev.kind == "adl_haircut"].amount.tolist() == [5 * 10**9]
-    assert ev[ev.kind == "deficit"].amount.tolist() == [5 * 10**9]
-    assert int(v.equity()[L]) == -5 * 10**9  # the half still held against the backstop
+    assert ev[ev.kind == "deficit"].amount.tolist() == [10**10]
+    covers = ev[ev.kind == "cover"]
+    assert dict(zip(covers.stage, covers.amount)) == {"adl": 5 * 10**9, "venue": 5 * 10**9}
+    assert int(v.equity()[L]) == 0 and v.ledger.qty[L, 0] == 0
     assert v.conservation_residual() == 0
 
 

@@ -102,8 +102,11 @@ def test_event_rows_carry_the_right_accounts(make_venue):
     v, a = case(make_venue, [{"stage": "book"}, {"stage": "adl"}], mark=102, bid=None)
     df = v.events.to_frame()
     adl = df[df.kind == "adl"].iloc[0]
-    # the deleveraged counterparty is S (the only short), the case L; S buys 100 @ mark 102
-    assert (adl.account, adl.counterparty, adl.qty, adl.price) == (a["S"], a["L"], 100, 102.0)
+    # the deleveraged counterparty is S (the only short), the case L; S buys 100 at L's
+    # bankruptcy price 103 (recorded as the fill price; the ledger trades at mark 102 and moves
+    # the 100 of negative equity in cash)
+    assert (adl.account, adl.counterparty, adl.qty, adl.price) == (a["S"], a["L"], 100, 103.0)
+    assert (adl.reason, adl.rank_quantile) == ("fund_empty", 1.0)
     # S's unrealised PnL on the closed lots at mark: 100 x (110 - 102) = 800
     assert adl.pnl == 800
     cut = df[df.kind == "adl_haircut"].iloc[0]

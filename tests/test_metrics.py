@@ -51,6 +51,8 @@ def crash_events() -> pd.DataFrame:
     log.add("fund_payout", stage="insurance_fund", account=10, amount=1_500_000)  # the whole fund (1.5)
     log.add("socialize", stage="socialize", account=[30, 31], amount=[500_000, 300_000], weight=[0.625, 0.375])
     log.add("venue_loss", account=10, amount=200_000)  # 2.5 - 1.5 - 0.8 = 0.2 left
+    log.add("cover", stage=["insurance_fund", "socialize", "venue"], account=10,
+            amount=[1_500_000, 800_000, 200_000])
     # step 4, round 1: account 11 long 3000 lots, bankrupt at 700 ticks, mark 680: ADL at
     # bankruptcy against shorts 20 (2000 lots, entry 1000) and 21 (1000 lots, entry 750).
     log.step, log.round = 4, 1
@@ -63,6 +65,7 @@ def crash_events() -> pd.DataFrame:
     # the case's -6 quote split 2:1 by closed notional: 20 pays 4, 21 pays 2
     log.add("adl_haircut", stage="adl", account=[20, 21], counterparty=11, amount=[4_000_000, 2_000_000],
             weight=[2 / 3, 1 / 3])
+    log.add("cover", stage="adl", account=11, amount=6_000_000)
     return log.to_frame()
 
 
@@ -137,13 +140,14 @@ def test_adl_figures(summary):
     assert summary["adl_pnl_taken"] == pytest.approx(71.0)  # 64 + 7
     assert summary["adl_profit_taken"] == pytest.approx(71.0)
     assert summary["adl_haircut"] == pytest.approx(6.0)
-    # shortfall of case 11: (-2000 * (680 - 700) - 1000 * (680 - 700)) * 1e-4 = 6 quote
+    assert summary["adl_paid_beyond_deficit"] == 0.0
+    # shortfall: the deficit of the case ADL acted on, 3000 * (700 - 680) * 1e-4 = 6 quote
     assert summary["adl_shortfall"] == pytest.approx(6.0)
     assert summary["adl_overshoot"] == pytest.approx(65.0)  # 71 taken - 6 needed
     # Gini of [64, 7]: sum |xi - xj| = 2 * 57 = 114; 2 n^2 mean = 2 * 4 * 35.5 = 284
     assert summary["adl_gini"] == pytest.approx(114 / 284)
     assert summary["adl_share_winners_hit"] == 0.5  # 2 hit / 4 profitable
-    assert math.isnan(summary["max_leverage_after_adl"])  # no such column
+    assert math.isnan(summary["max_leverage_after_adl"])  # no such column, not in meta
 
 
 def test_socialization(summary):
@@ -185,8 +189,9 @@ def test_adl_at_previous_mark_shortfall_and_overshoot():
     log.add("adl", stage="adl", account=6, counterparty=5, market=0, qty=-1000, price=930.0,
             bankruptcy_price=900.0, amount=2 * M, pnl=10 * M)
     # the ADL stage records the case's deficit at mark (5); the price haircut covers 2 of it,
-    # the other 3 is left to the stages after ADL
+    # the other 3 is left to the stages after ADL (here the fund)
     log.add("deficit", stage="adl", account=5, amount=5 * M)
+    log.add("cover", stage=["adl", "insurance_fund"], account=5, amount=[2 * M, 3 * M])
     s = summarize(timeseries(), log.to_frame(), META)
     # shortfall at mark: 1000 * (950 - 900) * 1e-4 = 5 = 1000 * (930 - 900) * 1e-4 (3) + 2
     assert s["adl_shortfall"] == pytest.approx(5.0)
@@ -202,15 +207,18 @@ def test_takeover_absorbed_deficits_and_multi_market():
     log.add("liquidation", stage="backstop", account=7, counterparty=2, market=1, qty=-10, price=4.0,
             bankruptcy_price=5.0)
     log.add("takeover", stage="backstop", account=7, counterparty=2, amount=-1 * M)  # absorbed 1
+    log.add("cover", stage="backstop", account=7, amount=M)
     log.add("liquidation", stage="insurance_fund", account=8, counterparty=1, market=0, qty=100, price=1000.0,
             bankruptcy_price=990.0)  # 100 * 1000 * 1e-4 = 10 quote
     log.add("takeover", stage="insurance_fund", account=[8, 9], counterparty=1, amount=[-M // 2, 3 * M])
+    log.add("cover", stage="insurance_fund", account=8, amount=M // 2)
     meta = {"cash_unit": 1e-6, "tick_sizes": [0.1, 0.5], "lot_sizes": [0.001, 1.0], "insurance_fund_start": 1.5}
     s = summarize(timeseries(), log.to_frame(), meta)
     assert s["liq_notional_backstop"] == pytest.approx(20.0)
     assert s["liq_notional_insurance_fund"] == pytest.approx(10.0)
     assert s["covered_backstop"] == pytest.approx(1.0)
     assert s["covered_insurance_fund"] == pytest.approx(0.5)  # the +3 margin taken is not a cover
+    assert s["fund_received"] == pytest.approx(3.0)  # ... but it is money the fund received
 
 
 def test_quiet_run_no_drop_no_events():
@@ -288,17 +296,19 @@ def test_paired_bootstrap_covers_true_difference():
         paired_bootstrap_ci(a, b)
 
 
-def test_adl_cover_is_capped_at_the_case_deficit():
-    # a case with negative equity 5 at mark, deleveraged at the previous mark: its two
-    # counterparties pay 4 + 3 = 7 in the price (vs mark). Only 5 covered a deficit; the other
-    # 2 left the case a surplus. A second case at the bankruptcy price: paid 1 == owed 1.
-    from simulator.venue.events import EventLog
-    from simulator.world.metrics import adl_cover
-
+def test_adl_reasons_and_solvent_cases():
+    # two ADL'd cases: one because the fund could not pay (equity -5 quote), one deleveraged
+    # solvent under the literal "unfilled" trigger (equity +1 quote, the book was exhausted)
     log = EventLog()
-    log.add("deficit", stage="adl", account=[1, 2], amount=[5, 1])
-    log.add("adl", stage="adl", account=[30, 31], counterparty=1, amount=[4, 3])
-    log.add("adl_haircut", stage="adl", account=32, counterparty=2, amount=1)
-    ev = log.to_frame()
-    rows = {k: ev[ev.kind == k] for k in ("adl", "adl_haircut", "deficit")}
-    assert adl_cover(rows["adl"], rows["adl_haircut"], rows["deficit"]) == 5 + 1
+    log.step = 1
+    log.add("liquidation", stage="adl", account=[5, 6], counterparty=[7, 8], market=0, qty=[-1000, -2000],
+            price=900.0, bankruptcy_price=[950.0, 850.0], equity=[-5 * M, M], reason=["fund_empty", "book_exhausted"])
+    log.add("adl", stage="adl", account=[7, 8], counterparty=[5, 6], market=0, qty=[1000, 2000], price=900.0,
+            amount=0, pnl=[M, M], reason=["fund_empty", "book_exhausted"])
+    s = summarize(timeseries(), log.to_frame(), META)
+    assert (s["adl_cases"], s["adl_cases_solvent"]) == (2, 1)
+    # notional by reason: 1000 x 900 x 1e-4 = 90 and 2000 x 900 x 1e-4 = 180
+    assert s["adl_notional_fund_empty"] == pytest.approx(90.0)
+    assert s["adl_notional_book_exhausted"] == pytest.approx(180.0)
+    assert s["adl_notional_negative_equity"] == 0.0
+    assert s["adl_notional"] == pytest.approx(270.0)

@@ -94,6 +94,8 @@ def results_folders(tmp_path_factory) -> dict[str, Path]:
     rc = cli.main([
         "run", str(SCENARIOS / "cascade.yaml"), "--set", "agents.traders.count=150", "--set", "steps=400",
         "--set", "shocks.0.step=200", "--set", "shocks.0.move=-0.08", "--set", "venue.insurance_fund=0",
+        # an empty fund that takes no positions and keeps no surplus: ADL fires (fund_cannot_pay)
+        "--set", "venue.waterfall.1.takeover=false", "--set", "venue.waterfall.1.surplus_policy=none",
         "--out", str(run_dir),
     ])
     assert rc == 0
@@ -179,7 +181,7 @@ def test_timeline_of_a_run_draws_the_runs_series(run_folder, tmp_path):
 
     liq = data["liquidations"]
     assert liq["step"].tolist() == ts["step"].tolist()
-    stacked = liq[["book", "backstop", "insurance_fund", "adl"]].sum(axis=1)
+    stacked = liq[["book", "backstop", "insurance_fund", "adl", "engine"]].sum(axis=1)
     np.testing.assert_allclose(stacked, ts["liq_notional"], rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(liq["total"], ts["liq_notional"])
     assert liq["total"].sum() == pytest.approx(summary["liquidation_notional"], rel=1e-9)
@@ -218,7 +220,7 @@ def test_timeline_of_a_kept_batch_run(batch, tmp_path):
     s = batch.series
     kept = s[(s["design"] == "adl_first") & (s["cell_id"] == cell) & (s["run_index"] == 1)]
     np.testing.assert_allclose(data["liquidations"]["total"], kept["liq_notional"])
-    np.testing.assert_allclose(data["liquidations"][["book", "backstop", "insurance_fund", "adl"]].sum(axis=1),
+    np.testing.assert_allclose(data["liquidations"][["book", "backstop", "insurance_fund", "adl", "engine"]].sum(axis=1),
                                kept["liq_notional"], rtol=1e-9, atol=1e-6)
     # default: the first design, first cell, and the kept path with the largest mean bad debt
     _, d = plots.plot_timeline(batch)

@@ -158,25 +158,45 @@ def test_fund_takeover(make_venue):
     check_books(v)
 
 
-def test_fund_takeover_respects_its_capital(make_venue):
-    # fund of 150: after taking the case it would hold equity 150 - 100 = 50 against MM 102
-    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True, "takeover_max_leverage": None}]
+def test_fund_takeover_capacity_is_its_balance_against_the_loss(make_venue):
+    # DESIGN.md §5: the fund takes the case while its balance covers the loss to bankruptcy.
+    # Fund 150 vs loss 100: taken (equity after 50, even though that is below MM 102).
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True}]
     v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=150)
     v.liquidate()
-    assert v.ledger.qty[L, 0] == 100 and v.ledger.qty[v.insurance_fund, 0] == 0
-    assert not len(kinds(v, "takeover"))
+    assert v.ledger.qty[L, 0] == 0 and v.ledger.qty[v.insurance_fund, 0] == 100
+    assert v.equity()[v.insurance_fund] == 50
     check_books(v)
 
 
-@pytest.mark.parametrize("cap, taken", [(12, True), (10, False)])
-def test_fund_takeover_leverage_cap(make_venue, cap, taken):
-    # fund 1,000 takes the -100 case: equity after 900 against gross notional 100 x 102 = 10,200.
-    # At 12x it needs 10,200 / 12 = 850 <= 900: taken; at 10x it needs 1,020 > 900: refused.
+def test_fund_takeover_refused_the_engine_closes_and_the_fund_pays_what_it_has(make_venue):
+    # fund 80 < loss 100: the takeover is refused; the engine takes the long at mark 102, the
+    # deficit of 100 is realised, the fund pays its 80 and the venue the other 20
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True}]
+    v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=80)
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 0 and v.ledger.qty[v.engine, 0] == 100
+    assert kinds(v, "liquidation").stage.tolist() == ["engine"]
+    assert kinds(v, "deficit").amount.tolist() == [100]
+    covers = kinds(v, "cover")
+    assert dict(zip(covers.stage, covers.amount)) == {"insurance_fund": 80, "venue": 20}
+    assert v.equity()[L] == 0
+    check_books(v)
+
+
+@pytest.mark.parametrize("cap, holder", [(12, "fund"), (10, "engine")])
+def test_fund_takeover_leverage_cap(make_venue, cap, holder):
+    # an explicit cap: fund 1,000 takes the -100 case: equity after 900 against gross notional
+    # 100 x 102 = 10,200. At 12x it needs 850 <= 900: taken; at 10x it needs 1,020 > 900:
+    # refused, so the engine takes it and the fund pays the 100 deficit instead
     wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True, "takeover_max_leverage": cap}]
     v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=1_000)
     v.liquidate()
-    assert bool(v.ledger.qty[v.insurance_fund, 0] == 100) == taken
-    assert bool(v.ledger.qty[L, 0] == 0) == taken
+    taker = v.insurance_fund if holder == "fund" else v.engine
+    assert v.ledger.qty[taker, 0] == 100 and v.ledger.qty[L, 0] == 0
+    covers = kinds(v, "cover")
+    assert dict(zip(covers.stage, covers.amount)) == {"insurance_fund": 100}
+    check_books(v)
 
 
 # -------------------------------------------------------------------- backstop
@@ -232,14 +252,29 @@ def test_partial_book_liquidation_closes_just_enough(make_venue):
     check_books(v)
 
 
-def test_partial_book_that_cannot_restore_hands_the_rest_on(make_venue):
+def test_a_solvent_case_the_book_cannot_close_is_never_deleveraged(make_venue):
     # only 10 lots bid, @ 100: equity 100 - 10 x 4 = 60 < MM of the 90 left (93.6 -> 94), so
-    # the case is still below maintenance and ADL closes the other 90
+    # the case is still below maintenance, but solvent: ADL (default trigger) leaves it open
+    # for the book to retry; no deficit, nothing hidden
     wf = [{"stage": "book", "partial": True}, {"stage": "adl"}]
     v, L, S, *_ = scenario(make_venue, wf, bids=((100, 10),))
     v.liquidate()
+    assert v.ledger.qty[L, 0] == 90 and v.equity()[L] == 60
+    assert v.liquidatable()[L]
+    assert not len(kinds(v, "adl")) and not len(kinds(v, "deficit"))
+    check_books(v)
+
+
+def test_unfilled_trigger_is_the_literal_reading_and_deleverages_a_solvent_case(make_venue):
+    # the same case under ``trigger: unfilled``: ADL closes the other 90 at the bankruptcy
+    # price, and the counterparty S receives the case's remaining 60 (the artefact)
+    wf = [{"stage": "book", "partial": True}, {"stage": "adl", "trigger": "unfilled"}]
+    v, L, S, *_ = scenario(make_venue, wf, bids=((100, 10),))
+    v.liquidate()
     assert v.ledger.qty[L, 0] == 0
-    assert kinds(v, "adl").qty.tolist() == [90]
+    adl = kinds(v, "adl")
+    assert adl.qty.tolist() == [90] and adl.reason.tolist() == ["book_exhausted"]
+    assert kinds(v, "adl_haircut").amount.tolist() == [-60]
     check_books(v)
 
 
@@ -382,23 +417,41 @@ def two_orders_scenario(make_venue, waterfall, fund):
     return scenario(make_venue, waterfall, mark=102, bids=((101, 40),), fund=fund)
 
 
+def covers_of(v):
+    c = kinds(v, "cover")
+    return c.groupby("stage")["amount"].sum().to_dict()
+
+
 def test_seed_order_book_adl_fund_socialize(make_venue):
     wf = [{"stage": "book"}, {"stage": "adl", "price": "mark"}, {"stage": "insurance_fund"},
           {"stage": "socialize"}]
     v, L, S, M, Z = two_orders_scenario(make_venue, wf, fund=30)
     assert [type(s).name for s in v.waterfall] == ["book", "adl", "insurance_fund", "socialize"]
     v.liquidate()
-    # book: 40 @ 101 realise 40 x (101 - 110) = -360 -> wallet 340; ADL at mark: S buys the
-    # other 60 @ 102, -480 -> wallet -140 = the deficit; the fund pays its 30; 110 socialized
-    ev = v.events.to_frame()
-    seq = [(k, s) for k, s in zip(ev.kind, ev.stage)]
-    assert seq[:4] == [("liquidation", "book"), ("liquidation", "adl"), ("adl", "adl"), ("deficit", "adl")]
-    assert seq[4] == ("fund_payout", "insurance_fund")
-    assert {k for k, _ in seq[5:]} == {"socialize"}
+    # book: 40 @ 101 realise 40 x (101 - 110) = -360 -> wallet 340; the 60 left are worth
+    # 60 x (102 - 110) = -480 at mark: equity -140, more than the fund's 30, so ADL (at mark)
+    # fires: S buys the 60 @ 102 -> wallet -140 = the deficit; the fund pays its 30; 110 socialized
+    assert kinds(v, "adl").reason.tolist() == ["fund_empty"]
     assert kinds(v, "deficit").amount.tolist() == [140]
     assert kinds(v, "fund_payout").amount.tolist() == [30]
     assert kinds(v, "socialize").amount.sum() == 110
+    assert covers_of(v) == {"insurance_fund": 30, "socialize": 110}
     assert v.equity()[L] == 0
+    check_books(v)
+
+
+def test_seed_order_with_a_fund_that_can_pay_never_deleverages(make_venue):
+    # the same case with a fund of 1,000: ADL sits before the fund in the list but its trigger
+    # (the fund cannot pay) does not fire; the engine takes the 60 lots at mark and the fund
+    # pays the 140
+    wf = [{"stage": "book"}, {"stage": "adl", "price": "mark"}, {"stage": "insurance_fund"},
+          {"stage": "socialize"}]
+    v, L, S, M, Z = two_orders_scenario(make_venue, wf, fund=1_000)
+    v.liquidate()
+    assert not len(kinds(v, "adl")) and not len(kinds(v, "socialize"))
+    assert kinds(v, "deficit").amount.tolist() == [140]
+    assert covers_of(v) == {"insurance_fund": 140}
+    assert v.ledger.wallet[v.insurance_fund] == 860 and v.ledger.qty[v.engine, 0] == 60
     check_books(v)
 
 
@@ -407,14 +460,64 @@ def test_common_order_book_fund_adl(make_venue):
     v, L, S, M, Z = two_orders_scenario(make_venue, wf, fund=30)
     assert [type(s).name for s in v.waterfall] == ["book", "insurance_fund", "adl"]
     v.liquidate()
-    # the fund runs while the case still holds 60 lots (no deficit yet), so ADL at the
-    # bankruptcy price closes them and S pays the whole 140
-    ev = v.events.to_frame()
-    assert list(zip(ev.kind, ev.stage)) == [("liquidation", "book"), ("liquidation", "adl"), ("adl", "adl"),
-                                            ("deficit", "adl"), ("adl_haircut", "adl")]
+    # the fund (30) cannot pay the 140, so ADL at the bankruptcy price closes the 60 lots and
+    # S pays the whole 140; the fund keeps its 30
     assert kinds(v, "adl_haircut").amount.tolist() == [140]
+    assert covers_of(v) == {"adl": 140}
     assert v.ledger.wallet[v.insurance_fund] == 30
     assert v.equity()[L] == 0
+    check_books(v)
+
+
+def test_adl_does_not_run_before_a_fund_that_can_pay(make_venue):
+    # issue 8, item 1: book -> insurance_fund (no takeover) -> adl, the book empty, mark 102:
+    # deficit 100 (700 + 10,200 - 11,000), fund 1,000,000: the fund pays 100, nobody is ADL'd
+    wf = [{"stage": "book"}, {"stage": "insurance_fund"}, {"stage": "adl"}]
+    v, L, S, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=1_000_000)
+    v.liquidate()
+    assert not len(kinds(v, "adl"))
+    assert covers_of(v) == {"insurance_fund": 100}
+    assert v.ledger.wallet[v.insurance_fund] == 1_000_000 - 100
+    assert v.ledger.qty[S, 0] == -100  # the profitable short kept its position
+    check_books(v)
+
+
+@pytest.mark.parametrize("waterfall", [[{"stage": "socialize"}], [{"stage": "backstop"}]])
+def test_a_bankrupt_position_no_stage_can_close_is_closed_and_recorded(make_venue, waterfall):
+    # issue 8, item 6: nothing in the list can close L (socialize only; or a backstop with no
+    # capital). The engine closes it at mark 102, the deficit of 100 is recorded and covered
+    # (by socialization where there is one, else by the venue): nothing stays open or hidden
+    v, L, S, M, Z = scenario(make_venue, waterfall, mark=102, bids=())
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 0 and v.equity()[L] == 0
+    assert kinds(v, "deficit").amount.tolist() == [100]
+    assert sum(covers_of(v).values()) == 100
+    expected = "socialize" if waterfall[0]["stage"] == "socialize" else "venue"
+    assert covers_of(v) == {expected: 100}
+    check_books(v)
+
+
+def test_pro_rata_adl_shares_the_loss_by_what_each_gives_up(make_venue):
+    # issue 8, item 4: two cases and two equal counterparties. Case P long 10 @ 100 (wallet 5,
+    # then 250 paid away) and case Q long 10 @ 100 (wallet 5) bought from A (short 10) and B
+    # (short 10). At mark 70: P 5 - 250 - 300 = -545, Q 5 - 300 = -295.
+    v = make_venue(waterfall=[{"stage": "adl", "ranking": "pro_rata"}])
+    P, Q = (int(i) for i in v.add_accounts(2, "trader", [5, 5]))
+    A, B = (int(i) for i in v.add_accounts(2, "trader", [10_000, 10_000]))
+    v.ledger.trade(0, P, A, 10, 100)
+    v.ledger.trade(0, Q, B, 10, 100)
+    # make P worse than Q: P also paid 250 in fees earlier
+    v.ledger.transfer(P, v.fee_pool, 250)
+    move_to(v, 70)
+    assert v.equity([P, Q]).tolist() == [-545, -295]
+    v.liquidate()
+    cut = kinds(v, "adl_haircut")
+    paid = cut.groupby("account")["amount"].sum().to_dict()
+    # total loss 545 + 295 = 840 over equal notional: 420 each (queue pairing would have made
+    # A pay P's 545 and B pay Q's 295)
+    assert paid == {A: 420, B: 420}
+    assert covers_of(v) == {"adl": 840}
+    assert v.equity([P, Q]).tolist() == [0, 0]
     check_books(v)
 
 
@@ -448,7 +551,7 @@ class FeePoolPays(Stage):
     name: ClassVar[str] = "fee_pool_pays"
     limit: int = 10**9
 
-    def run(self, venue, cases):
+    def cover(self, venue, cases):
         need = np.minimum(cases.deficit(venue), self.limit)
         hit = need > 0
         venue.ledger.transfer(np.full(hit.sum(), venue.fee_pool), cases.accounts[hit], need[hit])
@@ -463,6 +566,8 @@ def test_a_new_stage_registered_in_STAGES_just_works(make_venue, monkeypatch):
     assert v.ledger.wallet[v.fee_pool] == -150
     assert kinds(v, "deficit").amount.tolist() == [200]
     assert kinds(v, "venue_loss").amount.tolist() == [50]
+    # the round attributes the toy stage's payment to it, though it never said so
+    assert covers_of(v) == {"fee_pool_pays": 150, "venue": 50}
     check_books(v)
 
 

@@ -102,6 +102,9 @@ def run_meta(model: PerpModel) -> dict:
         "insurance_fund_start": model.scenario.venue.insurance_fund,
         "n_accounts_by_kind": {str(k): int(c) for k, c in zip(kinds, counts)},
         **_socialization_meta(venue.events.to_frame()),
+        "profitable_accounts": len(venue.adl_profitable),
+        "max_leverage_after_adl": venue.adl_leverage_after,
+        "engine_equity_end": float(venue.equity([venue.engine])[0]) * CASH_UNIT,
         "steps": model.t,
     }
 

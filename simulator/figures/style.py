@@ -16,13 +16,16 @@ from matplotlib.ticker import FuncFormatter
 
 # ============================================================================ style
 #: Waterfall stages in waterfall order, plus what no stage covered ("venue").
-STAGES = ("book", "backstop", "insurance_fund", "adl", "socialize", "venue")
+STAGES = ("book", "backstop", "insurance_fund", "adl", "engine", "socialize", "venue")
+#: Stages that close positions (the timeline's stacked liquidation bars).
+LIQUIDATING = ("book", "backstop", "insurance_fund", "adl", "engine")
 #: One fixed colour per stage, used by every figure.
 STAGE_COLORS = {
     "book": "#3B75AF",
     "backstop": "#8E63B5",
     "insurance_fund": "#E3A21A",
     "adl": "#D6472B",
+    "engine": "#6B8E23",
     "socialize": "#8C1D40",
     "venue": "#2B2B2B",
 }
@@ -31,6 +34,7 @@ STAGE_LABELS = {
     "backstop": "backstop vault",
     "insurance_fund": "insurance fund",
     "adl": "ADL",
+    "engine": "liquidation engine",
     "socialize": "socialized",
     "venue": "venue's own loss",
 }

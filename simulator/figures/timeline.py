@@ -14,6 +14,7 @@ from simulator.figures.style import (
     DEFAULT_DPI,
     DEPTH_COLORS,
     PRICE_COLORS,
+    LIQUIDATING,
     STAGE_COLORS,
     STAGE_LABELS,
     USD_FORMATTER,
@@ -90,7 +91,7 @@ def plot_timeline(
     step = ts["step"].to_numpy()
     prices = pd.DataFrame({"step": step, "index": _col(ts, "index"), "mark": _col(ts, "mark"), "last": _col(ts, "last")})
     liq = pd.DataFrame({"step": step})
-    for s in ("book", "backstop", "insurance_fund", "adl"):
+    for s in LIQUIDATING:
         liq[s] = _col(ts, f"liq_{s}")
     liq["total"] = _col(ts, "liq_notional")
     losses = pd.DataFrame({"step": step, "deficit": _col(ts, "deficit"), "socialized": _col(ts, "socialized"),
@@ -133,7 +134,7 @@ def plot_timeline(
     # liquidations by stage (stacked bars)
     ax = axes[1]
     bottom = np.zeros(len(step))
-    for s in ("book", "backstop", "insurance_fund", "adl"):
+    for s in LIQUIDATING:
         v = liq[s].to_numpy()
         if np.nansum(v) > 0:
             nz = np.nan_to_num(v) != 0  # only the steps with something to draw (thousands of empty bars are slow)

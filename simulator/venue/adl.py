@@ -41,8 +41,23 @@ def scores(ranking: str, *, qty, cost, wallet, equity, mark, cv, mm, cash_per_us
         price_ratio = np.where(qty > 0, mark / entry, entry / mark)
         return price_ratio * notional / np.maximum(equity, 1)
     if ranking == "random":
-        return rng.random(len(qty))
+        # dYdX v4 (deleveraging.go): a pseudo-random start among the opposite side, then in
+        # order (here: ledger order), wrapping around
+        n = len(qty)
+        start = int(rng.integers(n)) if n else 0
+        return -((np.arange(n) - start) % max(n, 1)).astype(float)
     raise ValueError(f"ranking {ranking!r} has no queue score; allowed: {RANKINGS}")
+
+
+def queue_quantile(score) -> np.ndarray:
+    """Queue position as a quantile, 1 = front of the queue, toward 0 at the back: the ADL
+    indicator lights venues show traders (5 lights = top quintile)."""
+    n = len(score)
+    if n == 0:
+        return np.zeros(0)
+    pos = np.empty(n)
+    pos[np.argsort(-np.asarray(score, dtype=float), kind="stable")] = np.arange(n)
+    return 1.0 - pos / n
 
 
 def allocate_queue(score, lots, need: int) -> np.ndarray:

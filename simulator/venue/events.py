@@ -24,15 +24,21 @@ COLUMNS = {
     "pnl": np.int64,
     "score": float,
     "weight": float,
+    "liquidation_price": float,
+    "equity": np.int64,
+    "reason": object,
+    "rank_quantile": float,
 }
 KINDS = (
     "liquidation",  # a position closed or taken over by a stage; amount = 0
     "deficit",  # negative equity left after the position is gone; amount > 0
     "surplus",  # equity left after the position is gone; amount > 0
+    "cover",  # who paid a case's deficit: stage = insurance_fund / backstop / adl / socialize / socialize_pending / venue
     "fund_payout",  # insurance fund paid a deficit
+    "backstop_payout",  # the backstop vault paid a flat case's deficit
     "fund_surplus",  # insurance fund received a surplus or clearance fee
     "takeover",  # backstop or fund took a position (qty) and the margin (amount, signed)
-    "adl",  # one ADL fill: amount = haircut paid vs mark, pnl = unrealised PnL closed
+    "adl",  # one ADL fill: amount = paid vs mark in the price, pnl = unrealised PnL closed, reason = why ADL fired, rank_quantile = queue position (1 = front)
     "adl_haircut",  # cash a counterparty paid (amount > 0) or got to settle at bankruptcy
     "socialize",  # one charge: amount, weight = share; qty = payer's open lots (0: no position), score = its equity before
     "socialize_pending",  # a deficit parked until the next settlement

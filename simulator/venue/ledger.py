@@ -27,8 +27,9 @@ ACCOUNT_KINDS = (
     "backstop",
     "fee_pool",
     "loss_pool",
+    "engine",
 )
-VENUE_KINDS = frozenset({"insurance_fund", "backstop", "fee_pool", "loss_pool"})
+VENUE_KINDS = frozenset({"insurance_fund", "backstop", "fee_pool", "loss_pool", "engine"})
 
 
 @dataclass

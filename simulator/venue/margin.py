@@ -130,3 +130,28 @@ def liquidation_price(ledger, marks, account: int, market: int, tiers: MarginTie
         if tiers.floors[t] <= n < upper:
             return float(price)
     return float("nan")
+
+
+def liquidation_prices(ledger, marks, accounts, market: int, tiers: list[MarginTiers], mm) -> np.ndarray:
+    """Vectorised liquidation price of ``accounts`` in ``market``: the mark at which cross
+    equity equals total maintenance margin, the other markets held at their marks (their
+    maintenance ``mm[:, other]`` fixed). NaN where flat or where no tier holds a solution."""
+    accounts = np.asarray(accounts, dtype=np.int64)
+    q = ledger.qty[accounts, market].astype(float)
+    cv = float(ledger.contract_values[market])
+    u = ledger.unrealised(marks)[accounts]
+    other = (ledger.wallet[accounts] + u.sum(axis=1) - u[:, market]).astype(float)
+    mm_other = (np.asarray(mm).sum(axis=1) - np.asarray(mm)[:, market]).astype(float)
+    cost = ledger.cost[accounts, market].astype(float)
+    t = tiers[market]
+    out = np.full(len(accounts), np.nan)
+    for k in range(len(t.floors)):
+        r = t.mmr_ppm[k] / PPM
+        denom = (q - np.abs(q) * r) * cv
+        with np.errstate(divide="ignore", invalid="ignore"):
+            price = (cost - other + mm_other - t.deductions[k]) / denom
+        n = np.abs(q) * price * cv
+        upper = t.floors[k + 1] if k + 1 < len(t.floors) else np.inf
+        ok = np.isnan(out) & (q != 0) & (price > 0) & (n >= t.floors[k]) & (n < upper)
+        out[ok] = price[ok]
+    return out

@@ -20,7 +20,7 @@ from simulator.venue.ledger import Ledger
 from simulator.venue.margin import below_maintenance, initial_margin, maintenance_margin, notional
 from simulator.venue.market import MarketSpec
 from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_payments
-from simulator.venue.waterfall import Cases, build_waterfall, cover_venue_loss
+from simulator.venue.waterfall import Cases, build_waterfall, cover_engine_inventory, run_round
 
 
 @dataclass
@@ -79,12 +79,15 @@ class Venue:
         self.insurance_fund = self.add_accounts(1, "insurance_fund", config.insurance_fund)[0]
         self.backstop = self.add_accounts(1, "backstop", config.backstop_capital)[0]
         self.loss_pool = self.add_accounts(1, "loss_pool")[0]
+        self.engine = self.add_accounts(1, "engine")[0]  # the liquidation engine's own book
         self.waterfall = build_waterfall(config.waterfall)
         self.step = 0
         self.rejections = 0
         self.volume = np.zeros(len(self.markets), dtype=np.int64)
         self.oi_value_sum = 0.0  # running sum of open-interest value (cash), for the fund guard
         self.oi_value_count = 0
+        self.adl_profitable: set[int] = set()  # profitable accounts ever ranked by ADL
+        self.adl_leverage_after = float("nan")  # highest leverage of a deleveraged account after ADL
 
     # ------------------------------------------------------------------ set-up
     def add_accounts(self, n: int, kind: str, deposit=0, leverage=None) -> np.ndarray:
@@ -119,9 +122,10 @@ class Venue:
         """Equity at mark of every account, or of ``accounts`` only (cheaper)."""
         return self.ledger.equity(self.marks, accounts)
 
-    def maintenance(self) -> np.ndarray:
-        """Maintenance margin per account and market."""
-        return maintenance_margin(self.ledger.qty, self.marks, self.contract_values, self.tiers)
+    def maintenance(self, accounts=None) -> np.ndarray:
+        """Maintenance margin per account and market (of ``accounts`` only, if given)."""
+        qty = self.ledger.qty if accounts is None else self.ledger.qty[accounts]
+        return maintenance_margin(qty, self.marks, self.contract_values, self.tiers)
 
     def initial(self, qty=None) -> np.ndarray:
         q = self.ledger.qty if qty is None else qty
@@ -286,8 +290,8 @@ class Venue:
         return self.equity() - self.window_equity - self.window_flows
 
     def unwind_venue_positions(self, holders=None) -> None:
-        """The backstop vault and the fund sell part of what they took over into the book."""
-        for holder in (self.backstop, self.insurance_fund) if holders is None else holders:
+        """The backstop vault, the fund and the engine sell part of what they took over."""
+        for holder in (self.backstop, self.insurance_fund, self.engine) if holders is None else holders:
             for m in range(self.n_markets):
                 q = int(self.ledger.qty[holder, m])
                 if q == 0:
@@ -310,21 +314,20 @@ class Venue:
             flagged = np.flatnonzero(self.liquidatable())
             if len(flagged) == 0:
                 break
-            eq = self.equity()[flagged]
-            mm = self.maintenance()[flagged].sum(axis=1)
+            eq = self.equity(flagged)
+            mm = self.maintenance(flagged).sum(axis=1)
             flagged = flagged[np.argsort(eq / np.maximum(mm, 1), kind="stable")]  # worst first
             self.cancel_orders(flagged)
             before_qty = self.ledger.qty[flagged].copy()
             before_wallet = self.ledger.wallet[flagged].copy()
-            cases = Cases(flagged)
-            for stage in self.waterfall:
-                stage.run(self, cases)
-            cover_venue_loss(self, cases)
+            run_round(self, self.waterfall, Cases.flagged(self, flagged))
             moved = (self.ledger.qty[flagged] != before_qty).any() or (self.ledger.wallet[flagged] != before_wallet).any()
             if not moved:
                 break
             depth += 1
             self.update_marks(roll=False)
+        self.events.round = depth
+        cover_engine_inventory(self, self.waterfall)
         return depth
 
     def conservation_residual(self) -> int:

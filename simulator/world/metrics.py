@@ -53,6 +53,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "liq_notional_backstop",
     "liq_notional_insurance_fund",
     "liq_notional_adl",
+    "liq_notional_engine",
     "max_cascade_depth",
     "amplification_r",
     # deficit
@@ -65,6 +66,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "venue_loss",
     "deficit_covered_total",
     "socialize_pending",
+    "engine_equity_end",
     # insurance fund
     "fund_start",
     "fund_min",
@@ -76,12 +78,20 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "fund_received",
     # ADL
     "adl_triggered",
+    "adl_cases",
+    "adl_cases_solvent",
     "adl_accounts",
     "adl_fills",
     "adl_notional",
     "adl_pnl_taken",
     "adl_profit_taken",
     "adl_haircut",
+    "adl_paid_beyond_deficit",
+    "adl_notional_fund_empty",
+    "adl_notional_negative_equity",
+    "adl_notional_takeover_refused",
+    "adl_notional_book_exhausted",
+    "adl_notional_price_band",
     "adl_shortfall",
     "adl_overshoot",
     "adl_gini",
@@ -97,7 +107,9 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "venue_loss_occurred",
 )
 
-_STAGES = ("book", "backstop", "insurance_fund", "adl")
+_STAGES = ("book", "backstop", "insurance_fund", "adl", "engine")
+#: Why ADL fired (the ``reason`` of ``adl`` events; simulator.venue.waterfall.adl).
+ADL_REASONS = ("fund_empty", "negative_equity", "takeover_refused", "book_exhausted", "price_band")
 NAN = float("nan")
 
 
@@ -287,23 +299,6 @@ def _price_metrics(ts: pd.DataFrame) -> dict:
     return out
 
 
-def adl_cover(adl: pd.DataFrame, haircut: pd.DataFrame, deficit: pd.DataFrame) -> int:
-    """Cash of the deficit that ADL covered: per liquidated case (step, round, account), what
-    its counterparties paid (``adl_haircut`` transfers at the bankruptcy price, or the price
-    haircut vs mark of fills at the previous mark), capped at the deficit the ADL stage
-    recorded for that case (its negative equity at mark). Paying more than that does not
-    cover more: it leaves the case a surplus."""
-    key = ["step", "round", "case"]
-    paid = [f[f["amount"] > 0].assign(case=f["counterparty"])[key + ["amount"]] for f in (adl, haircut) if len(f)]
-    if not paid or not len(deficit):
-        return 0
-    paid = pd.concat(paid).groupby(key)["amount"].sum()
-    d = deficit[deficit["stage"].astype(str) == "adl"].assign(case=deficit["account"])
-    owed = d.groupby(key)["amount"].sum()
-    both = pd.concat([paid.rename("paid"), owed.rename("owed")], axis=1).fillna(0)
-    return int(np.minimum(both["paid"], both["owed"]).sum())
-
-
 def _fund_metrics(ts: pd.DataFrame, meta: Mapping) -> dict:
     fund = _col(ts, "insurance_fund")
     start = meta.get("insurance_fund_start")
@@ -475,60 +470,47 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
             r = out["liquidation_notional"] / (100.0 * out["max_drawdown"]) / mean_depth
     out["amplification_r"] = r
 
-    # ---- deficit
+    # ---- deficit: every deficit event is covered by cover events (simulator.venue.waterfall.cases)
+    def covered(by: str) -> int:
+        return amount("cover", lambda r, a: r["stage"].astype(str).to_numpy() == by)
+
     out["deficit_total"] = amount("deficit") * cash
     out["surplus_total"] = amount("surplus") * cash
-    absorbed = {
-        s: -amount("takeover", lambda r, a, s=s: (r["stage"].astype(str).to_numpy() == s) & (a < 0))
-        for s in ("insurance_fund", "backstop")
-    }
-    fund_paid = amount("fund_payout")
-    out["covered_insurance_fund"] = (fund_paid + absorbed["insurance_fund"]) * cash
-    out["covered_backstop"] = absorbed["backstop"] * cash
-    adl_paid = adl_cover(rows("adl"), rows("adl_haircut"), rows("deficit"))
-    out["covered_adl"] = adl_paid * cash
-    soc_total = amount("socialize")
-    out["covered_socialize"] = soc_total * cash
-    out["venue_loss"] = amount("venue_loss") * cash
-    out["deficit_covered_total"] = (
-        fund_paid + absorbed["insurance_fund"] + absorbed["backstop"] + adl_paid + soc_total + amount("venue_loss")
-    ) * cash
-    out["socialize_pending"] = amount("socialize_pending") * cash
+    for by in ("insurance_fund", "backstop", "adl", "socialize"):
+        out[f"covered_{by}"] = covered(by) * cash
+    out["venue_loss"] = covered("venue") * cash
+    out["socialize_pending"] = covered("socialize_pending") * cash
+    out["deficit_covered_total"] = amount("cover") * cash
+    out["engine_equity_end"] = float(meta.get("engine_equity_end", 0.0))
 
     # ---- insurance fund
     out.update(_fund_metrics(ts, meta))
-    out["fund_paid"] = fund_paid * cash
-    out["fund_received"] = amount("fund_surplus") * cash
+    out["fund_paid"] = amount("fund_payout") * cash
+    out["fund_received"] = (amount("fund_surplus") + amount(
+        "takeover", lambda r, a: (r["stage"].astype(str).to_numpy() == "insurance_fund") & (a > 0))) * cash
 
     # ---- ADL
     adl = rows("adl")
+    liq_adl = liq[stage == "adl"] if len(liq) else liq
     out["adl_triggered"] = bool(len(adl) > 0)
+    adl_cases = liq_adl[["step", "round", "account"]].drop_duplicates() if len(liq_adl) else liq_adl
+    out["adl_cases"] = int(len(adl_cases))
+    solvent = liq_adl[liq_adl["equity"] > 0] if len(liq_adl) else liq_adl
+    out["adl_cases_solvent"] = int(len(solvent[["step", "round", "account"]].drop_duplicates())) if len(solvent) else 0
     out["adl_accounts"] = int(adl["account"].nunique()) if len(adl) else 0
     out["adl_fills"] = int(len(adl))
-    out["adl_notional"] = float(_notional(adl, meta).sum())
+    adl_n = _notional(adl, meta)
+    out["adl_notional"] = float(adl_n.sum())
     pnl = adl["pnl"].to_numpy(dtype=np.int64) if len(adl) else np.zeros(0, dtype=np.int64)
     out["adl_pnl_taken"] = int(pnl.sum()) * cash
     out["adl_profit_taken"] = int(pnl[pnl > 0].sum()) * cash
     out["adl_haircut"] = (amount("adl_haircut", lambda r, a: a > 0) + amount("adl", lambda r, a: a > 0)) * cash
-    shortfall = 0.0
-    liq_adl = liq[stage == "adl"] if len(liq) else liq
-    if len(liq_adl) or len(adl):
-        key = ["step", "round", "case"]
-        parts = []
-        if len(liq_adl):
-            q = liq_adl["qty"].to_numpy(dtype=float)
-            gap = liq_adl["price"].to_numpy(dtype=float) - liq_adl["bankruptcy_price"].to_numpy(dtype=float)
-            v = np.nan_to_num(q * gap * _market_scale(meta, liq_adl["market"].to_numpy()))
-            parts.append(pd.DataFrame({"step": liq_adl["step"].to_numpy(), "round": liq_adl["round"].to_numpy(),
-                                       "case": liq_adl["account"].to_numpy(), "v": v}))
-        if len(adl):
-            parts.append(pd.DataFrame({"step": adl["step"].to_numpy(), "round": adl["round"].to_numpy(),
-                                       "case": adl["counterparty"].to_numpy(),
-                                       "v": adl["amount"].to_numpy(dtype=float) * cash}))
-        per_case = pd.concat(parts).groupby(key)["v"].sum()
-        shortfall = float(per_case.clip(lower=0).sum())
-    out["adl_shortfall"] = shortfall
-    out["adl_overshoot"] = max(0.0, out["adl_profit_taken"] - shortfall)
+    out["adl_paid_beyond_deficit"] = max(0.0, out["adl_haircut"] - out["covered_adl"])
+    reason = adl["reason"].astype(str).to_numpy() if len(adl) else np.zeros(0, dtype=str)
+    for r in ADL_REASONS:
+        out[f"adl_notional_{r}"] = float(adl_n[reason == r].sum())
+    out["adl_shortfall"] = amount("deficit", lambda r, a: r["stage"].astype(str).to_numpy() == "adl") * cash
+    out["adl_overshoot"] = max(0.0, out["adl_profit_taken"] - out["adl_shortfall"])
     if len(adl):
         per_acc = adl.assign(p=pnl).groupby("account")["p"].sum().to_numpy(dtype=float)
         out["adl_gini"] = gini(np.clip(per_acc, 0, None)) if len(per_acc) >= 2 else 0.0
@@ -538,10 +520,12 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
         winners_hit = 0
     profitable = meta.get("profitable_accounts")
     out["adl_share_winners_hit"] = winners_hit / float(profitable) if profitable else NAN
-    out["max_leverage_after_adl"] = _nanmax(_col(ts, "max_leverage_after_adl"))
+    lev_after = meta.get("max_leverage_after_adl")
+    out["max_leverage_after_adl"] = float(lev_after) if lev_after is not None else _nanmax(_col(ts, "max_leverage_after_adl"))
 
     # ---- socialization
     soc = rows("socialize")
+    soc_total = amount("socialize")
     out["socialization_triggered"] = bool(soc_total > 0)
     out["socialized_total"] = soc_total * cash
     out["socialized_accounts"] = int(soc["account"].nunique()) if len(soc) else 0

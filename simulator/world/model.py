@@ -39,7 +39,7 @@ CASH_UNIT = 1e-6
 SERIES = (
     "index", "venue_index", "mark", "last", "best_bid", "best_ask", "depth_bid_1pct", "depth_ask_1pct",
     "open_interest", "funding_rate", "insurance_fund", "backstop_equity", "cascade_depth", "rejections",
-    "residual", "long_share", "fund_guard",
+    "residual", "long_share", "fund_guard", "engine_equity",
 )
 
 
@@ -255,7 +255,7 @@ class PerpModel(mesa.Model):
         premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
         funding_due = (t + 1) % self.scenario.venue.funding.interval == 0
         self.backstop_vault.step()
-        venue.unwind_venue_positions(holders=[venue.insurance_fund])
+        venue.unwind_venue_positions(holders=[venue.insurance_fund, venue.engine])
         self.exchange.close_step(funding_due, premium)
         self._record(t)
         self.t += 1
@@ -280,9 +280,10 @@ class PerpModel(mesa.Model):
         s["depth_ask_1pct"][t] = dask * lot_quote
         s["open_interest"][t] = venue.ledger.open_interest()[0] * spec.lot_size * venue.marks[0] * tick
         s["funding_rate"][t] = np.nan if self.exchange.funding_rate is None else self.exchange.funding_rate[0]
-        eq = venue.equity(np.array([venue.insurance_fund, venue.backstop]))
+        eq = venue.equity(np.array([venue.insurance_fund, venue.backstop, venue.engine]))
         s["insurance_fund"][t] = eq[0] * CASH_UNIT
         s["backstop_equity"][t] = eq[1] * CASH_UNIT
+        s["engine_equity"][t] = eq[2] * CASH_UNIT
         s["cascade_depth"][t] = self.exchange.cascade_depth
         s["rejections"][t] = venue.rejections
         s["long_share"][t] = self.traders.long_share
@@ -311,10 +312,15 @@ class PerpModel(mesa.Model):
         )
 
 
+#: Who covered deficits, per step (``cover_<stage>`` columns of the timeseries).
+COVERS = ("insurance_fund", "backstop", "adl", "socialize", "socialize_pending", "venue")
+
+
 def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
-    """Liquidations by stage, ADL, socialized loss and venue loss per step (quote currency)."""
-    cols = ["liquidations", "liq_notional", "liq_book", "liq_backstop", "liq_insurance_fund", "liq_adl",
-            "adl_notional", "socialized", "venue_loss", "deficit"]
+    """Liquidations by stage, ADL, socialized loss, venue loss and the deficit with who covered
+    it per step (quote currency)."""
+    cols = ["liquidations", "liq_notional", "liq_book", "liq_backstop", "liq_insurance_fund", "liq_adl", "liq_engine",
+            "adl_notional", "socialized", "venue_loss", "deficit", *(f"cover_{c}" for c in COVERS)]
     if events.empty:
         return pd.DataFrame(columns=["step", *cols]).astype({"step": np.int64})
     spec_tick = np.array([m.tick_size for m in venue.markets])
@@ -327,12 +333,15 @@ def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
     g = lambda frame, col: frame.groupby("step")[col].sum()  # noqa: E731
     out["liquidations"] = out.step.map(liq.groupby("step").size()).fillna(0)
     out["liq_notional"] = out.step.map(g(liq, "quote")).fillna(0)
-    for stage in ("book", "backstop", "insurance_fund", "adl"):
+    for stage in ("book", "backstop", "insurance_fund", "adl", "engine"):
         out[f"liq_{stage}"] = out.step.map(g(liq[liq.stage == stage], "quote")).fillna(0)
     out["adl_notional"] = out.step.map(g(e[e.kind == "adl"], "quote")).fillna(0)
     out["socialized"] = out.step.map(g(e[e.kind == "socialize"], "cash")).fillna(0)
-    out["venue_loss"] = out.step.map(g(e[e.kind == "venue_loss"], "cash")).fillna(0)
+    covers = e[e.kind == "cover"]
+    out["venue_loss"] = out.step.map(g(covers[covers.stage == "venue"], "cash")).fillna(0)
     out["deficit"] = out.step.map(g(e[e.kind == "deficit"], "cash")).fillna(0)
+    for c in COVERS:
+        out[f"cover_{c}"] = out.step.map(g(covers[covers.stage == c], "cash")).fillna(0)
     return out
 
 

@@ -71,6 +71,7 @@ class BackstopStage(Strict):
     stage: Literal["backstop"]
     trigger: float = Field(2 / 3, gt=0, le=1)
     max_leverage: float | None = Field(None, ge=1)
+    pays_deficits: bool = False
 
 
 class InsuranceFundStage(Strict):
@@ -79,13 +80,14 @@ class InsuranceFundStage(Strict):
     clearance_fee: float = Field(0.0, ge=0, lt=0.1)
     cap_per_event: float | None = Field(None, gt=0, description="quote currency")
     takeover: bool = False
-    takeover_max_leverage: float | None = Field(5.0, ge=1, description="None: maintenance margin only")
+    takeover_max_leverage: float | None = Field(None, ge=1, description="optional cap; None: the balance against the loss")
 
 
 class ADLStage(Strict):
     stage: Literal["adl"]
     ranking: Literal[RANKINGS] = "pnl_x_leverage"  # type: ignore[valid-type]
     price: Literal["bankruptcy", "mark", "previous_mark"] = "bankruptcy"
+    trigger: Literal["fund_cannot_pay", "negative_equity", "unfilled"] = "fund_cannot_pay"
 
 
 class SocializeStage(Strict):

@@ -1,50 +1,45 @@
-"""The loss waterfall: an ordered list of stages, each one small unit.
+"""The loss waterfall: an ordered list of stages, each one small unit (one module per stage).
 
-A liquidation round hands every account below maintenance (a *case*) to the stages in the
-scenario's order. Position stages (``book``, ``backstop``, ``adl``, and ``insurance_fund``
-when it takes positions over) close what is left of the case's positions; once a case is flat,
-its wallet is its *surplus* (> 0) or *deficit* (< 0), and deficit stages (``insurance_fund``,
-``socialize``) cover what they can. Whatever is still negative after the last stage is the
-venue's own loss (``cover_venue_loss``): injected from outside and recorded, never hidden.
+A liquidation round hands every account below maintenance (a *case*, worst first) to the
+scenario's stages in two passes:
 
-When a case's positions are gone, its wallet is logged once as a ``deficit`` or ``surplus``
-event, before any stage covers or takes it (``Cases.record_outcome``), so the deficit events add
-up to what the covers (fund payouts, negative takeover margins, ADL haircuts, socialization,
-venue loss) paid. A partial book close that brings a case back above maintenance marks it
-``restored``: later position stages leave the rest of its position alone.
+1. **close** — position stages take the cases' positions off, in list order, each only when
+   its trigger allows: ``book`` (IOC into the book), ``backstop`` (a vault takes over below a
+   fraction of MM), ``insurance_fund`` with ``takeover`` (while its balance covers the loss),
+   ``adl`` (only when its ``trigger`` fires; a solvent case is never deleveraged by default).
+   Then the venue's liquidation **engine** takes any case still open with equity <= 0 at
+   mark, so no bankrupt position stays open unrecorded (``engine.py``); once per step the
+   engine's own mark-to-market loss on that inventory is covered like a deficit.
+2. **cover** — deficit stages pay what flat cases still owe, in list order:
+   ``insurance_fund`` (and its surplus policy), ``backstop`` with ``pays_deficits``,
+   ``socialize``. Whatever is still owed is the venue's own loss (injected and recorded).
 
-Every stage is a class with ``run(venue, cases)`` and, if it defers work to the end of a
-settlement window, ``settle(venue)``. One module per stage (``book``, ``backstop``,
-``insurance_fund``, ``adl``, ``socialize``); ``base`` holds what they share (``Cases``,
-``Stage``, ``take_over``, ``cover_venue_loss``). A new stage is one new module whose class is
-registered in ``STAGES`` below; ``build_waterfall`` looks stages up there.
-
-Conventions that make "at the bankruptcy price" exact in integers: a takeover or an ADL fill
-trades at the mark (whole ticks), and the case's remaining equity (positive or negative) then
-moves in cash to the other side, so the case ends at exactly zero, which is what a fill at the
-(fractional) bankruptcy price would give.
+Every deficit is attributed exactly: per case, ``deficit`` events == ``cover`` events by stage
+(fund, backstop, adl, socialize, socialize_pending, venue); ``Cases`` explains how and checks
+it at the end of every round. The round attributes every change after each stage, so a new
+stage is one class with ``close`` and/or ``cover``, registered in ``STAGES``.
 """
 
 from __future__ import annotations
 
-from simulator.venue.waterfall.adl import ADL_PRICES, ADLStage
+from simulator.venue.waterfall import engine
+from simulator.venue.waterfall.adl import ADL_PRICES, REASONS, TRIGGERS, ADLStage
 from simulator.venue.waterfall.backstop import BackstopStage
-from simulator.venue.waterfall.base import Cases, Stage, cover_venue_loss, take_over
 from simulator.venue.waterfall.book import BookStage
+from simulator.venue.waterfall.cases import COVER_STAGES, Cases
 from simulator.venue.waterfall.insurance_fund import SURPLUS_POLICIES, InsuranceFundStage
 from simulator.venue.waterfall.socialize import TIMINGS, WEIGHTS, SocializeStage
+from simulator.venue.waterfall.stage import Stage
 
-__all__ = [
-    "ADL_PRICES", "SURPLUS_POLICIES", "TIMINGS", "WEIGHTS",
-    "Cases", "Stage", "take_over", "cover_venue_loss",
-    "BookStage", "BackstopStage", "InsuranceFundStage", "ADLStage", "SocializeStage",
-    "STAGES", "build_waterfall",
-]
-
-# The registry: stage name (the scenario's ``stage:`` key) -> class.
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls for cls in (BookStage, BackstopStage, InsuranceFundStage, ADLStage, SocializeStage)
 }
+
+__all__ = [
+    "ADL_PRICES", "COVER_STAGES", "REASONS", "STAGES", "SURPLUS_POLICIES", "TIMINGS", "TRIGGERS", "WEIGHTS",
+    "ADLStage", "BackstopStage", "BookStage", "Cases", "InsuranceFundStage", "SocializeStage", "Stage",
+    "build_waterfall", "cover_engine_inventory", "run_cover", "run_round",
+]
 
 
 def build_waterfall(config: list[dict]) -> list[Stage]:
@@ -57,3 +52,30 @@ def build_waterfall(config: list[dict]) -> list[Stage]:
             raise ValueError(f"waterfall[{i}].stage is {name!r}; allowed: {sorted(STAGES)}")
         stages.append(STAGES[name](**entry))
     return stages
+
+
+def run_round(venue, stages: list[Stage], cases: Cases) -> None:
+    """One liquidation round of ``cases`` through ``stages``: close, engine, cover, venue loss."""
+    for stage in stages:
+        stage.close(venue, cases)
+        cases.update(venue, stage.name, covering=stage.name != "book")
+        cases.record_flat(venue, stage.name)
+    engine.take_bankrupt(venue, cases)
+    cases.record_flat(venue, engine.STAGE)
+    run_cover(venue, stages, cases)
+
+
+def run_cover(venue, stages: list[Stage], cases: Cases) -> None:
+    """The cover pass: deficit stages in list order, then the venue's own loss."""
+    for stage in stages:
+        stage.cover(venue, cases)
+        cases.update(venue, stage.name)  # a stage that forgot to attribute its cover
+    engine.cover_venue_loss(venue, cases)
+    cases.check_settled(venue)
+
+
+def cover_engine_inventory(venue, stages: list[Stage]) -> None:
+    """The engine's mark-to-market loss goes down the deficit stages (see ``engine``)."""
+    cases = engine.inventory_loss_case(venue)
+    if cases is not None:
+        run_cover(venue, stages, cases)

@@ -1,6 +1,25 @@
-"""``adl``: auto-deleverage the case against ranked opposite-side winners.
+"""``adl``: auto-deleveraging. Close a case's positions against the opposite side, ranked.
 
-Self-contained: imports only ``simulator.venue`` helpers and ``waterfall.base``."""
+When ADL may act (``trigger``, DESIGN.md §5) matters as much as where it sits in the list:
+
+* ``fund_cannot_pay`` (default; Binance: "the final step taken only when the Insurance Fund
+  cannot accept the bankrupt client's positions"): a still-open case with negative equity
+  whose deficit the deficit-paying stages (insurance fund, a backstop vault that pays
+  deficits) cannot pay in full, given the cases ahead of it (worst first).
+* ``negative_equity`` (Hyperliquid: only when account value < 0): a still-open case with
+  negative equity.
+* ``unfilled`` (the literal reading of "ADL what the book left"): every still-open case, even
+  a solvent one; kept to study that artefact, no venue uses it.
+
+A solvent case is never deleveraged except under ``unfilled``. Each ADL fill records why ADL
+fired (``reason``): ``fund_empty``, ``takeover_refused``, ``negative_equity``, or under
+``unfilled`` the book's failure (``book_exhausted`` / ``price_band``).
+
+Fill price: ``bankruptcy`` (the case ends at zero; BitMEX, Binance, Bybit, dYdX v4), ``mark``
+(OKX) or ``previous_mark`` (Hyperliquid). Queue rankings pair each case with counterparties
+down the queue, each paying its case's bankruptcy price; ``pro_rata`` and ``max_leverage``
+share the cases' total loss in proportion to the notional each counterparty gives up.
+"""
 
 from __future__ import annotations
 
@@ -12,77 +31,118 @@ import numpy as np
 from simulator.venue import adl as adl_rank
 from simulator.venue.fixedpoint import largest_remainder, muldiv
 from simulator.venue.margin import bankruptcy_prices
-from simulator.venue.waterfall.base import Cases, Stage
-
+from simulator.venue.waterfall.stage import Stage
 
 ADL_PRICES = ("bankruptcy", "mark", "previous_mark")
+TRIGGERS = ("fund_cannot_pay", "negative_equity", "unfilled")
+REASONS = ("book_exhausted", "price_band", "takeover_refused", "fund_empty", "negative_equity")
+_POOLED = ("pro_rata", "max_leverage")
+
+
+def payable(venue, need) -> np.ndarray:
+    """Mask over cases (worst first): the deficit-paying stages can pay this case in full
+    after every case before it. The walk stops at the first case they cannot pay."""
+    caps = [c for c in (s.capacity(venue) for s in venue.waterfall) if c is not None]
+    available = sum(c[0] for c in caps)
+    cap = None if not caps or any(c[1] is None for c in caps) else sum(c[1] for c in caps)
+    ok = np.cumsum(need) <= available
+    if cap is not None:
+        ok &= need <= cap
+    prefix = np.cumsum(~ok) == 0
+    return prefix | (need == 0)
 
 
 @dataclass
 class ADLStage(Stage):
-    """Auto-deleveraging: close the cases' positions against the opposite side, ranked.
+    """Auto-deleveraging.
 
     Args:
-        ranking: one of ``simulator.venue.adl.RANKINGS``.
-        price: ``bankruptcy`` (case ends at zero; BitMEX, Binance, Bybit, dYdX), ``mark`` (OKX)
-            or ``previous_mark`` (Hyperliquid); at mark prices the case's deficit stays for
-            the stages after.
+        ranking: one of ``simulator.adl.RANKINGS``.
+        price: ``bankruptcy``, ``mark`` or ``previous_mark``.
+        trigger: ``fund_cannot_pay``, ``negative_equity`` or ``unfilled`` (module docstring).
     """
 
     name: ClassVar[str] = "adl"
     ranking: str = "pnl_x_leverage"
     price: str = "bankruptcy"
+    trigger: str = "fund_cannot_pay"
 
     def __post_init__(self):
         if self.ranking not in adl_rank.RANKINGS:
             raise ValueError(f"ranking {self.ranking!r}; allowed: {adl_rank.RANKINGS}")
         if self.price not in ADL_PRICES:
             raise ValueError(f"ADL price {self.price!r}; allowed: {ADL_PRICES}")
+        if self.trigger not in TRIGGERS:
+            raise ValueError(f"ADL trigger {self.trigger!r}; allowed: {TRIGGERS}")
 
-    def run(self, venue, cases: Cases) -> None:
-        led = venue.ledger
+    # ------------------------------------------------------------------ trigger
+    def eligible(self, venue, cases) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of cases ADL acts on, reason per case)."""
         pending = cases.pending(venue)
-        if not pending.any():
+        eq = venue.equity(cases.accounts)
+        reason = np.full(len(eq), "", dtype=object)
+        if self.trigger == "unfilled":
+            take = pending
+            reason[:] = np.where(cases.book_reason != "", cases.book_reason, "book_exhausted")
+        else:
+            take = pending & (eq < 0)
+            if self.trigger == "fund_cannot_pay":
+                need = np.where(cases.open(venue), np.maximum(0, -eq), cases.deficit(venue))
+                take &= ~payable(venue, np.where(cases.restored, 0, need))
+                reason[:] = "fund_empty"
+            else:
+                reason[:] = "negative_equity"
+        reason = np.where(cases.takeover_refused & (reason != "fund_empty"), "takeover_refused", reason)
+        return take, reason
+
+    # -------------------------------------------------------------------- close
+    def close(self, venue, cases) -> None:
+        take, reason = self.eligible(venue, cases)
+        if not take.any():
             return
-        eq_before = venue.equity()[cases.accounts]
+        led = venue.ledger
+        cases.track(venue, take, self.name)
+        eq_before = venue.equity(cases.accounts)
         notional_before = (np.abs(led.qty[cases.accounts]) * venue.marks * venue.contract_values).sum(axis=1)
-        fills = []  # (case index, counterparty, market, lots)
+        fills = []  # per (market, side): case index, counterparty, notional at mark of the fill
         for m in range(venue.n_markets):
             for side in (1, -1):  # the cases' side
-                sel = np.flatnonzero(pending & (np.sign(led.qty[cases.accounts, m]) == side))
+                sel = np.flatnonzero(take & (np.sign(led.qty[cases.accounts, m]) == side))
                 if len(sel):
-                    fills.append(self._deleverage_side(venue, cases, sel, m, side))
-        if not fills:
-            return
-        case_i, cpty, mkt, lots, haircut_weight = (np.concatenate(x) for x in zip(*fills))
-        if self.price == "previous_mark":
-            # the deficit is the negative equity at mark: counterparties filled at the previous
-            # mark have already paid part of it in the price, and that part is ADL's cover
-            hit = ~cases.open(venue) & ~cases.recorded & (eq_before < 0)
-            cases.recorded |= hit
-            if hit.any():
-                venue.events.add("deficit", stage=self.name, account=cases.accounts[hit], amount=-eq_before[hit])
-                # a previous mark above the bankruptcy price can leave the case more than zero
-                w = venue.ledger.wallet[cases.accounts]
-                extra = hit & (w > 0)
-                if extra.any():
-                    venue.events.add("surplus", stage=self.name, account=cases.accounts[extra], amount=w[extra])
-        cases.record_outcome(venue, self.name)  # at the fill price, before any cash moves
-        if self.price == "bankruptcy":
-            self._settle_at_bankruptcy(venue, cases, eq_before, notional_before, case_i, cpty, haircut_weight)
+                    fills.append(self._deleverage_side(venue, cases, sel, m, side, reason, eq_before))
+        fills = [f for f in fills if len(f[0])]
+        cases.record_flat(venue, self.name)
+        if fills and self.price == "bankruptcy":
+            case_i, cpty, weight = (np.concatenate(x) for x in zip(*fills))
+            self._settle_at_bankruptcy(venue, cases, eq_before, notional_before, case_i, cpty, weight)
+        cases.update(venue, self.name)
+        self._record_leverage_after(venue, fills)
 
-    def _deleverage_side(self, venue, cases, sel, m, side):
+    def _candidates(self, venue, cases, m: int, side: int) -> np.ndarray:
+        """Opposite-side holders in market ``m``: traders and the venue's fund and vault (never
+        the engine, never another case); the ``hyperliquid`` queue only ranks those in profit."""
+        led = venue.ledger
+        cand = np.flatnonzero(np.sign(led.qty[:, m]) == -side)
+        cand = cand[(cand != venue.engine) & ~np.isin(cand, cases.accounts)]
+        if self.ranking == "hyperliquid":
+            u = led.qty[cand, m] * int(venue.marks[m]) * int(venue.contract_values[m]) - led.cost[cand, m]
+            cand = cand[u > 0]
+        return cand
+
+    def _deleverage_side(self, venue, cases, sel, m, side, reason, case_equity):
         led = venue.ledger
         acc = cases.accounts[sel]
         lots_needed = np.abs(led.qty[acc, m])
-        candidates = np.flatnonzero((np.sign(led.qty[:, m]) == -side) & ~led.is_venue())
-        candidates = candidates[~np.isin(candidates, cases.accounts)]
+        candidates = self._candidates(venue, cases, m, side)
         cv = int(venue.contract_values[m])
         mark = int(venue.marks[m])
         lots = np.abs(led.qty[candidates, m])
         need = min(int(lots_needed.sum()), int(lots.sum()))
-        eq = venue.equity()[candidates]
+        if need == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        eq = venue.equity(candidates)
         u = led.qty[candidates, m] * mark * cv - led.cost[candidates, m]
+        venue.adl_profitable.update(candidates[u > 0].tolist())
         if self.ranking == "pro_rata":
             take = adl_rank.allocate_pro_rata(lots, u > 0, need)
             score = u / np.maximum(np.abs(led.cost[candidates, m]), 1)
@@ -93,56 +153,77 @@ class ADLStage(Stage):
             score = adl_rank.scores(
                 self.ranking, qty=led.qty[candidates, m], cost=led.cost[candidates, m],
                 wallet=led.wallet[candidates], equity=eq, mark=mark, cv=cv,
-                mm=venue.maintenance()[candidates].sum(axis=1), cash_per_usd=1 / venue.markets[m].cash_unit,
+                mm=venue.maintenance(candidates).sum(axis=1), cash_per_usd=1 / venue.markets[m].cash_unit,
                 rng=venue.rng,
             )
             take = adl_rank.allocate_queue(score, lots, need)
+        rank_quantile = adl_rank.queue_quantile(score)
         # pair cases (worst first) with the counterparties' lots in queue order
         order = np.argsort(-score, kind="stable")
         order = order[take[order] > 0]
-        c_take = take[order]
         case_cum = np.minimum(np.cumsum(lots_needed), need)
-        cp_cum = np.cumsum(c_take)
+        cp_cum = np.cumsum(take[order])
         bounds = np.unique(np.concatenate([[0], case_cum, cp_cum]))
         bounds = bounds[bounds <= need]
         starts, sizes = bounds[:-1], np.diff(bounds)
         ci = np.searchsorted(case_cum, starts, side="right")
         cj = order[np.searchsorted(cp_cum, starts, side="right")]
         case_acc, cp_acc = acc[ci], candidates[cj]
+        p_b = bankruptcy_prices(led, venue.marks, acc, m)[ci]
         price = int(venue.prices.previous_mark[m]) if self.price == "previous_mark" else mark
         pnl = muldiv(u[cj], sizes, np.maximum(lots[cj], 1))
         buyers = np.where(side > 0, cp_acc, case_acc)
         sellers = np.where(side > 0, case_acc, cp_acc)
-        p_b = bankruptcy_prices(led, venue.marks, case_acc, m)
         led.trade(m, buyers, sellers, sizes, price)
         cases.liquidated_notional[sel[ci]] += sizes * price * cv
-        haircut_vs_mark = sizes * (price - mark) * cv * side  # what counterparties lose vs mark
+        shown = p_b if self.price == "bankruptcy" else np.full(len(sizes), float(price))
+        paid_in_price = sizes * (price - mark) * cv * side  # what counterparties pay vs mark
+        why = reason[sel[ci]]
         venue.events.add("liquidation", amount=0, stage=self.name, account=case_acc, counterparty=cp_acc, market=m,
-                         qty=-side * sizes, price=float(price), bankruptcy_price=p_b)
+                         qty=-side * sizes, price=shown, bankruptcy_price=p_b, reason=why,
+                         equity=case_equity[sel[ci]])
         venue.events.add("adl", stage=self.name, account=cp_acc, counterparty=case_acc, market=m,
-                         qty=side * sizes, price=float(price), bankruptcy_price=p_b,
-                         amount=haircut_vs_mark, pnl=pnl, score=score[cj])
-        return sel[ci], cp_acc, np.full(len(sizes), m), sizes, sizes * mark * cv
+                         qty=side * sizes, price=shown, bankruptcy_price=p_b, amount=paid_in_price, pnl=pnl,
+                         score=score[cj], rank_quantile=rank_quantile[cj], reason=why)
+        return sel[ci], cp_acc, sizes * mark * cv
 
     def _settle_at_bankruptcy(self, venue, cases, eq_before, notional_before, case_i, cpty, weight):
-        """Move each case's remaining equity to its counterparties, pro rata by notional."""
+        """Move each case's equity (its closed share) to the counterparties: per case down the
+        queue, or pooled over every counterparty for the pro-rata rankings."""
         led = venue.ledger
-        for k in np.unique(case_i):
-            a = cases.accounts[k]
-            mine = case_i == k
-            closed = int(weight[mine].sum())
-            total = int(notional_before[k])
-            if venue.ledger.qty[a].any():
-                # Python ints: equity * closed overflows int64 for real notionals
-                equity = int(venue.equity()[a]) * closed // max(total, 1)
-                if equity != 0:  # the closed share of a case ADL could not close entirely
-                    venue.events.add("deficit" if equity < 0 else "surplus", stage=self.name,
-                                     account=a, amount=abs(equity))
-            else:
-                equity = int(led.wallet[a])
-            if equity == 0:
+        ks = np.unique(case_i)
+        closed = np.array([int(weight[case_i == k].sum()) for k in ks], dtype=object)
+        total = notional_before[ks].astype(object)
+        # Python ints: equity x notional overflows int64 at real sizes
+        share = np.array([int(e) * int(c) // max(int(t), 1) for e, c, t in zip(eq_before[ks], closed, total)],
+                         dtype=np.int64)
+        if self.ranking in _POOLED:
+            # every counterparty pays the pooled loss by its share of the notional given up;
+            # the loss pool clears the two legs within this call
+            pool = venue.loss_pool
+            led.transfer(pool, cases.accounts[ks], -share)
+            amount = int(share.sum())
+            parts = largest_remainder(abs(amount), weight) * np.sign(amount)
+            led.transfer(pool, cpty, parts)
+            venue.events.add("adl_haircut", stage=self.name, account=cpty, counterparty=cases.accounts[case_i],
+                             amount=-parts, weight=weight / max(int(weight.sum()), 1))
+            return
+        for k, s in zip(ks, share):
+            if s == 0:
                 continue
-            parts = largest_remainder(abs(equity), weight[mine]) * np.sign(equity)
+            mine = case_i == k
+            parts = largest_remainder(abs(int(s)), weight[mine]) * np.sign(s)
+            a = int(cases.accounts[k])
             led.transfer(np.full(len(parts), a), cpty[mine], parts)
             venue.events.add("adl_haircut", stage=self.name, account=cpty[mine], counterparty=a, amount=-parts,
-                             weight=weight[mine] / closed)
+                             weight=weight[mine] / max(int(weight[mine].sum()), 1))
+
+    def _record_leverage_after(self, venue, fills) -> None:
+        """The deleveraged accounts' effective leverage after ADL (notional / equity)."""
+        if not fills:
+            return
+        cp = np.unique(np.concatenate([f[1] for f in fills]))
+        notional = (np.abs(venue.ledger.qty[cp]) * venue.marks * venue.contract_values).sum(axis=1)
+        eq = venue.equity(cp)
+        lev = np.where(eq > 0, notional / np.maximum(eq, 1), np.inf)
+        venue.adl_leverage_after = max(venue.adl_leverage_after, float(lev.max()) if len(lev) else 0.0)

@@ -1,6 +1,4 @@
-"""``book``: close a case's positions into the order book with IOC orders.
-
-Self-contained: imports only ``simulator.venue`` helpers and ``waterfall.base``."""
+"""``book``: close the cases into the order book with IOC orders (every venue)."""
 
 from __future__ import annotations
 
@@ -10,8 +8,8 @@ from typing import ClassVar
 import numpy as np
 
 from simulator.venue.book import BUY, SELL
-from simulator.venue.margin import bankruptcy_prices
-from simulator.venue.waterfall.base import Cases, Stage
+from simulator.venue.margin import bankruptcy_prices, liquidation_prices
+from simulator.venue.waterfall.stage import Stage
 
 
 @dataclass
@@ -19,9 +17,10 @@ class BookStage(Stage):
     """Close into the order book with IOC orders.
 
     Args:
-        partial: close only enough to get back above maintenance (plus ``partial_buffer``).
+        partial: close only enough to get back above maintenance (plus ``partial_buffer``);
+            a case brought back above maintenance is *restored* and later stages leave it.
         price_band: worst fill allowed, as a fraction away from mark (None: no band).
-        limit_at_bankruptcy: never fill worse than the bankruptcy price (BitMEX, Bybit,
+        limit_at_bankruptcy: never fill worse than the bankruptcy price (BitMEX, Bybit and
             Binance place the liquidation order at the bankruptcy price).
     """
 
@@ -31,16 +30,19 @@ class BookStage(Stage):
     price_band: float | None = None
     limit_at_bankruptcy: bool = False
 
-    def run(self, venue, cases: Cases) -> None:
+    def close(self, venue, cases) -> None:
         led = venue.ledger
+        pending = cases.pending(venue)
+        if not pending.any():
+            return
         if self.partial:
-            eq = venue.equity()[cases.accounts].astype(float)
-            mm = venue.maintenance()[cases.accounts].sum(axis=1).astype(float)
+            eq = venue.equity(cases.accounts).astype(float)
+            mm = venue.maintenance(cases.accounts).sum(axis=1).astype(float)
             frac = np.where(eq > 0, np.clip(1 - eq / np.maximum(mm, 1) + self.partial_buffer, 0, 1), 1.0)
         else:
             frac = np.ones(len(cases.accounts))
         for m in range(venue.n_markets):
-            sel = np.flatnonzero(led.qty[cases.accounts, m] != 0)
+            sel = np.flatnonzero(pending & (led.qty[cases.accounts, m] != 0))
             if len(sel) == 0:
                 continue
             acc = cases.accounts[sel]
@@ -48,15 +50,9 @@ class BookStage(Stage):
             size = np.minimum(np.ceil(np.abs(q) * frac[sel]).astype(np.int64), np.abs(q))
             sides = np.where(q > 0, SELL, BUY)
             p_b = bankruptcy_prices(led, venue.marks, acc, m)
-            mark = float(venue.marks[m])
-            band = np.inf if self.price_band is None else self.price_band
-            limit = np.where(sides == SELL, mark * (1 - band), mark * (1 + band))
-            if self.limit_at_bankruptcy:
-                limit = np.where(sides == SELL, np.maximum(limit, np.ceil(p_b)), np.minimum(limit, np.floor(p_b)))
-            limit = np.where(sides == SELL, np.clip(limit, 0, None), np.clip(limit, None, 2**62))
-            # whole ticks inside the band: a sell limit rounds up, a buy limit down
-            limit = np.where(sides == SELL, np.ceil(limit), np.floor(limit))
-            limit = np.nan_to_num(limit, nan=0.0, posinf=2**62).astype(np.int64)
+            p_liq = liquidation_prices(led, venue.marks, acc, m, venue.tiers, venue.maintenance(acc))
+            equity = venue.equity(acc)
+            limit = self._limits(float(venue.marks[m]), sides, p_b)
             fills = venue.books[m].submit(acc, sides, size, limit)
             venue.settle(m, fills, fees=False)
             if len(fills):
@@ -69,8 +65,25 @@ class BookStage(Stage):
                 venue.events.add(
                     "liquidation", amount=0, stage=self.name, account=acc[hit], market=m,
                     qty=filled[hit] * sides[hit], price=value[hit] / filled[hit], bankruptcy_price=p_b[hit],
+                    liquidation_price=p_liq[hit], equity=equity[hit],
                 )
+            left = led.qty[acc, m] != 0
+            if left.any():
+                book = venue.books[m]
+                other_side_empty = np.where(sides == SELL, book.best_bid() is None, book.best_ask() is None)
+                cases.book_reason[sel[left]] = np.where(other_side_empty[left], "book_exhausted", "price_band")
         if self.partial:
-            back = venue.equity()[cases.accounts] >= venue.maintenance()[cases.accounts].sum(axis=1)
+            back = venue.equity(cases.accounts) >= venue.maintenance(cases.accounts).sum(axis=1)
             cases.restored |= cases.open(venue) & back
-        cases.record_outcome(venue, self.name)
+        cases.update(venue, self.name, covering=False)
+        cases.record_flat(venue, self.name)
+
+    def _limits(self, mark: float, sides, p_b) -> np.ndarray:
+        """Worst acceptable price per order, whole ticks inside the band."""
+        band = np.inf if self.price_band is None else self.price_band
+        limit = np.where(sides == SELL, mark * (1 - band), mark * (1 + band))
+        if self.limit_at_bankruptcy:
+            limit = np.where(sides == SELL, np.maximum(limit, np.ceil(p_b)), np.minimum(limit, np.floor(p_b)))
+        limit = np.where(sides == SELL, np.clip(limit, 0, None), np.clip(limit, None, 2**62))
+        limit = np.where(sides == SELL, np.ceil(limit), np.floor(limit))  # a sell limit rounds up
+        return np.nan_to_num(limit, nan=0.0, posinf=2**62).astype(np.int64)

@@ -1,6 +1,5 @@
-"""``socialize``: spread the remaining deficit over accounts, now or at settlement.
-
-Self-contained: imports only ``simulator.venue`` helpers and ``waterfall.base``."""
+"""``socialize``: spread what is left of the deficit over solvent accounts as a haircut
+(equity-weighted: the seed article; profit clawback: OKEx 2018; position-weighted: Drift v2)."""
 
 from __future__ import annotations
 
@@ -10,8 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from simulator.venue.fixedpoint import largest_remainder
-from simulator.venue.waterfall.base import Cases, Stage
-
+from simulator.venue.waterfall.stage import Stage
 
 WEIGHTS = ("equity", "profit", "position")
 TIMINGS = ("immediate", "settlement")
@@ -19,13 +17,16 @@ TIMINGS = ("immediate", "settlement")
 
 @dataclass
 class SocializeStage(Stage):
-    """Spread what is left of the deficit over solvent accounts as a haircut.
+    """Charge the remaining deficit to solvent accounts.
 
     Args:
         weights: ``equity`` (every account with positive equity, positions or not), ``profit``
-            (net profit over the settlement window), ``position`` (open size, both sides).
-        when: ``immediate``, or ``settlement``: the loss pool fronts the deficit and the charge
-            is made at the end of the window (a clawback of profits that looked final).
+            (net profit over the settlement window), ``position`` (notional at mark of open
+            positions, both sides, in the markets the socialized cases held).
+        when: ``immediate``, or ``settlement``: the loss pool fronts the deficit (recorded as
+            the ``socialize_pending`` cover) and the charge is made at the end of the window (a
+            clawback of profits that looked final); what the charge cannot collect then is
+            the venue's loss.
     """
 
     name: ClassVar[str] = "socialize"
@@ -39,27 +40,38 @@ class SocializeStage(Stage):
         if self.when not in TIMINGS:
             raise ValueError(f"socialize when {self.when!r}; allowed: {TIMINGS}")
 
-    def run(self, venue, cases: Cases) -> None:
-        cases.record_outcome(venue, self.name)
+    def cover(self, venue, cases) -> None:
         need = cases.deficit(venue)
-        if not need.any():
-            return
-        markets = np.flatnonzero((venue.ledger.qty[cases.accounts] != 0).any(axis=0))
-        self.pending_markets.update(markets.tolist() or range(venue.n_markets))
         hit = need > 0
+        if not hit.any():
+            return
+        self.pending_markets.update(np.flatnonzero(cases.markets_held[hit].any(axis=0)).tolist())
         if self.when == "settlement":
-            venue.ledger.transfer(np.full(hit.sum(), venue.loss_pool), cases.accounts[hit], need[hit])
+            venue.ledger.transfer(venue.loss_pool, cases.accounts[hit], need[hit])
             venue.events.add("socialize_pending", stage=self.name, account=cases.accounts[hit], amount=need[hit])
+            cases.update(venue, "socialize_pending")
             return
         collected = self._charge(venue, int(need.sum()), exclude=cases.accounts)
+        self.pending_markets.clear()
         paid_before = np.cumsum(need) - need
         give = np.clip(collected - paid_before, 0, need)
-        venue.ledger.transfer(np.full(hit.sum(), venue.loss_pool), cases.accounts[hit], give[hit])
+        venue.ledger.transfer(venue.loss_pool, cases.accounts[hit], give[hit])
+        cases.update(venue, self.name)
 
     def settle(self, venue) -> None:
+        """Charge what the loss pool fronted; what cannot be collected is the venue's loss."""
         owed = -int(venue.ledger.wallet[venue.loss_pool])
         if owed > 0:
-            self._charge(venue, owed, exclude=np.zeros(0, dtype=np.int64))
+            collected = self._charge(venue, owed, exclude=np.zeros(0, dtype=np.int64))
+            pool = venue.loss_pool
+            venue.events.add("cover", stage="socialize_pending", account=pool, amount=-owed)
+            if collected:
+                venue.events.add("cover", stage=self.name, account=pool, amount=collected)
+            short = owed - collected
+            if short:
+                venue.ledger.inject(pool, short, "venue_loss")
+                venue.events.add("venue_loss", account=pool, amount=short)
+                venue.events.add("cover", stage="venue", account=pool, amount=short)
         self.pending_markets.clear()
 
     def weights_of(self, venue) -> np.ndarray:
@@ -70,7 +82,8 @@ class SocializeStage(Stage):
             w = venue.window_profit()
         else:
             markets = sorted(self.pending_markets) or list(range(venue.n_markets))
-            w = np.abs(led.qty[:, markets]).sum(axis=1)
+            value = (venue.marks * venue.contract_values)[markets]
+            w = (np.abs(led.qty[:, markets]) * value[None, :]).sum(axis=1)
         return np.where(led.is_venue(), 0, np.clip(w, 0, None))
 
     def _charge(self, venue, amount: int, exclude) -> int:

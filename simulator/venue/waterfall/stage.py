@@ -1,0 +1,31 @@
+"""The interface every waterfall stage implements.
+
+A round runs in two passes over the scenario's stage list (see ``simulator.venue.waterfall``):
+``close`` (take positions off the cases: book, backstop and fund takeovers, ADL), then
+``cover`` (pay what is still owed: fund, backstop vault, socialization). A stage implements
+the passes it takes part in; ``settle`` runs at the end of each settlement window.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class Stage:
+    """Base class: a waterfall stage configured from a scenario's stage entry."""
+
+    name: ClassVar[str] = ""
+
+    def close(self, venue, cases) -> None:
+        """Pass 1: close (part of) the pending cases' positions. Default: nothing."""
+
+    def cover(self, venue, cases) -> None:
+        """Pass 2: pay (part of) the flat cases' deficits. Default: nothing."""
+
+    def capacity(self, venue) -> tuple[int, int | None] | None:
+        """What this stage could pay toward deficits now, and its per-case cap (None: no cap);
+        None if the stage never pays deficits. ADL's ``fund_cannot_pay`` trigger reads it."""
+        return None
+
+    def settle(self, venue) -> None:
+        """End of a settlement window (funding time). Default: nothing deferred."""

@@ -1,0 +1,78 @@
+"""Taking a case's positions and margin over: the backstop vault, the fund, the engine.
+
+The taker trades the case's positions at mark (whole ticks), then the case's whole remaining
+equity (either sign) moves to the taker in cash: the same as taking the positions at the
+bankruptcy price, exactly, in integers. The taker covers the case's deficit (negative equity)
+and receives its surplus (positive equity) as margin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.venue.margin import bankruptcy_prices
+
+
+def take_over(venue, cases, taker: int, eligible, stage: str, room_needed: str = "maintenance",
+              max_leverage: float | None = None, move_margin: bool = True) -> None:
+    """``taker`` takes the eligible cases (worst first) while its capacity allows.
+
+    Args:
+        taker: ledger row taking the positions.
+        eligible: mask over the cases.
+        stage: name recorded on the events and used for attribution.
+        room_needed: what the taker's equity must still cover after each case:
+            ``maintenance`` (of everything it then holds; a vault), ``loss`` (only the
+            case's loss to bankruptcy, i.e. its equity after stays >= 0; a fund), or
+            ``none`` (the venue's liquidation engine: no capacity limit).
+        max_leverage: optional extra cap: gross notional after / ``max_leverage``.
+        move_margin: move the case's remaining equity to the taker (False: the taker trades at
+            mark and the case keeps its wallet, negative or not; the engine).
+    """
+    led = venue.ledger
+    idx = np.flatnonzero(eligible)
+    if len(idx) == 0:
+        return
+    acc = cases.accounts[idx]
+    if room_needed != "none":
+        eq_taker = int(venue.equity(np.array([taker]))[0])
+        eq_cases = venue.equity(acc)
+        need_taker = 0
+        need_cases = np.zeros(len(acc), dtype=np.int64)
+        if room_needed == "maintenance":
+            need_taker = int(venue.maintenance(np.array([taker])).sum())
+            need_cases = venue.maintenance(acc).sum(axis=1)
+        if max_leverage is not None:
+            gross = np.abs(led.qty) * (venue.marks * venue.contract_values)[None, :]
+            need_taker = max(need_taker, gross[taker].sum() / max_leverage)
+            need_cases = np.maximum(need_cases, gross[acc].sum(axis=1) / max_leverage)
+        room = eq_taker - need_taker + np.cumsum(eq_cases - need_cases)
+        fits = room >= 0
+        n = len(fits) if fits.all() else int(np.argmin(fits))  # serve the prefix that fits
+        cases.takeover_refused[idx[n:]] = True
+        if n == 0:
+            return
+        acc, idx = acc[:n], idx[:n]
+    taken = np.zeros(len(cases.accounts), dtype=bool)
+    taken[idx] = True
+    cases.track(venue, taken, stage)
+    equity = venue.equity(acc)
+    for m in range(venue.n_markets):
+        q = led.qty[acc, m]
+        held = q != 0
+        if not held.any():
+            continue
+        p_b = bankruptcy_prices(led, venue.marks, acc[held], m)
+        a, qh = acc[held], q[held]
+        buyers = np.where(qh > 0, taker, a)
+        sellers = np.where(qh > 0, a, taker)
+        led.trade(m, buyers, sellers, np.abs(qh), venue.marks[m])
+        cases.liquidated_notional[idx[held]] += np.abs(qh) * venue.marks[m] * venue.contract_values[m]
+        venue.events.add("liquidation", amount=0, stage=stage, account=a, counterparty=taker, market=m,
+                         qty=-qh, price=float(venue.marks[m]), bankruptcy_price=p_b, equity=equity[held])
+    cases.record_flat(venue, stage)
+    if move_margin:
+        margin = led.wallet[acc].copy()  # flat now: the wallet is the remaining equity
+        led.transfer(acc, taker, margin)
+        venue.events.add("takeover", stage=stage, account=acc, counterparty=taker, amount=margin)
+    cases.update(venue, stage, covering=move_margin)
