@@ -184,6 +184,9 @@ class PerpModel(mesa.Model):
                     accounts.append(acc)
                     qtys.append(q)
             venue.opening_auction(m, accounts, qtys, int(venue.marks[m]))
+        lot_quote = venue.marks.astype(float) * venue.contract_values * CASH_UNIT  # at the opening price
+        self.opening_net_notional = float((self.opening_net_lots * lot_quote).sum())
+        self.opening_unfilled_notional = float((self.opening_unfilled_lots * lot_quote).sum())
 
     def _absorb_imbalance(self, m: int, net: int):
         """Who holds the other side of the traders' net position at step 0: arbitrageurs first

@@ -21,7 +21,7 @@ import yaml
 
 from simulator import metrics
 from simulator.model import CASH_UNIT, PerpModel
-from simulator.scenario import Scenario, apply_overrides, load, validate
+from simulator.scenario import Scenario, apply_overrides, first_shock_step, load, validate
 
 
 def package_version() -> str:
@@ -102,7 +102,18 @@ def run_meta(model: PerpModel) -> dict:
         "insurance_fund_start": model.scenario.venue.insurance_fund,
         "n_accounts_by_kind": {str(k): int(c) for k, c in zip(kinds, counts)},
         **_socialization_meta(venue.events.to_frame()),
+        **_health_meta(model),
         "steps": model.t,
+    }
+
+
+def _health_meta(model: PerpModel) -> dict:
+    """What the market-health metrics need: maker accounts, the first shock, the opening."""
+    return {
+        "maker_accounts": [int(a) for a in model.maker_accounts],
+        "first_shock_step": first_shock_step(model.scenario),
+        "opening_net_notional": model.opening_net_notional,
+        "opening_unfilled_notional": model.opening_unfilled_notional,
     }
 
 

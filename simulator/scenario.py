@@ -397,6 +397,13 @@ def validate(data: dict, source: str = "<scenario>", base_dir: Path | None = Non
     return scenario
 
 
+def first_shock_step(scenario: Scenario) -> int:
+    """The first step of the first scripted shock, or ``scenario.steps`` without one. Crowding
+    and whales at step 0 are the market's starting state, not a shock."""
+    steps = [s.step for s in scenario.shocks if not (isinstance(s, (Crowding, Whale)) and s.step == 0)]
+    return min(steps, default=scenario.steps)
+
+
 # ------------------------------------------------------------------ opening capacity
 #: Step-0 inventory a liquidity provider takes against the traders' net opening position, as a
 #: share of equity x leverage: arbitrageurs up to 0.8 (well above initial margin); market makers
