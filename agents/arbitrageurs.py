@@ -19,7 +19,7 @@ class Arbitrageur(AccountAgent):
 
     @classmethod
     def step_all(cls, model) -> None:
-        cfg = model.scenario.agents.arbitrageurs
+        cfg = model.arb_config  # capital and trade size scaled to the population
         acc = model.arb_accounts
         if len(acc) == 0:
             return

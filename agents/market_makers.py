@@ -19,7 +19,7 @@ class MarketMaker(AccountAgent):
 
     @classmethod
     def step_all(cls, model) -> None:
-        cfg = model.scenario.agents.market_makers
+        cfg = model.maker_config  # capital and depth scaled to the population
         accounts = model.maker_accounts
         if len(accounts) == 0:
             return

@@ -24,6 +24,8 @@ KEYS = (
     "covered_backstop", "covered_adl", "covered_socialize", "venue_loss", "socialize_pending",
     "fund_start", "fund_min", "fund_end", "fund_depleted", "adl_accounts", "adl_notional",
     "adl_pnl_taken", "socialized_total", "socialized_accounts", "conservation_residual_max_abs", "steps",
+    "two_sided_share", "two_sided_share_pre_shock", "steps_empty_side", "makers_liquidated",
+    "liquidations_pre_shock", "opening_unfilled_share",
 )
 
 

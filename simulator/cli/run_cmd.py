@@ -24,6 +24,11 @@ HEADLINE = (
     ("fund_end", "insurance fund at end", "${:,.0f}"),
     ("adl_notional", "ADL notional", "${:,.0f}"),
     ("conservation_residual_max_abs", "conservation residual", "{:.0f}"),
+    ("two_sided_share", "two-sided book (share of steps)", "{:.1%}"),
+    ("two_sided_share_pre_shock", "  before the first shock", "{:.1%}"),
+    ("steps_empty_side", "steps with an empty book side", "{:,.0f}"),
+    ("makers_liquidated", "market makers liquidated", "{:,.0f}"),
+    ("opening_unfilled_share", "opening position not taken", "{:.1%}"),
 )
 
 
@@ -58,7 +63,22 @@ def cmd_run(args) -> int:
     print(f"{scenario.name}: {scenario.steps if args.steps is None else args.steps} steps, seed {result.seed}")
     print(summary_table(result.summary))
     print(f"results written to {out}")
+    _warn_degenerate(result.summary)
     return 0
+
+
+def _warn_degenerate(summary: dict) -> None:
+    """A loud stderr warning when the run's market was not alive: its figures measure a dead market."""
+    from simulator.world.metrics import health_warnings
+
+    problems = health_warnings(summary)
+    if not problems:
+        return
+    bar = "!" * 78
+    lines = [bar, "WARNING: degenerate run: the market was not alive", *(f"  - {p}" for p in problems),
+             "  Its liquidation and ADL figures describe a dead market; give the liquidity providers more",
+             "  capital (agents.market_makers / agents.arbitrageurs, scale_with_traders) or fewer traders.", bar]
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _stamp() -> str:

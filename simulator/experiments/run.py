@@ -21,7 +21,7 @@ import yaml
 
 from simulator.world import metrics
 from simulator.world.model import CASH_UNIT, PerpModel
-from simulator.world.scenario import Scenario, apply_overrides, load, validate
+from simulator.world.scenario import Scenario, apply_overrides, first_shock_step, load, validate
 
 
 def package_version() -> str:
@@ -105,7 +105,18 @@ def run_meta(model: PerpModel) -> dict:
         "profitable_accounts": len(venue.adl_profitable),
         "max_leverage_after_adl": venue.adl_leverage_after,
         "engine_equity_end": float(venue.equity([venue.engine])[0]) * CASH_UNIT,
+        **_health_meta(model),
         "steps": model.t,
+    }
+
+
+def _health_meta(model: PerpModel) -> dict:
+    """What the market-health metrics need: maker accounts, the first shock, the opening."""
+    return {
+        "maker_accounts": [int(a) for a in model.maker_accounts],
+        "first_shock_step": first_shock_step(model.scenario),
+        "opening_net_notional": model.opening_net_notional,
+        "opening_unfilled_notional": model.opening_unfilled_notional,
     }
 
 

@@ -18,7 +18,8 @@ Inputs (the contract with the run machinery):
   optional ``cascade_depth`` and ``max_leverage_after_adl``. Missing columns give NaN.
 * ``meta``: ``cash_unit``; ``tick_size`` and ``lot_size`` (market 0) or lists ``tick_sizes``
   and ``lot_sizes`` indexed by market; ``insurance_fund_start`` (quote); optional
-  ``zero_position_accounts``, ``equity_before_socialization``, ``profitable_accounts``.
+  ``zero_position_accounts``, ``equity_before_socialization``, ``profitable_accounts``,
+  ``maker_accounts``, ``first_shock_step``, ``opening_net_notional``, ``opening_unfilled_notional``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,14 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "socialized_max_share_pct",
     "socialized_share_zero_position",
     "venue_loss_occurred",
+    # market health
+    "two_sided_share",
+    "two_sided_share_pre_shock",
+    "steps_empty_side",
+    "makers_liquidated",
+    "makers_liquidated_pre_shock",
+    "liquidations_pre_shock",
+    "opening_unfilled_share",
 )
 
 _STAGES = ("book", "backstop", "insurance_fund", "adl", "engine")
@@ -407,6 +416,9 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
         accounts on the deleveraged side, supplied by the run); NaN without it or if 0.
         ``max_leverage_after_adl``: max of that timeseries column, else NaN.
 
+    Market health: see ``market_health`` (two-sided book share, steps with an empty side,
+    makers liquidated, liquidations before the first shock, share of the opening not taken).
+
     Socialization (``socialize`` rows)
         ``socialization_triggered``: any charge. ``socialized_total``: sum charged.
         ``socialized_accounts``: distinct accounts charged. ``socialized_max_haircut_pct``:
@@ -548,7 +560,76 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     out["socialized_share_zero_position"] = share_zero
     out["venue_loss_occurred"] = bool(out["venue_loss"] > 0)
 
+    out.update(market_health(ts, liq, meta))
     return {k: _plain(out[k]) for k in SUMMARY_KEYS}
+
+
+def market_health(ts: pd.DataFrame, liq: pd.DataFrame, meta: Mapping) -> dict:
+    """Is the market alive? (market 0's book, as recorded at the end of each step.)
+
+    ``two_sided_share``: share of steps with both a best bid and a best ask (NaN without the
+    ``best_bid``/``best_ask`` columns or rows). ``two_sided_share_pre_shock``: the same over the
+    steps before ``meta["first_shock_step"]`` (NaN without it or with no such step).
+    ``steps_empty_side``: steps with no bid or no ask. ``makers_liquidated``: distinct
+    ``meta["maker_accounts"]`` with a liquidation row; ``makers_liquidated_pre_shock`` and
+    ``liquidations_pre_shock`` (cases, as ``liquidation_count``) before the first shock.
+    ``opening_unfilled_share``: share of the traders' net opening position nobody had the
+    capacity to take at step 0 (``meta["opening_unfilled_notional"] /
+    meta["opening_net_notional"]``; 0 when the net is 0, NaN without them).
+    """
+    out = {}
+    bid, ask = _col(ts, "best_bid"), _col(ts, "best_ask")
+    first = meta.get("first_shock_step")
+    if bid is not None and ask is not None and len(bid):
+        two = ~np.isnan(bid) & ~np.isnan(ask)
+        out["two_sided_share"] = float(two.mean())
+        out["steps_empty_side"] = int((~two).sum())
+        step = _col(ts, "step")
+        pre = two[step < first] if first is not None and step is not None else two[:0]
+        out["two_sided_share_pre_shock"] = float(pre.mean()) if len(pre) else NAN
+    else:
+        out["two_sided_share"] = out["two_sided_share_pre_shock"] = NAN
+        out["steps_empty_side"] = 0
+    makers = [int(a) for a in meta.get("maker_accounts", ())]
+    before = liq[liq["step"] < first] if len(liq) and first is not None else liq.iloc[:0]
+    hit = liq[liq["account"].isin(makers)] if len(liq) else liq
+    out["makers_liquidated"] = int(hit["account"].nunique()) if len(hit) else 0
+    hit_pre = before[before["account"].isin(makers)] if len(before) else before
+    out["makers_liquidated_pre_shock"] = int(hit_pre["account"].nunique()) if len(hit_pre) else 0
+    out["liquidations_pre_shock"] = int(len(before[["step", "round", "account"]].drop_duplicates())) if len(before) else 0
+    net, unfilled = meta.get("opening_net_notional"), meta.get("opening_unfilled_notional")
+    if net is None or unfilled is None:
+        out["opening_unfilled_share"] = NAN
+    else:
+        out["opening_unfilled_share"] = float(unfilled) / float(net) if net > 0 else 0.0
+    return out
+
+
+#: Below this share of steps with a two-sided book a run is reported as degenerate.
+MIN_TWO_SIDED_SHARE = 0.95
+
+
+def health_warnings(summary: Mapping) -> list[str]:
+    """Why a run's market was not alive (empty when it was): a one-sided book, makers
+    liquidated before the first shock, or a cut opening. The CLI prints them loudly."""
+    out = []
+
+    def val(k):
+        v = summary.get(k)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    two, pre = val("two_sided_share"), val("two_sided_share_pre_shock")
+    if pre is not None and pre < MIN_TWO_SIDED_SHARE:
+        out.append(f"the book was two-sided on only {pre:.1%} of the steps before the first shock")
+    if two is not None and two < MIN_TWO_SIDED_SHARE:
+        out.append(f"the book was two-sided on only {two:.1%} of all steps "
+                   f"({summary.get('steps_empty_side')} steps with an empty side)")
+    if val("makers_liquidated_pre_shock"):
+        out.append(f"{summary['makers_liquidated_pre_shock']} market maker(s) liquidated before the first shock")
+    cut = val("opening_unfilled_share")
+    if cut is not None and cut > 0.05:
+        out.append(f"{cut:.1%} of the traders' net opening position found no liquidity provider to take it")
+    return out
 
 
 def _plain(v):

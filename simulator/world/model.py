@@ -25,6 +25,7 @@ from simulator.venue.margin import MarginTiers
 from simulator.venue.market import MarketSpec
 from simulator.venue.prices import FundingConfig, MarkConfig
 from simulator.world.scenario import (
+    ARB_OPENING_SHARE,
     Crowding,
     FundingSpike,
     IndexMove,
@@ -32,6 +33,7 @@ from simulator.world.scenario import (
     OracleStall,
     Scenario,
     Whale,
+    maker_opening_share,
 )
 from simulator.venue.venue import Venue, VenueConfig
 
@@ -119,7 +121,10 @@ class PerpModel(mesa.Model):
         self.exchange.open_step(self.venue_index_path[0])
 
         a = scenario.agents
-        mm, arb = a.market_makers, a.arbitrageurs
+        # the liquidity providers as they run: capital and depth scaled to the population
+        self.maker_config = a.effective_market_makers()
+        self.arb_config = a.effective_arbitrageurs()
+        mm, arb = self.maker_config, self.arb_config
         self.maker_accounts = self.venue.add_accounts(mm.count, "market_maker", _cash(mm.capital), leverage=mm.leverage)
         self.arb_accounts = self.venue.add_accounts(arb.count, "arbitrageur", _cash(arb.capital), leverage=arb.leverage)
         MarketMaker.create_agents(self, mm.count, list(self.maker_accounts))
@@ -153,6 +158,10 @@ class PerpModel(mesa.Model):
         against the market makers and arbitrageurs, who hold the other side as hedged inventory."""
         venue = self.venue
         pop = self.traders
+        # the traders' (and step-0 whales') net opening position per market, and the part of it
+        # nobody had the capacity to take (not opened; reported in the summary)
+        self.opening_net_lots = np.zeros(venue.n_markets, dtype=np.int64)
+        self.opening_unfilled_lots = np.zeros(venue.n_markets, dtype=np.int64)
         holds, side, lots = LeveragedTrader.initial_orders(pop, venue, rng, self.scenario.agents.traders.initial_positions)
         for m in range(venue.n_markets):
             k = holds & (pop.market == m)
@@ -164,32 +173,46 @@ class PerpModel(mesa.Model):
                     accounts.append(acc)
                     qtys.append(q)
             net = int(np.sum(qtys)) if qtys else 0
+            self.opening_net_lots[m] = abs(net)
             if net != 0:
-                for acc, q in self._absorb_imbalance(m, net):
+                absorbed = self._absorb_imbalance(m, net)
+                short = abs(net) - sum(abs(q) for _, q in absorbed)
+                if short > 0:
+                    qtys = _cut_side(qtys, int(np.sign(net)), short)
+                    self.opening_unfilled_lots[m] = short
+                for acc, q in absorbed:
                     accounts.append(acc)
                     qtys.append(q)
             venue.opening_auction(m, accounts, qtys, int(venue.marks[m]))
+        lot_quote = venue.marks.astype(float) * venue.contract_values * CASH_UNIT  # at the opening price
+        self.opening_net_notional = float((self.opening_net_lots * lot_quote).sum())
+        self.opening_unfilled_notional = float((self.opening_unfilled_lots * lot_quote).sum())
 
     def _absorb_imbalance(self, m: int, net: int):
         """Who holds the other side of the traders' net position at step 0: arbitrageurs first
         (a cash-and-carry short against crowded longs, hedged in spot), up to their capacity,
-        then market makers pro rata to equity."""
+        then market makers pro rata to equity, up to theirs (``maker_opening_share``): a maker
+        stays far above initial margin and keeps quoting both sides. What neither can take is
+        returned untaken: the caller leaves that part of the opening unfilled."""
         venue = self.venue
         lot_cash = int(venue.marks[m]) * int(venue.contract_values[m])
         left = abs(net)
         out = []
-        for accounts, lev in ((self.arb_accounts, self.scenario.agents.arbitrageurs.leverage),
-                              (self.maker_accounts, self.scenario.agents.market_makers.leverage)):
+        mm = self.maker_config
+        for accounts, share in ((self.arb_accounts, ARB_OPENING_SHARE),
+                                (self.maker_accounts, maker_opening_share(mm))):
             if left == 0 or len(accounts) == 0:
                 continue
             eq = np.clip(venue.equity(accounts), 1, None)
-            capacity = (eq * lev * 0.8 / lot_cash).astype(np.int64)
-            is_last = accounts is self.maker_accounts
-            take = left if is_last else min(left, int(capacity.sum()))
+            # notional already held in other markets uses the same equity (cross margin)
+            held = (np.abs(venue.ledger.qty[accounts]) * venue.marks.astype(float) * venue.contract_values).sum(axis=1)
+            room = np.clip(eq * venue.leverage[accounts, m] * share - held, 0, None)
+            capacity = (room / lot_cash).astype(np.int64)
+            take = min(left, int(capacity.sum()))
             if take <= 0:
                 continue
-            share = largest_remainder(take, eq)
-            out += [(int(a), int(-np.sign(net) * q)) for a, q in zip(accounts, share) if q]
+            parts = _capped_split(take, eq, capacity)
+            out += [(int(a), int(-np.sign(net) * q)) for a, q in zip(accounts, parts) if q]
             left -= take
         return out
 
@@ -343,6 +366,34 @@ def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
     for c in COVERS:
         out[f"cover_{c}"] = out.step.map(g(covers[covers.stage == c], "cash")).fillna(0)
     return out
+
+
+def _capped_split(total: int, weights, caps) -> np.ndarray:
+    """Split ``total`` pro rata to ``weights`` without giving any part more than its cap
+    (water-filling; ``total <= caps.sum()``)."""
+    caps = np.asarray(caps, dtype=np.int64)
+    parts = np.zeros(len(caps), dtype=np.int64)
+    left = int(total)
+    while left > 0:
+        open_ = caps - parts > 0
+        w = np.where(open_, np.asarray(weights, dtype=np.int64), 0)
+        if w.sum() == 0:
+            w = open_.astype(np.int64)
+        add = np.minimum(largest_remainder(left, w), caps - parts)
+        parts += add
+        left -= int(add.sum())
+    return parts
+
+
+def _cut_side(qtys, side: int, cut: int) -> list[int]:
+    """Take ``cut`` lots off the orders on ``side`` (+1 buys, -1 sells), pro rata to their size,
+    so every trader on the crowded side is filled the same share of its opening order."""
+    q = np.asarray(qtys, dtype=np.int64)
+    on = np.sign(q) == side
+    keep = largest_remainder(int(np.abs(q[on]).sum()) - cut, np.abs(q[on]))
+    q = q.copy()
+    q[on] = side * keep
+    return [int(v) for v in q]
 
 
 def _cash(quote: float) -> int:

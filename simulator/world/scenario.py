@@ -13,6 +13,7 @@ units, rates as fractions (0.005 = 0.5 %), durations in steps.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -194,6 +195,9 @@ class MarketMakers(Strict):
     inventory_limit: float = Field(0.5, gt=0, description="max inventory notional as a share of capital x leverage")
     leverage: float = Field(10, ge=1)
     vol_window: int = Field(20, ge=2)
+    scale_with_traders: bool = Field(
+        True, description="capital and level_notional are per agents.reference_traders traders and scale with agents.traders.count"
+    )
 
 
 class Arbitrageurs(Strict):
@@ -202,12 +206,43 @@ class Arbitrageurs(Strict):
     threshold: float = Field(0.001, gt=0, lt=0.5, description="basis that triggers a trade")
     leverage: float = Field(5, ge=1)
     max_trade_notional: float = Field(100_000, gt=0)
+    scale_with_traders: bool = Field(
+        True, description="capital and max_trade_notional are per agents.reference_traders traders and scale with agents.traders.count"
+    )
 
 
 class Agents(Strict):
     traders: Traders = Field(default_factory=Traders)
     market_makers: MarketMakers = Field(default_factory=MarketMakers)
     arbitrageurs: Arbitrageurs = Field(default_factory=Arbitrageurs)
+    reference_traders: int = Field(
+        1000, ge=1, le=1_000_000,
+        description="the trader population the liquidity providers' capital and depth are given for; "
+        "above it, those with scale_with_traders grow in proportion to agents.traders.count",
+    )
+
+    def liquidity_scale(self) -> float:
+        """Factor applied to the scaling liquidity providers' capital and size: the population
+        over ``reference_traders``, never below 1. Liquidity grows with the crowd but never
+        falls below what the file gives: one trader's order does not shrink with the population,
+        so a smaller book would only make small runs lumpier."""
+        return max(1.0, self.traders.count / self.reference_traders)
+
+    def effective_market_makers(self) -> MarketMakers:
+        """The makers as the model runs them: capital and level_notional scaled to the population."""
+        mm = self.market_makers
+        if not mm.scale_with_traders:
+            return mm
+        k = self.liquidity_scale()
+        return mm.model_copy(update={"capital": mm.capital * k, "level_notional": mm.level_notional * k})
+
+    def effective_arbitrageurs(self) -> Arbitrageurs:
+        """The arbitrageurs as the model runs them: capital and trade size scaled to the population."""
+        arb = self.arbitrageurs
+        if not arb.scale_with_traders:
+            return arb
+        k = self.liquidity_scale()
+        return arb.model_copy(update={"capital": arb.capital * k, "max_trade_notional": arb.max_trade_notional * k})
 
 
 # -------------------------------------------------------------------------- shocks
@@ -359,8 +394,101 @@ def validate(data: dict, source: str = "<scenario>", base_dir: Path | None = Non
     except ValidationError as exc:
         raise ScenarioError(_format(exc, source)) from None
     _check_files(scenario, source, base_dir)
+    _check_opening(scenario, source)
     scenario._base_dir = base_dir
     return scenario
+
+
+def first_shock_step(scenario: Scenario) -> int:
+    """The first step of the first scripted shock, or ``scenario.steps`` without one. Crowding
+    and whales at step 0 are the market's starting state, not a shock."""
+    steps = [s.step for s in scenario.shocks if not (isinstance(s, (Crowding, Whale)) and s.step == 0)]
+    return min(steps, default=scenario.steps)
+
+
+# ------------------------------------------------------------------ opening capacity
+#: Step-0 inventory a liquidity provider takes against the traders' net opening position, as a
+#: share of equity x leverage: arbitrageurs up to 0.8 (well above initial margin); market makers
+#: up to half their inventory limit (``market_makers.inventory_limit``, at most 0.8), so the side
+#: that adds to their inventory still quotes at least half size from the first step. What they
+#: cannot take is not opened (the model counts it; the summary reports the share).
+ARB_OPENING_SHARE = 0.8
+MAKER_OPENING_SHARE = 0.5
+#: ``validate`` rejects a scenario whose expected opening would be cut by more than this share.
+MAX_OPENING_CUT = 0.1
+
+
+def maker_opening_share(mm: MarketMakers) -> float:
+    return min(MAKER_OPENING_SHARE * mm.inventory_limit, ARB_OPENING_SHARE)
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _mean_clipped(dist: Distribution, lo: float = 0.0) -> float:
+    """E[clip(median * exp(sigma Z), lo, cap)] for a standard normal Z (closed form)."""
+    med, s, cap = dist.median, dist.sigma, dist.cap
+    hi = math.inf if cap is None else cap
+    if s == 0:
+        return min(max(med, lo), hi)
+    mean = med * math.exp(s * s / 2)
+    out = mean
+    if hi < math.inf:  # E[min(X, c)] = E[X; X < c] + c P(X >= c)
+        b = math.log(hi / med) / s
+        out = mean * _phi(b - s) + hi * (1 - _phi(b))
+    if lo > 0:  # + E[(lo - X)+]
+        a = math.log(lo / med) / s
+        out += lo * _phi(a) - mean * _phi(a - s)
+    return out
+
+
+def expected_opening(scenario: Scenario) -> tuple[float, float]:
+    """(expected net opening notional the liquidity providers must take at step 0, their
+    capacity to take it), quote currency, from the distributions' parameters (no draw).
+
+    Mirrors ``LeveragedTrader.initial_orders``: a share ``initial_positions`` of traders opens
+    ``capital x leverage x position_fraction x U(0.5, 1)`` (isolated: ``0.98`` of the posted
+    margin), long with probability ``long_share`` except hedgers (always short); step-0 whales
+    add their notional. Capacity: ``ARB_OPENING_SHARE`` / ``maker_opening_share`` of the
+    (population-scaled) capital x leverage of arbitrageurs and market makers.
+    """
+    a = scenario.agents
+    t = a.traders
+    capital = _mean_clipped(t.capital)
+    leverage = _mean_clipped(t.leverage, lo=1.0)
+    iso = t.isolated_share
+    use = 0.75 * ((1 - iso) * t.position_fraction + iso * t.isolated_margin * 0.98)
+    h = t.strategies.get("hedger", 0.0)
+    side = (1 - h) * (2 * t.long_share - 1) - h
+    per_trader = capital * leverage * use * side
+    n_markets = len(scenario.markets)
+    net = [t.count * t.initial_positions * per_trader / n_markets for _ in range(n_markets)]
+    for s in scenario.shocks:
+        if isinstance(s, Whale) and s.step == 0:
+            net[s.market] += s.notional if s.side == "long" else -s.notional
+    mm, arb = a.effective_market_makers(), a.effective_arbitrageurs()
+    max_lev = min(m.max_leverage for m in scenario.markets)
+    capacity = (arb.count * arb.capital * min(arb.leverage, max_lev) * ARB_OPENING_SHARE
+                + mm.count * mm.capital * min(mm.leverage, max_lev) * maker_opening_share(mm))
+    return float(sum(abs(x) for x in net)), float(capacity)
+
+
+def _check_opening(scenario: Scenario, source: str) -> None:
+    """Reject a scenario whose liquidity providers cannot take the traders' opening position."""
+    net, capacity = expected_opening(scenario)
+    if net <= 0 or capacity >= net * (1 - MAX_OPENING_CUT):
+        return
+    a = scenario.agents
+    scaled = a.market_makers.scale_with_traders and a.arbitrageurs.scale_with_traders
+    hint = "" if scaled else "set agents.market_makers.scale_with_traders and agents.arbitrageurs.scale_with_traders to true, "
+    raise ScenarioError(
+        f"{source}: agents.market_makers.capital: the market makers and arbitrageurs can hold about "
+        f"${capacity:,.0f} of the {a.traders.count:,} traders' expected net opening position of ${net:,.0f} "
+        f"({1 - capacity / net:.0%} would not open, and the book would be one-sided from the start); "
+        f"{hint}raise agents.market_makers.capital or agents.arbitrageurs.capital, "
+        f"or lower agents.traders.initial_positions"
+    )
 
 
 def _check_files(scenario: Scenario, source: str, base_dir: Path | None) -> None:
