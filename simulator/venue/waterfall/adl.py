@@ -226,4 +226,4 @@ class ADLStage(Stage):
         notional = (np.abs(venue.ledger.qty[cp]) * venue.marks * venue.contract_values).sum(axis=1)
         eq = venue.equity(cp)
         lev = np.where(eq > 0, notional / np.maximum(eq, 1), np.inf)
-        venue.adl_leverage_after = max(venue.adl_leverage_after, float(lev.max()) if len(lev) else 0.0)
+        venue.adl_leverage_after = float(np.nanmax([venue.adl_leverage_after, lev.max()]))
