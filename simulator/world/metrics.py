@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from simulator.world.who_paid import hedger_metrics
+
 #: Every key ``summarize`` returns, in order; one line each (the docstring of ``summarize``
 #: gives the full definitions).
 SUMMARY_KEYS: tuple[str, ...] = (
@@ -96,6 +98,10 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "socialized_share_zero_position",
     "venue_loss_occurred",
 )
+#: What ADL and socialization cost hedging traders (``simulator.world.who_paid``); appended
+#: last, in their own tuple, so edits of the list above merge cleanly.
+HEDGER_KEYS: tuple[str, ...] = ("hedger_shortfall", "hedger_shortfall_pct")
+SUMMARY_KEYS = SUMMARY_KEYS + HEDGER_KEYS
 
 _STAGES = ("book", "backstop", "insurance_fund", "adl")
 NAN = float("nan")
@@ -563,6 +569,7 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
         share_zero = float(soc["amount"].to_numpy(dtype=np.int64)[mask].sum()) / soc_total
     out["socialized_share_zero_position"] = share_zero
     out["venue_loss_occurred"] = bool(out["venue_loss"] > 0)
+    out.update(hedger_metrics(events, meta))  # HEDGER_KEYS
 
     return {k: _plain(out[k]) for k in SUMMARY_KEYS}
 
