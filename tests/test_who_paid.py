@@ -72,3 +72,23 @@ def test_unknown_accounts_are_reported_not_dropped():
     assert t.loc["unknown", "shortfall"] == 300_000 + 700_000
     assert t["shortfall"].sum() == 1_900_000 + 700_000
 
+
+def test_real_run_with_adl_agrees_with_the_summary(tmp_path):
+    from golden_runs import ROOT
+    from simulator.experiments import run
+
+    sc = run.load_scenario(ROOT / "scenarios/cascade.yaml", {
+        "agents.traders.count": 50, "steps": 400, "venue.insurance_fund": 0, "shocks.0.move": -0.08})
+    result = run.run_scenario(sc, seed=1)
+    s = result.summary
+    assert s["adl_fills"] > 0
+    folder = run.write_run(result, tmp_path / "r")
+    t = pd.read_csv(folder / "who_paid.csv").set_index("class")
+    ledger_rows = json.loads((folder / "audit.json").read_text())["snapshots"][-1]["accounts"]
+    assert t["accounts"].sum() == ledger_rows  # every account in exactly one class
+    assert t.loc[[c for c in t.index if c.startswith("trader:")], "accounts"].sum() == 50
+    paid = (t["adl_price_haircut"] + t["adl_settlement_haircut"]).sum()
+    assert paid * 1e-6 == pytest.approx(s["adl_haircut"], abs=1e-6)
+    assert t["socialized"].sum() * 1e-6 == pytest.approx(s["socialized_total"], abs=1e-6)
+    assert t["adl_fills"].sum() == s["adl_fills"]
+    assert s["hedger_shortfall"] == pytest.approx(t.loc["trader:hedger", "shortfall_usd"])
