@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from simulator.world import metrics
+from simulator.experiments import audit_trail
+from simulator.world import metrics, who_paid
 from simulator.world.model import CASH_UNIT, PerpModel
 from simulator.world.scenario import Scenario, apply_overrides, first_shock_step, load, validate
 
@@ -40,6 +41,7 @@ class RunResult:
     summary: dict
     timeseries: pd.DataFrame
     events: pd.DataFrame
+    extras: dict = field(default_factory=dict)  # "audit" (SnapshotRecorder), "who_paid" (table)
 
 
 def load_scenario(path, overrides: dict | None = None) -> Scenario:
@@ -80,12 +82,14 @@ def run_scenario(scenario: Scenario, seed=None, steps: int | None = None, progre
             bar.close()
     ts = model.timeseries()
     ev = model.venue.events.to_frame()
-    summary = metrics.summarize(ts, ev, run_meta(model))
+    meta = run_meta(model)
+    summary = metrics.summarize(ts, ev, meta)
     if isinstance(seed, np.random.SeedSequence):
         seed_out = {"entropy": seed.entropy, "spawn_key": list(seed.spawn_key)}
     else:
         seed_out = scenario.seed if seed is None else int(seed)
-    return RunResult(scenario, seed_out, summary, ts, ev)
+    extras = {"audit": model.audit, "who_paid": who_paid.who_paid(ev, meta["account_class"], CASH_UNIT)}
+    return RunResult(scenario, seed_out, summary, ts, ev, extras)
 
 
 def run_meta(model: PerpModel) -> dict:
@@ -107,6 +111,7 @@ def run_meta(model: PerpModel) -> dict:
         "engine_equity_end": float(venue.equity([venue.engine])[0]) * CASH_UNIT,
         **_health_meta(model),
         "steps": model.t,
+        "account_class": who_paid.account_classes(model),
     }
 
 
@@ -146,7 +151,8 @@ def _atomic_write(path: Path, write) -> None:
 
 def write_run(result: RunResult, out_dir: Path) -> Path:
     """Write the run folder: scenario.yaml (resolved), run.json (seed, version), summary.json,
-    timeseries.parquet and events.parquet."""
+    timeseries.parquet, events.parquet (hash-chained), audit.json, snapshots.parquet and
+    who_paid.csv (``audit_trail``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = result.scenario.model_dump(mode="json")
@@ -155,7 +161,9 @@ def write_run(result: RunResult, out_dir: Path) -> Path:
     _atomic_write(out_dir / "run.json", lambda p: Path(p).write_text(json.dumps(info, indent=2)))
     _atomic_write(out_dir / "summary.json", lambda p: Path(p).write_text(summary_json(result.summary)))
     _atomic_write(out_dir / "timeseries.parquet", lambda p: result.timeseries.to_parquet(p, index=False))
-    _atomic_write(out_dir / "events.parquet", lambda p: result.events.to_parquet(p, index=False))
+    events = audit_trail.chained_events(result)  # + time, prev_hash, hash (the audit chain)
+    _atomic_write(out_dir / "events.parquet", lambda p: events.to_parquet(p, index=False))
+    audit_trail.write_extras(result, out_dir, events, _atomic_write)  # audit.json, snapshots, who_paid
     return out_dir
 
 

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from simulator.world.who_paid import hedger_metrics
+
 #: Every key ``summarize`` returns, in order; one line each (the docstring of ``summarize``
 #: gives the full definitions).
 SUMMARY_KEYS: tuple[str, ...] = (
@@ -115,6 +117,10 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "liquidations_pre_shock",
     "opening_unfilled_share",
 )
+#: What ADL and socialization cost hedging traders (``simulator.world.who_paid``); appended
+#: last, in their own tuple, so edits of the list above merge cleanly.
+HEDGER_KEYS: tuple[str, ...] = ("hedger_shortfall", "hedger_shortfall_pct")
+SUMMARY_KEYS = SUMMARY_KEYS + HEDGER_KEYS
 
 _STAGES = ("book", "backstop", "insurance_fund", "adl", "engine")
 #: Why ADL fired (the ``reason`` of ``adl`` events; simulator.venue.waterfall.adl).
@@ -559,6 +565,7 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
         share_zero = float(soc["amount"].to_numpy(dtype=np.int64)[mask].sum()) / soc_total
     out["socialized_share_zero_position"] = share_zero
     out["venue_loss_occurred"] = bool(out["venue_loss"] > 0)
+    out.update(hedger_metrics(events, meta))  # HEDGER_KEYS
 
     out.update(market_health(ts, liq, meta))
     return {k: _plain(out[k]) for k in SUMMARY_KEYS}

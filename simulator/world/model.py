@@ -36,6 +36,7 @@ from simulator.world.scenario import (
     maker_opening_share,
 )
 from simulator.venue.venue import Venue, VenueConfig
+from simulator.venue.audit import SnapshotRecorder
 
 CASH_UNIT = 1e-6
 SERIES = (
@@ -138,6 +139,7 @@ class PerpModel(mesa.Model):
 
         self.series = {k: np.full(self.n_steps, np.nan) for k in SERIES}
         self.residual_max = 0
+        self.audit = SnapshotRecorder(scenario.step_seconds)  # balance snapshots every 60 s
 
     # ------------------------------------------------------------------ set-up
     def _oracle_view(self, path: np.ndarray) -> np.ndarray:
@@ -281,6 +283,7 @@ class PerpModel(mesa.Model):
         venue.unwind_venue_positions(holders=[venue.insurance_fund, venue.engine])
         self.exchange.close_step(funding_due, premium)
         self._record(t)
+        self.audit.maybe_record(t, venue)
         self.t += 1
 
     def _record(self, t: int) -> None:
@@ -322,6 +325,7 @@ class PerpModel(mesa.Model):
             self.step()
             if progress is not None:
                 progress(1)
+        self.audit.finish(self.t - 1, self.venue)
 
     def timeseries(self) -> pd.DataFrame:
         """Per-step series (market 0 prices and book; venue totals), with per-step waterfall

@@ -1,0 +1,114 @@
+"""Who paid for the deficit that reached ADL and socialization, per agent class (issue 11, item 6).
+
+``who_paid(events, classes)`` is pure: the event table (``EventLog.to_frame()``) and a mapping
+account -> class (``account_classes(model)``: ``trader:<strategy>`` for trend, mean_revert,
+noise and hedger traders, ``whale``, ``market_maker``, ``arbitrageur``, ``backstop``, and the
+venue's own rows ``insurance_fund``, ``fee_pool``, ``loss_pool``).
+
+Definitions (ledger cash units, integers; ``*_usd`` columns are quote currency). Two event
+kinds move an ADL'd counterparty's cash against closing at mark; per event row ``amount > 0`` is
+cash paid vs mark, ``amount < 0`` cash received vs mark:
+
+* ``adl`` (the counterparty's fill): ``amount = size x (fill price - mark) x side`` (0 when the
+  fill is at mark, as for ``price: bankruptcy``, which settles through ``adl_haircut``);
+* ``adl_haircut``: the cash the counterparty paid to settle at the bankrupt account's
+  bankruptcy price (> 0), or got when the case still had equity at mark (< 0).
+
+Columns:
+
+* ``adl_price_haircut``, ``adl_settlement_haircut``: sums of the positive amounts of the
+  class's ``adl`` and ``adl_haircut`` rows (the summary's ``adl_haircut`` convention).
+* ``adl_received``: minus the sum of their negative amounts (cash got vs mark), >= 0.
+* ``socialized``: sum of the class's ``socialize`` charges.
+* ``shortfall = adl_price_haircut + adl_settlement_haircut + socialized``: cash the class
+  paid against holding its positions at mark. Profit that ADL *realised early* is not a loss
+  (closing at mark would have paid it out exactly), so it is not in the shortfall.
+  ``net_vs_mark = shortfall - adl_received`` nets the rows where ADL paid them more than mark.
+* ``pnl_at_mark``: sum of ``adl`` rows' ``pnl``, the unrealised PnL at mark of the positions
+  ADL closed: the hedge P&L the class expected. ``pnl_received = pnl_at_mark -
+  adl_price_haircut - adl_settlement_haircut + adl_received`` (socialization is charged on
+  equity, not on a closed position, so it is not in it). ``shortfall_pct = 100 x shortfall /
+  pnl_at_mark`` (NaN when ``pnl_at_mark <= 0``, i.e. nothing profitable was ADL'd; the dollar
+  shortfall still counts socialization, so the percentage can exceed 100).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+NAN = float("nan")
+HEDGER = "trader:hedger"
+COLUMNS = ("class", "accounts", "accounts_hit", "adl_fills", "adl_price_haircut", "adl_settlement_haircut",
+           "adl_received", "socialized", "shortfall", "net_vs_mark", "pnl_at_mark", "pnl_received",
+           "shortfall_usd", "pnl_at_mark_usd", "shortfall_pct")
+_INT = COLUMNS[1:12]
+
+
+def account_classes(model) -> dict[int, str]:
+    """account -> class for a ``PerpModel`` (duck-typed: ``venue.ledger.kind``, ``traders``,
+    ``whales``)."""
+    from agents.traders import STRATEGIES
+
+    kinds = model.venue.ledger.kind
+    out = {int(a): str(k) for a, k in enumerate(kinds)}
+    for a in np.flatnonzero(kinds == "trader"):
+        out[int(a)] = "whale"  # traders outside the population are the scenario's whales
+    pop = model.traders
+    for a, s in zip(pop.accounts, pop.strategy):
+        out[int(a)] = f"trader:{STRATEGIES[int(s)]}"
+    return out
+
+
+def who_paid(events: pd.DataFrame, classes: Mapping[int, str], cash_unit: float = 1e-6) -> pd.DataFrame:
+    """One row per class (every class in ``classes``, sorted): see the module docstring."""
+    cls = pd.Series({int(a): str(c) for a, c in dict(classes).items()}, dtype=object)
+    names = sorted(set(cls.tolist()))
+    ev = events[events["kind"].isin(["adl", "adl_haircut", "socialize"])]
+    ev = ev.assign(cls=ev["account"].map(cls).fillna("unknown"))
+    if ev["cls"].eq("unknown").any():
+        names.append("unknown")
+
+    def total(kinds, col, keep=lambda v: np.ones(len(v), dtype=bool)):
+        sel = ev[ev["kind"].isin(kinds)]
+        v = sel[col].to_numpy(dtype=np.int64)
+        return sel.assign(v=np.where(keep(v), v, 0)).groupby("cls")["v"].sum()
+
+    price_h = total(["adl"], "amount", lambda v: v > 0)
+    settle_h = total(["adl_haircut"], "amount", lambda v: v > 0)
+    got = -total(["adl", "adl_haircut"], "amount", lambda v: v < 0)
+    soc = total(["socialize"], "amount")
+    pnl = total(["adl"], "pnl")
+    fills = ev[ev["kind"] == "adl"].groupby("cls").size()
+    hit = ev.groupby("cls")["account"].nunique()
+    size = cls.value_counts()
+    rows = []
+    for c in names:
+        ph, sh, rc, so, p = (int(s.get(c, 0)) for s in (price_h, settle_h, got, soc, pnl))
+        short = ph + sh + so
+        rows.append({
+            "class": c, "accounts": int(size.get(c, 0)), "accounts_hit": int(hit.get(c, 0)),
+            "adl_fills": int(fills.get(c, 0)), "adl_price_haircut": ph, "adl_settlement_haircut": sh,
+            "adl_received": rc, "socialized": so, "shortfall": short, "net_vs_mark": short - rc,
+            "pnl_at_mark": p, "pnl_received": p - ph - sh + rc,
+            "shortfall_usd": short * cash_unit, "pnl_at_mark_usd": p * cash_unit,
+            "shortfall_pct": 100.0 * short / p if p > 0 else NAN,
+        })
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    return df.astype({k: np.int64 for k in _INT})
+
+
+def hedger_metrics(events: pd.DataFrame, meta: Mapping) -> dict:
+    """``hedger_shortfall`` (quote currency) and ``hedger_shortfall_pct`` for the summary;
+    NaN when the run's meta has no ``account_class``; 0 and NaN when the run has no hedger."""
+    classes = meta.get("account_class")
+    if classes is None:
+        return {"hedger_shortfall": NAN, "hedger_shortfall_pct": NAN}
+    table = who_paid(events, classes, meta.get("cash_unit", 1e-6))
+    row = table[table["class"] == HEDGER]
+    if row.empty:
+        return {"hedger_shortfall": 0.0, "hedger_shortfall_pct": NAN}
+    return {"hedger_shortfall": float(row["shortfall_usd"].iloc[0]),
+            "hedger_shortfall_pct": float(row["shortfall_pct"].iloc[0])}
