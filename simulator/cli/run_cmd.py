@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from simulator.cli._common import CliError, parse_set, positive_int, resolve_scenario, seed_int
+from simulator.cli._common import CliError, parse_set, resolve_scenario, seed_int
 
 HEADLINE = (
     ("index_min", "index low", "{:,.2f}"),
@@ -121,7 +121,7 @@ def add_commands(sub) -> None:
     r = sub.add_parser("run", help="run one scenario path and write a results folder")
     r.add_argument("file", metavar="SCENARIO", help="a scenario YAML file or a bundled scenario name (e.g. cascade)")
     r.add_argument("--seed", type=seed_int, default=None, help="random seed, >= 0 (default: the scenario's seed)")
-    r.add_argument("--steps", type=positive_int, default=None, help="number of steps (default: the scenario's steps)")
+    r.add_argument("--steps", type=int, default=None, help="number of steps, >= 1 (default: the scenario's steps)")
     r.add_argument("--out", default=None, help="results folder (default: results/NAME-TIMESTAMP)")
     r.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
     r.add_argument("--set", action="append", metavar="FIELD=VALUE",
