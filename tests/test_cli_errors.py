@@ -49,7 +49,7 @@ CASES = [
     (["compare", "nosuch_folder"], "compare nosuch_folder: no such folder"),
     (["compare", "x", "--n-boot", "0"], "argument --n-boot: 0 is too small"),
     (["batch", "--resume", "nosuch_folder"], "--resume nosuch_folder: no such folder"),
-    (["run", CASCADE, "--steps", "x"], "argument --steps: 'x' is not a whole number"),
+    (["run", CASCADE, "--steps", "x"], "argument --steps: invalid int value: 'x'"),
     (["run", CASCADE, "--set", "agents.traders.count"], "use FIELD.PATH=VALUE"),
     (["run", CASCADE, "--set", "a..b=1"], "is not a dotted field path"),
 ]
