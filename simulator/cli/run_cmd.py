@@ -1,5 +1,5 @@
-"""``perpstress validate`` and ``perpstress run``: check scenario files; run one path and write a
-results folder."""
+"""``perpstress validate``, ``perpstress run`` and ``perpstress scenarios``: check scenario and
+design files; run one path and write a results folder; list what is bundled."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from simulator.cli._common import parse_set
+from simulator.cli._common import CliError, parse_set, resolve_scenario, seed_int
 
 HEADLINE = (
     ("index_min", "index low", "{:,.2f}"),
@@ -43,24 +43,68 @@ def summary_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
-def cmd_validate(args) -> int:
-    from simulator.world.scenario import load
+def _is_design(data) -> bool:
+    return isinstance(data, dict) and "waterfall" in data and "index" not in data
 
+
+def cmd_validate(args) -> int:
+    from simulator.world import bundled
+    from simulator.world.scenario import apply_overrides, load, load_design, read_yaml, validate_sweep
+
+    overrides = parse_set(args.set)
     for f in args.files:
-        sc = load(f)
+        path = Path(f)
+        if not path.exists() and bundled.preset_path(f) is not None and bundled.scenario_path(f) is None:
+            path = bundled.preset_path(f)
+        else:
+            path = resolve_scenario(f)
+        data = read_yaml(path)
+        if _is_design(data):
+            d = load_design(path)
+            print(f"{f}: ok (design {d.name}: waterfall {[s.stage for s in d.waterfall]})")
+            continue
+        sc = load(path, overrides)
+        cells = validate_sweep(apply_overrides(data, overrides, str(path)), str(path), path.parent)
+        extra = f", {len(cells)} sweep cells" if sc.sweep else ""
         print(f"{f}: ok ({sc.name}: {sc.steps} steps, {len(sc.markets)} market(s), "
-              f"{sc.agents.traders.count} traders, waterfall {[s.stage for s in sc.venue.waterfall]})")
+              f"{sc.agents.traders.count} traders, waterfall {[s.stage for s in sc.venue.waterfall]}{extra})")
+    return 0
+
+
+def cmd_scenarios(args) -> int:
+    from simulator.world import bundled
+
+    print(f"bundled scenarios ({bundled.scenarios_dir()}):  perpstress run NAME")
+    for name in bundled.scenario_names():
+        print(f"  {name:<16} {bundled.first_comment(bundled.scenario_path(name))}")
+    print("venue presets (waterfall designs):  perpstress batch NAME --preset PRESET")
+    from simulator.world.scenario import read_yaml
+
+    for name in bundled.preset_names():
+        path = bundled.preset_path(name)
+        try:
+            desc = (read_yaml(path) or {}).get("description") or bundled.first_comment(path)
+        except Exception:
+            desc = bundled.first_comment(path)
+        print(f"  {name:<16} {desc}")
     return 0
 
 
 def cmd_run(args) -> int:
     from simulator.experiments import run
 
-    scenario = run.load_scenario(args.file, parse_set(args.set))
+    path = resolve_scenario(args.file)
+    scenario = run.load_scenario(path, parse_set(args.set))
+    if args.steps is not None:  # validated now, not after the model is built
+        scenario = run.with_overrides(scenario, {"steps": int(args.steps)})
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{_stamp()}"
-    result = run.run_scenario(scenario, seed=args.seed, steps=args.steps, progress=sys.stderr.isatty())
-    run.write_run(result, out)
-    print(f"{scenario.name}: {scenario.steps if args.steps is None else args.steps} steps, seed {result.seed}")
+    try:
+        run.check_out_dir(out, force=args.force)  # before simulating
+    except (FileExistsError, NotADirectoryError, PermissionError) as exc:
+        raise CliError(str(exc)) from None
+    result = run.run_scenario(scenario, seed=args.seed, progress=sys.stderr.isatty())
+    run.write_run(result, out, force=args.force)
+    print(f"{scenario.name}: {scenario.steps} steps, seed {result.seed}")
     print(summary_table(result.summary))
     print(f"results written to {out}")
     _warn_degenerate(result.summary)
@@ -86,14 +130,23 @@ def _stamp() -> str:
 
 
 def add_commands(sub) -> None:
-    v = sub.add_parser("validate", help="check scenario files, run nothing")
-    v.add_argument("files", nargs="+")
+    v = sub.add_parser("validate", help="check scenario, design and preset files (and their sweep cells and "
+                       "replay data); run nothing")
+    v.add_argument("files", nargs="+", metavar="FILE",
+                   help="scenario or design YAML files, bundled scenario names or preset names")
+    v.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a scenario field before checking (repeatable; default: none)")
     v.set_defaults(func=cmd_validate)
 
     r = sub.add_parser("run", help="run one scenario path and write a results folder")
-    r.add_argument("file")
-    r.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
-    r.add_argument("--steps", type=int, default=None)
-    r.add_argument("--out", default=None, help="results folder (default results/NAME-TIMESTAMP)")
-    r.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a scenario field")
+    r.add_argument("file", metavar="SCENARIO", help="a scenario YAML file or a bundled scenario name (e.g. cascade)")
+    r.add_argument("--seed", type=seed_int, default=None, help="random seed, >= 0 (default: the scenario's seed)")
+    r.add_argument("--steps", type=int, default=None, help="number of steps, >= 1 (default: the scenario's steps)")
+    r.add_argument("--out", default=None, help="results folder (default: results/NAME-TIMESTAMP)")
+    r.add_argument("--force", action="store_true", help="replace an existing --out folder (default: refuse)")
+    r.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a scenario field, e.g. agents.traders.count=500 (repeatable; default: none)")
     r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("scenarios", help="list the bundled scenarios and venue presets, one line each")
+    s.set_defaults(func=cmd_scenarios)

@@ -137,33 +137,96 @@ def _socialization_meta(events: pd.DataFrame) -> dict:
     }
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode() -> int:
+    return 0o666 & ~_umask()
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; every file follows the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_run(result: RunResult, out_dir: Path) -> Path:
+RUN_FILES = ("run.json", "summary.json", "scenario.yaml")
+
+
+def is_run_folder(path: Path) -> bool:
+    return Path(path).is_dir() and any((Path(path) / f).exists() for f in RUN_FILES)
+
+
+def check_out_dir(out_dir: Path, force: bool = False) -> None:
+    """Refuse, before any work, a results folder that cannot be written: an existing file, an
+    existing non-empty folder (unless ``force``), or a parent we cannot create or write."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"--out {out_dir}: exists and is a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        what = "a run folder" if is_run_folder(out_dir) else "a folder that is not empty"
+        raise FileExistsError(f"--out {out_dir}: already {what}; choose another folder or pass --force to replace it")
+    parent = out_dir.resolve().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"--out {out_dir}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out_dir}: cannot write in {probe} (permission denied)")
+
+
+def write_run(result: RunResult, out_dir: Path, force: bool = False) -> Path:
     """Write the run folder: scenario.yaml (resolved), run.json (seed, version), summary.json,
     timeseries.parquet, events.parquet (hash-chained), audit.json, snapshots.parquet and
-    who_paid.csv (``audit_trail``)."""
+    who_paid.csv (``audit_trail``).
+
+    The folder is written whole into a hidden temp folder beside ``out_dir`` and renamed into
+    place, so an interrupted or failed write (disk full) never leaves half a run folder. An
+    existing empty ``out_dir`` is replaced; a non-empty one only with ``force``.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resolved = result.scenario.model_dump(mode="json")
-    _atomic_write(out_dir / "scenario.yaml", lambda p: Path(p).write_text(yaml.safe_dump(resolved, sort_keys=False)))
-    info = {"scenario": result.scenario.name, "seed": result.seed, "version": package_version()}
-    _atomic_write(out_dir / "run.json", lambda p: Path(p).write_text(json.dumps(info, indent=2)))
-    _atomic_write(out_dir / "summary.json", lambda p: Path(p).write_text(summary_json(result.summary)))
-    _atomic_write(out_dir / "timeseries.parquet", lambda p: result.timeseries.to_parquet(p, index=False))
-    events = audit_trail.chained_events(result)  # + time, prev_hash, hash (the audit chain)
-    _atomic_write(out_dir / "events.parquet", lambda p: events.to_parquet(p, index=False))
-    audit_trail.write_extras(result, out_dir, events, _atomic_write)  # audit.json, snapshots, who_paid
+    check_out_dir(out_dir, force=force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the folder follows the umask
+        resolved = result.scenario.model_dump(mode="json")
+        _atomic_write(tmp / "scenario.yaml", lambda p: Path(p).write_text(yaml.safe_dump(resolved, sort_keys=False)))
+        info = {"scenario": result.scenario.name, "seed": result.seed, "version": package_version()}
+        _atomic_write(tmp / "run.json", lambda p: Path(p).write_text(json.dumps(info, indent=2)))
+        _atomic_write(tmp / "summary.json", lambda p: Path(p).write_text(summary_json(result.summary)))
+        _atomic_write(tmp / "timeseries.parquet", lambda p: result.timeseries.to_parquet(p, index=False))
+        events = audit_trail.chained_events(result)  # + time, prev_hash, hash (the audit chain)
+        _atomic_write(tmp / "events.parquet", lambda p: events.to_parquet(p, index=False))
+        audit_trail.write_extras(result, tmp, events, _atomic_write)  # audit.json, snapshots, who_paid
+        old = None
+        if out_dir.is_dir():
+            if any(out_dir.iterdir()):
+                old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+                os.replace(out_dir, old)
+            else:
+                out_dir.rmdir()
+        os.replace(tmp, out_dir)
+        if old is not None:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out_dir
 
 

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 YEAR_SECONDS = 365 * 24 * 3600
 DAY_SECONDS = 24 * 3600
 TIMESTAMP_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_PLAUSIBLE_NS = (-(2.0**62), 2.0**62)  # int64 nanoseconds with room to spare (~1824..2116)
 HEAD_FILL_SECONDS = 60.0  # a replay may start up to max(this, one step) before its first trade
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -392,33 +393,52 @@ def _resolve(model: Replay, base_dir: Path | str | None) -> Path:
 @functools.lru_cache(maxsize=32)
 def _read_trades(path: str, _mtime_ns: int, ts_col: str, price_col: str, unit: str) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps (int64 ns, sorted) and prices (float64) of a trades CSV; cached per file version."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if b"\x00" in head:
+        raise ValueError(f"replay file {path}: a binary file, not CSV text")
+    if not head.strip():
+        raise ValueError(f"replay file {path}: the file is empty")
     try:
-        df = pd.read_csv(path, usecols=lambda c: c in (ts_col, price_col))
+        df = pd.read_csv(path, usecols=lambda c: c in (ts_col, price_col), encoding="utf-8")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"replay file {path}: cannot read it as CSV ({e})") from e
+        raise ValueError(f"replay file {path}: cannot read it as CSV ({' '.join(str(e).split())})") from e
     missing = [c for c in (ts_col, price_col) if c not in df.columns]
     if missing:
         header = list(pd.read_csv(path, nrows=0).columns)
         raise ValueError(f"replay file {path}: no column(s) {missing}; its columns are {header}")
+    if df.empty:
+        raise ValueError(f"replay file {path}: a header but no rows")
     df = df.dropna()
     if df.empty:
         raise ValueError(f"replay file {path}: no rows with both {ts_col!r} and {price_col!r}")
     col = df[ts_col]
-    if pd.api.types.is_integer_dtype(col):
-        ts = col.to_numpy(np.int64) * TIMESTAMP_UNITS[unit]
-    elif pd.api.types.is_numeric_dtype(col):
-        ts = np.round(col.to_numpy(float) * TIMESTAMP_UNITS[unit]).astype(np.int64)
+    if pd.api.types.is_numeric_dtype(col):
+        raw = col.to_numpy(float) * TIMESTAMP_UNITS[unit]
+        lo, hi = _PLAUSIBLE_NS
+        if not (np.isfinite(raw).all() and raw.min() >= lo and raw.max() <= hi):
+            raise ValueError(
+                f"replay file {path}: column {ts_col!r} read in timestamp_unit {unit!r} gives times outside "
+                f"what int64 nanoseconds hold (first value {col.iloc[0]}); check timestamp_unit (s, ms, us, ns)"
+            )
+        if pd.api.types.is_integer_dtype(col):
+            ts = col.to_numpy(np.int64) * TIMESTAMP_UNITS[unit]
+        else:
+            ts = np.round(raw).astype(np.int64)
     else:
         try:
             ts = pd.DatetimeIndex(pd.to_datetime(col, utc=True, format="ISO8601")).as_unit("ns").asi8
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"replay file {path}: column {ts_col!r} is neither numeric nor ISO-8601 ({e})") from e
+        except (ValueError, TypeError, OverflowError) as e:
+            raise ValueError(
+                f"replay file {path}: column {ts_col!r} is neither numeric nor ISO-8601 ({' '.join(str(e).split())})"
+            ) from e
     try:
         price = pd.to_numeric(df[price_col]).to_numpy(float)
     except (ValueError, TypeError) as e:
         raise ValueError(f"replay file {path}: column {price_col!r} is not numeric ({e})") from e
     if not (np.isfinite(price).all() and (price > 0).all()):
-        raise ValueError(f"replay file {path}: prices must be finite and > 0")
+        bad = int(np.flatnonzero(~(np.isfinite(price) & (price > 0)))[0])
+        raise ValueError(f"replay file {path}: prices must be finite and > 0 (row {bad + 1}: {price[bad]})")
     order = np.argsort(ts, kind="stable")
     ts, price = ts[order], price[order]
     ts.flags.writeable = False

@@ -21,8 +21,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from simulator.venue.adl import RANKINGS
+from simulator.world import bundled, limits
 from simulator.world.index import IndexModel, IndexShock
 from simulator.venue.prices import MARK_METHODS
+from simulator.world.yamlsafe import YamlError, load_file
 
 
 class ScenarioError(ValueError):
@@ -30,7 +32,13 @@ class ScenarioError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no .inf/.nan anywhere: they overflow the integer ledger or poison every metric
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data):
+        return limits.reject_bool_for_number(cls, data)
 
 
 # ------------------------------------------------------------------------- market
@@ -347,31 +355,45 @@ class Scenario(Strict):
 
 
 # --------------------------------------------------------------------------- loading
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "presets"
+try:
+    PRESETS_DIR = bundled.presets_dir()
+except bundled.BundleMissing:  # pragma: no cover - a broken installation
+    PRESETS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "presets"
 
 
 def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file through the bounded safe loader (``ScenarioError`` naming the file)."""
+    try:
+        return load_file(path)
+    except YamlError as exc:
+        raise ScenarioError(str(exc)) from None
+
+
 def load_design(path_or_preset: str | Path) -> Design:
     """A design from a YAML file, or a bundled venue preset by name (``binance``, ``hyperliquid``...)."""
     path = Path(path_or_preset)
-    if not path.exists():
+    if not path.is_file():
         candidate = PRESETS_DIR / f"{path_or_preset}.yaml"
         if not candidate.exists():
             raise ScenarioError(
                 f"{path_or_preset}: no such design file or preset; presets: {preset_names()}"
             )
         path = candidate
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a design file must hold a mapping of fields, got {type(data).__name__}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return Design.model_validate(data)
+        design = Design.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(_format(exc, str(path))) from None
+    problems = limits.check_design(design, "")
+    if problems:
+        raise ScenarioError("\n".join(f"{path}: {field}: {msg}" for field, msg in problems))
+    return design
 
 
 def _format(error: ValidationError, source: str) -> str:
@@ -379,6 +401,9 @@ def _format(error: ValidationError, source: str) -> str:
     for e in error.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
+        field, sep, rest = msg.removeprefix("Value error, ").partition(limits.FIELD_SEP)
+        if sep and field.startswith("["):
+            loc, msg = ".".join(p for p in (loc if e["loc"] else "", field[1:]) if p), rest
         if e["type"] == "extra_forbidden":
             msg = "unknown field (not allowed here; check the spelling against the schema)"
         lines.append(f"{source}: {loc}: {msg}")
@@ -393,6 +418,11 @@ def validate(data: dict, source: str = "<scenario>", base_dir: Path | None = Non
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(_format(exc, source)) from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: nested too deeply") from None
+    problems = limits.check_scenario(scenario)
+    if problems:
+        raise ScenarioError("\n".join(f"{source}: {path}: {msg}" for path, msg in problems))
     _check_files(scenario, source, base_dir)
     _check_opening(scenario, source)
     scenario._base_dir = base_dir
@@ -496,23 +526,34 @@ def _check_files(scenario: Scenario, source: str, base_dir: Path | None) -> None
         path = getattr(model, "path", None)
         if path is None:
             continue
-        p = Path(path)
+        p = Path(path).expanduser()
         if not p.is_absolute() and base_dir is not None:
             p = base_dir / p
+        field = f"{source}: index.models.{i}.path"
+        if p.is_dir():
+            raise ScenarioError(f"{field}: {str(p)!r} is a folder, not a CSV file")
         if not p.exists():
-            raise ScenarioError(f"{source}: index.models.{i}.path: file {str(p)!r} does not exist")
+            raise ScenarioError(f"{field}: file {str(p)!r} does not exist")
+        from simulator.world.index import replay_coverage
+
+        try:
+            covered = replay_coverage(model, scenario.step_seconds, base_dir)
+        except (ValueError, OSError, OverflowError) as exc:
+            raise ScenarioError(f"{field}: {' '.join(str(exc).split())}") from None
+        if covered < scenario.steps:
+            raise ScenarioError(
+                f"{field}: {str(p)!r} covers only {covered} steps of {scenario.step_seconds:g} s; the scenario has "
+                f"{scenario.steps} steps (fewer steps, or a longer file)"
+            )
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read and validate a YAML scenario; ``overrides`` maps dotted paths to values."""
     path = Path(path)
-    if not path.exists():
-        raise ScenarioError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     if overrides:
+        if not isinstance(data, dict):
+            raise ScenarioError(f"{path}: the file must hold a mapping of fields, got {type(data).__name__}")
         data = apply_overrides(data, overrides, source=str(path))
     scenario = validate(data, str(path), base_dir=path.parent)
     scenario._base_dir = path.parent.resolve()
@@ -521,25 +562,61 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
 
 def apply_overrides(data: dict, overrides: dict[str, Any], source: str = "<scenario>") -> dict:
     """Set dotted paths (``agents.traders.count``, ``shocks.0.move``) in a copy of ``data``."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: the file must hold a mapping of fields, got {type(data).__name__}")
     data = copy.deepcopy(data)
     for dotted, value in overrides.items():
+        if not isinstance(dotted, str) or not dotted or any(not p for p in dotted.split(".")):
+            raise ScenarioError(f"{source}: override {dotted!r}: give a dotted field path such as agents.traders.count")
         node = data
         parts = dotted.split(".")
-        for part in parts[:-1]:
-            key = int(part) if isinstance(node, list) else part
-            try:
-                node = node[key]
-            except (KeyError, IndexError, TypeError):
-                if isinstance(node, dict):
-                    node = node.setdefault(key, {})
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            here = ".".join(parts[:depth]) or "(top level)"
+            if isinstance(node, list):
+                try:
+                    key = int(part)
+                except ValueError:
+                    raise ScenarioError(
+                        f"{source}: override {dotted!r}: {here} is a list; {part!r} is not a list index (0..{len(node) - 1})"
+                    ) from None
+                if not -len(node) <= key < len(node):
+                    raise ScenarioError(
+                        f"{source}: override {dotted!r}: {here} has {len(node)} item(s); no index {key}"
+                    )
+                if last:
+                    node[key] = value
                 else:
-                    raise ScenarioError(f"{source}: override {dotted!r}: no element {part!r}") from None
-        last = parts[-1]
-        if isinstance(node, list):
-            try:
-                node[int(last)] = value
-            except (ValueError, IndexError):
-                raise ScenarioError(f"{source}: override {dotted!r}: no element {last!r}") from None
-        else:
-            node[last] = value
+                    node = node[key]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    nxt = node.get(part)
+                    if nxt is None:
+                        nxt = node[part] = {}
+                    node = nxt
+            else:
+                raise ScenarioError(
+                    f"{source}: override {dotted!r}: {here} is a single value ({node!r}), it has no field {part!r}"
+                )
     return data
+
+
+def validate_sweep(data: dict, source: str, base_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Every cell of the scenario's ``sweep:`` grid applied and validated; the cells."""
+    import itertools
+
+    sweep = data.get("sweep") or {}
+    if not isinstance(sweep, dict):
+        raise ScenarioError(f"{source}: sweep: give a mapping of field path -> list of values")
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ScenarioError(f"{source}: sweep.{key}: give a non-empty list of values")
+    keys = list(sweep)
+    cells = [dict(zip(keys, combo)) for combo in itertools.product(*(sweep[k] for k in keys))] if keys else [{}]
+    base = {k: v for k, v in data.items() if k != "sweep"}
+    for cell in cells:
+        if cell:
+            validate(apply_overrides(base, cell, f"{source}: sweep"), f"{source} (sweep cell {cell})", base_dir)
+    return cells

@@ -113,11 +113,45 @@ def _execute(scenario: Any, run_fn: RunFn, task: Task, keep: bool) -> _Outcome:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(scenario: Any, run_fn: RunFn) -> None:
+def _parent_watchdog(parent: int, interval: float = 0.5) -> None:
+    """Exit this worker as soon as its parent is gone (kill -9 of the batch): a worker must never
+    sit blocked on a queue no one reads, nor finish a run no one records."""
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="perpstress-parent-watchdog", daemon=True).start()
+
+
+def _set_pdeathsig() -> None:
+    """Linux: have the kernel send SIGKILL to this worker when its parent dies (belt and braces
+    with the watchdog thread)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def _worker_init(scenario: Any, run_fn: RunFn, parent: int | None = None) -> None:
     try:  # Ctrl-C is the parent's business: it cancels and terminates the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except (ValueError, OSError):  # pragma: no cover
         pass
+    if parent is not None:
+        if os.getppid() != parent:  # the parent died while this worker started
+            os._exit(1)
+        _parent_watchdog(parent)
     _WORKER["scenario"] = scenario
     _WORKER["run_fn"] = run_fn
 
@@ -143,6 +177,7 @@ class BatchReport:
     elapsed_s: float = 0.0
     executor: str = "serial"
     failures: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # run files that failed verification on resume
 
     @property
     def not_done(self) -> int:
@@ -238,14 +273,39 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class _LineProgress:
+    """Progress for a log file or a pipe: one line on stderr every ``every`` runs (and at the end)."""
+
+    def __init__(self, total: int, initial: int, every: int | None = None):
+        self.total, self.n, self.failed = total, initial, 0
+        self.every = every or max(1, min(100, total // 10))
+        self.t0 = time.perf_counter()
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        if self.n % self.every == 0 or self.n == self.total:
+            el = time.perf_counter() - self.t0
+            print(f"runs: {self.n}/{self.total} done, {self.failed} failed, {el:.0f} s", file=sys.stderr, flush=True)
+
+    def set_postfix(self, failed: int = 0, refresh: bool = False) -> None:
+        self.failed = failed
+
+    def close(self) -> None:
+        pass
+
+
 def _make_bar(total: int, initial: int, progress: bool):
+    """A tqdm bar on stderr when stderr is a terminal; progress lines otherwise; nothing if off."""
     from tqdm import tqdm
 
     try:
-        tty = bool(sys.stdout is not None and sys.stdout.isatty())
+        tty = bool(sys.stderr is not None and sys.stderr.isatty())
     except (AttributeError, ValueError):
         tty = False
-    bar = tqdm(total=total, initial=initial, unit="run", desc="runs", disable=not (progress and tty), dynamic_ncols=True)
+    if progress and not tty:
+        return _LineProgress(total, initial)
+    bar = tqdm(total=total, initial=initial, unit="run", desc="runs", disable=not (progress and tty),
+               dynamic_ncols=True, file=sys.stderr)
     bar.set_postfix(failed=0, refresh=False)
     return bar
 
@@ -279,7 +339,7 @@ def run_batch(
         scheduler: address of a running dask scheduler (``tcp://host:port``); without it
             ``dask`` starts a local cluster on 127.0.0.1 and closes it at the end.
         keep_series: store the ``_series`` frame of run indices ``< keep_series``.
-        progress: show a progress bar (only when stdout is a terminal).
+        progress: a progress bar on stderr when it is a terminal, else a line every N runs.
         resume: continue a batch in ``out_dir``: tasks with an ok result are skipped, failed and
             missing ones run. The manifest must match (same scenario, seed, designs, cells,
             runs), else ``ManifestMismatchError``. Without ``resume`` an ``out_dir`` that already
@@ -374,7 +434,12 @@ def run_batch(
         _clean_tmp(runs_dir)
         _clean_tmp(series_dir)
 
-        done = _scan_ok(runs_dir) if resume else set()
+        done, problems = _scan_ok(runs_dir, dict(zip(names, tasks))) if resume else (set(), [])
+        report.rejected = problems
+        for problem in problems[:5]:
+            print(f"warning: {problem}; moved to runs/.rejected/, the run goes again", file=sys.stderr)
+        if len(problems) > 5:
+            print(f"warning: ... and {len(problems) - 5} more run files rejected", file=sys.stderr)
         pending = [t for t, n in zip(tasks, names) if n not in done]
         report.skipped = len(tasks) - len(pending)
         bar = _make_bar(len(tasks), report.skipped, progress)
@@ -444,7 +509,7 @@ def _run_process(
     pending: list[Task], scenario: Any, run_fn: RunFn, keep_series: int, rec: _Recorder, workers: int, mp_context: str
 ) -> None:
     ctx = mp.get_context(mp_context)
-    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(scenario, run_fn))
+    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(scenario, run_fn, os.getpid()))
     futures: dict[cf.Future, Task] = {}
     try:
         with _children_ignore_sigint():  # workers are spawned by submit

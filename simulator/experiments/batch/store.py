@@ -29,7 +29,9 @@ STATUS = "status.json"
 RUNS_DIR = "runs"
 SERIES_DIR = "series"
 LOCK_FILE = ".lock"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: run files carry their task identity and a content hash (metadata)
+META_TASK = b"perpstress.task"
+META_HASH = b"perpstress.sha256"
 
 
 #: Columns every run row carries besides the ``cell.<param>`` columns and the metrics.
@@ -102,6 +104,10 @@ def _clean_tmp(folder: Path) -> None:
                 pass
 
 
+class BatchLockedError(RuntimeError):
+    """Another live session holds the batch folder's lock."""
+
+
 class _DirLock:
     """Advisory exclusive lock on ``out_dir/.lock`` (released when the process dies)."""
 
@@ -114,13 +120,13 @@ class _DirLock:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no lock
             return self
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self.fd)
             self.fd = None
-            raise RuntimeError(f"another batch is writing to {self.path.parent} (lock {self.path} is held)") from None
+            raise BatchLockedError(f"another batch is writing to {self.path.parent} (lock {self.path} is held)") from None
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()}\n".encode())
         return self
@@ -255,8 +261,92 @@ def _series_bytes(series: pd.DataFrame, task: Task) -> bytes:
     return _table_bytes(pa.Table.from_pandas(frame, preserve_index=False))
 
 
+def _row_hash(row: Mapping[str, Any]) -> str:
+    """sha256 of a run row's canonical JSON (what ``verify_run_file`` recomputes on read)."""
+    clean = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+    return hashlib.sha256(json.dumps(clean, sort_keys=True, separators=(",", ":"), allow_nan=True,
+                                     default=str).encode()).hexdigest()
+
+
+def _identity(task_or_row: Any) -> dict:
+    if isinstance(task_or_row, Task):
+        return {"cell_id": task_or_row.cell_id, "design": task_or_row.design, "run_index": int(task_or_row.run_index),
+                "file": _task_file(task_or_row)}
+    r = task_or_row
+    return {"cell_id": r["cell_id"], "design": r["design"], "run_index": int(r["run_index"]),
+            "file": task_filename(r["cell_id"], r["design"], int(r["run_index"]))}
+
+
 def _encode(task: Task, status: str, error: str | None, tb: str | None, elapsed: float, metrics: Mapping) -> bytes:
-    return _table_bytes(pa.Table.from_pylist([_make_row(task, status, error, tb, elapsed, metrics)]))
+    row = _make_row(task, status, error, tb, elapsed, metrics)
+    table = pa.Table.from_pylist([row])
+    # the hash is of the row as it reads back (Arrow may widen types), so verification is exact
+    readback = table.to_pylist()[0]
+    meta = {META_TASK: json.dumps(_identity(task)).encode(), META_HASH: _row_hash(readback).encode()}
+    return _table_bytes(table.replace_schema_metadata(meta))
+
+
+class RunFileError(ValueError):
+    """A run file that is unreadable, changed after it was written, or not the task its name says."""
+
+
+def verify_run_file(path: Path, require_hash: bool = True) -> dict:
+    """Read one run file and check it: readable, content hash intact, identity matching its name
+    (a file copied over another is caught). Returns the row; raises ``RunFileError``."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:
+        raise RunFileError(f"{path}: unreadable run file ({_error_text(exc)[:120]})") from None
+    if table.num_rows != 1:
+        raise RunFileError(f"{path}: holds {table.num_rows} rows, a run file holds one")
+    row = table.to_pylist()[0]
+    meta = table.schema.metadata or {}
+    if META_HASH in meta:
+        if _row_hash(row) != meta[META_HASH].decode():
+            raise RunFileError(f"{path}: content hash mismatch: the file was changed after it was written")
+    elif require_hash:
+        raise RunFileError(f"{path}: no content hash (not written by this batch)")
+    try:
+        ident = _identity(row)
+    except (KeyError, TypeError, ValueError):
+        raise RunFileError(f"{path}: not a run file (no run_index, design, cell_id)") from None
+    if ident["file"] != path.name:
+        raise RunFileError(
+            f"{path}: holds run {ident['run_index']} of design {ident['design']!r} in cell {ident['cell_id']!r} "
+            f"(file {ident['file']}): copied over another run's file"
+        )
+    if META_TASK in meta and json.loads(meta[META_TASK]) != ident:
+        raise RunFileError(f"{path}: its recorded task identity does not match its row")
+    return row
+
+
+def verify_runs(out_dir: str | Path, require_hash: bool | None = None) -> tuple[dict[str, dict], list[str]]:
+    """Every run file of a batch folder checked: ``(rows by file name, problems)``."""
+    out_dir = Path(out_dir)
+    if require_hash is None:
+        try:
+            require_hash = int(load_manifest(out_dir).get("format", 1)) >= 2
+        except (OSError, ValueError, TypeError):
+            require_hash = True
+    runs = out_dir / RUNS_DIR
+    files = sorted(runs.glob("*.parquet")) if runs.is_dir() else []
+    rows: dict[str, dict] = {}
+    problems: list[str] = []
+
+    def check(p: Path):
+        try:
+            return p.name, verify_run_file(p, require_hash), None
+        except RunFileError as exc:
+            return p.name, None, str(exc)
+
+    with cf.ThreadPoolExecutor(max_workers=8) as pool:
+        for name, row, problem in pool.map(check, files):
+            if problem:
+                problems.append(problem)
+            else:
+                rows[name] = row
+    return rows, problems
 
 
 class ManifestMismatchError(ValueError):
@@ -268,7 +358,10 @@ def load_manifest(out_dir: str | Path) -> dict:
     """The batch folder's ``manifest.json``."""
     path = Path(out_dir) / MANIFEST
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a batch manifest (a JSON object)")
+    return data
 
 
 def _package_version() -> str:
@@ -324,19 +417,39 @@ def _check_manifest(old: Mapping, scenario_json: Any, plan: Mapping, path: Path)
         )
 
 
-def _scan_ok(runs: Path) -> set[str]:
-    """File names under ``runs/`` whose row has ``status == "ok"`` (unreadable files: not ok)."""
+def _scan_ok(runs: Path, expected: Mapping[str, Task] | None = None) -> tuple[set[str], list[str]]:
+    """File names under ``runs/`` that hold a verified ``ok`` row of the task their name says,
+    and the problems found (unreadable, changed, copied over another task's file). Files that
+    fail are moved aside to ``runs/.rejected/`` so they never count again; their tasks re-run."""
     files = sorted(runs.glob("*.parquet")) if runs.is_dir() else []
 
-    def status(p: Path) -> str | None:
+    def status(p: Path) -> tuple[str | None, str | None]:
         try:
-            col = pq.read_table(p, columns=["status"]).column(0)
-            return col[0].as_py() if len(col) else None
-        except Exception:
-            return None
+            row = verify_run_file(p, require_hash=True)
+        except RunFileError as exc:
+            return None, str(exc)
+        if expected is not None:
+            task = expected.get(p.name)
+            if task is None:
+                return None, f"{p}: not a task of this batch"
+            if row.get("spawn_key") != json.dumps([int(k) for k in task.spawn_key]) or _entropy_value(task.seed) != row.get("seed_entropy"):
+                return None, f"{p}: seeds differ from the batch's plan for this task"
+        return row.get("status"), None
 
+    ok, problems = set(), []
     with cf.ThreadPoolExecutor(max_workers=8) as pool:
-        return {p.name for p, s in zip(files, pool.map(status, files)) if s == "ok"}
+        for p, (st, problem) in zip(files, pool.map(status, files)):
+            if problem:
+                problems.append(problem)
+                rejected = runs / ".rejected"
+                rejected.mkdir(exist_ok=True)
+                try:
+                    os.replace(p, rejected / p.name)
+                except OSError:
+                    pass
+            elif st == "ok":
+                ok.add(p.name)
+    return ok, problems
 
 
 # ======================================================================= loading
