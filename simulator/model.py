@@ -24,6 +24,7 @@ from simulator.index import index_paths
 from simulator.margin import MarginTiers
 from simulator.market import MarketSpec
 from simulator.prices import FundingConfig, MarkConfig
+from simulator.prices import funding_due as settlement_due
 from simulator.scenario import (
     Crowding,
     FundingSpike,
@@ -64,7 +65,7 @@ def venue_config(scenario: Scenario) -> VenueConfig:
         markets=market_specs(scenario),
         waterfall=[_stage_kwargs(s) for s in v.waterfall],
         mark=MarkConfig(method=v.mark.method, basis_ema_alpha=v.mark.basis_ema_alpha),
-        funding=FundingConfig(interval=v.funding.interval, cap=v.funding.cap, interest=v.funding.interest),
+        funding=FundingConfig(**v.funding.model_dump()),
         insurance_fund=int(round(v.insurance_fund / CASH_UNIT)),
         backstop_capital=int(round(v.backstop_capital / CASH_UNIT)),
         max_rounds=v.max_rounds,
@@ -253,7 +254,7 @@ class PerpModel(mesa.Model):
         LeveragedTrader.step_all(self)
         spikes = self._active(FundingSpike)
         premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
-        funding_due = (t + 1) % self.scenario.venue.funding.interval == 0
+        funding_due = settlement_due(t, self.scenario.step_seconds, self.scenario.venue.funding.interval_seconds)
         self.backstop_vault.step()
         venue.unwind_venue_positions(holders=[venue.insurance_fund])
         self.exchange.close_step(funding_due, premium)

@@ -118,6 +118,7 @@ def venue_runs(draw):
         "deposits": draw(st.lists(st.floats(0.01, 1.0), min_size=n_traders, max_size=n_traders)),
         "leverage": draw(st.lists(st.sampled_from([5.0, 20.0, 50.0, 100.0]), min_size=n_traders, max_size=n_traders)),
         "funding_every": draw(st.integers(1, 4)),
+        "funding_formula": draw(st.sampled_from(["binance", "premium_plus_interest"])),
         "seed": draw(st.integers(0, 2**16)),
         "steps": draw(steps(n_markets, n_traders, draw(st.integers(3, 10)))),
     }
@@ -129,7 +130,7 @@ def build_venue(run):
     unit = int(lot_value.max())
     cfg = VenueConfig(
         markets=markets, waterfall=run["waterfall"], mark=MarkConfig(method=run["mark"]),
-        funding=FundingConfig(interval=run["funding_every"]),
+        funding=FundingConfig(formula=run["funding_formula"]),  # settled every funding_every steps by play_step
         insurance_fund=int(run["fund"] * unit), backstop_capital=int(run["backstop"] * unit),
     )
     venue = Venue(cfg, np.random.default_rng(run["seed"]))
