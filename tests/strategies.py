@@ -1,5 +1,8 @@
 """Shared hypothesis strategies for venue-level property tests.
 
+``fill_batches()`` draws a ledger case: a contract value, some accounts, set-up fills and then
+batches of fills (buyer, seller, lots, price) in which accounts are often hit on both sides.
+
 ``venue_runs()`` draws a whole run: 2-3 markets with different contract values, a waterfall drawn
 from the registered stages and their options, a few market makers and cheap high-leverage
 traders, and a list of steps (index moves up to +-30 %, quotes, market orders, deposits and
@@ -121,6 +124,7 @@ def venue_runs(draw):
         "deposits": draw(st.lists(st.floats(0.01, 1.0), min_size=n_traders, max_size=n_traders)),
         "leverage": draw(st.lists(st.sampled_from([5.0, 20.0, 50.0, 100.0]), min_size=n_traders, max_size=n_traders)),
         "funding_every": draw(st.integers(1, 4)),
+        "funding_formula": draw(st.sampled_from(["binance", "premium_plus_interest"])),
         "seed": draw(st.integers(0, 2**16)),
         "steps": draw(steps(n_markets, n_traders, draw(st.integers(3, 10)))),
     }
@@ -132,7 +136,7 @@ def build_venue(run):
     unit = int(lot_value.max())
     cfg = VenueConfig(
         markets=markets, waterfall=run["waterfall"], mark=MarkConfig(method=run["mark"]),
-        funding=FundingConfig(interval=run["funding_every"]),
+        funding=FundingConfig(formula=run["funding_formula"]),  # settled every funding_every steps by play_step
         insurance_fund=int(run["fund"] * unit), backstop_capital=int(run["backstop"] * unit),
     )
     venue = Venue(cfg, np.random.default_rng(run["seed"]))
@@ -179,3 +183,20 @@ def play_step(venue, makers, traders, prices, unit, step, i, funding_every):
     venue.unwind_venue_positions()
     venue.liquidate()
     return prices
+
+
+@st.composite
+def fill_batches(draw, max_accounts: int = 5):
+    """``(cv, n_accounts, setup, batches)``: fills are ``(buyer, seller, lots, price)`` tuples.
+
+    Few accounts and few price levels, so one batch often holds the same account on both sides,
+    several reductions of one position, flips, self-trades and zero-lot fills.
+    """
+    n = draw(st.integers(2, max_accounts))
+    acc = st.integers(0, n - 1)
+    fill = st.tuples(acc, acc, st.one_of(st.integers(0, 12), st.integers(1, 10**4)),
+                     st.one_of(st.integers(1, 200), st.integers(90, 110), st.integers(1, 10**6)))
+    cv = draw(st.sampled_from([1, 3, 100]))
+    setup = draw(st.lists(fill, max_size=6))
+    batches = draw(st.lists(st.lists(fill, min_size=1, max_size=12), min_size=1, max_size=3))
+    return cv, n, setup, batches

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hypothesis import example, given, settings
+
 from conftest import move_to, unit_market
+from strategies import fill_batches
 from simulator.venue.book import BUY, SELL
 from simulator.venue.ledger import Ledger
 
@@ -102,12 +105,39 @@ def test_bought_and_sold_in_one_batch_realises_into_the_wallet():
     mm, t1, t2 = led.add_accounts(3, "trader", 1_000)
     led.trade(0, [t1, mm], [mm, t2], [1, 1], [101, 99])
     assert state(led, mm) == (0, 0, 1_002)
-    # with a position it keeps its entry and realises the round trip: long 5 @ 90, then +2 @ 100
-    # and -2 @ 103 in one batch -> +6 cash, still long 5 at cost 450
+    # with a position the fills settle in order, as if one at a time: long 5 @ 90 (cost 450),
+    # then +2 @ 100 -> long 7, cost 650; then -2 @ 103 closes floor(650 * 2 / 7) = 185 of cost
+    # and realises 206 - 185 = 21: long 5 at cost 465, wallet 1,002 + 21 = 1,023.
+    # (Netting the batch would have said cost 450 and +6 cash: same equity, wrong split.)
     led.trade(0, mm, t1, 5, 90)
     led.trade(0, [mm, t2], [t1, mm], [2, 2], [100, 103])
-    assert state(led, mm) == (5, 450, 1_008)
+    assert state(led, mm) == (5, 465, 1_023)
     assert led.conservation_residual([95]) == 0
+    # equity at 95 is the same either way: 1,023 + 5 * 95 - 465 = 1,033 = 1,008 + 475 - 450
+    assert led.equity([95])[mm] == 1_033
+
+
+def test_a_batch_equals_the_fills_one_at_a_time_by_hand():
+    # a long 3 at cost 100 (entry 33.3) sells 1 @ 40, 1 @ 41 and 1 @ 40 in one batch.
+    # Netted at the VWAP it would realise 121 - 100 = 21 as well; the partial closes below check
+    # the rounding of each step (floor of the closed share of what cost is left).
+    led = Ledger(np.array([1]))
+    a, b, c = led.add_accounts(3, "trader", 0)
+    for p in (33, 33, 34):
+        led.trade(0, a, b, 1, p)
+    led.trade(0, [b, c, b], [a, a, a], [1, 1, 1], [40, 41, 40])
+    # 1 @ 40: closes 33, +7, cost 67; 1 @ 41: closes floor(67/2) = 33, +8, cost 34;
+    # 1 @ 40: closes 34, +6, cost 0 -> wallet 21
+    assert state(led, a) == (0, 0, 21)
+    # a flip inside a batch at two prices: a short 2 @ 50 (cost -100) buys 3 @ 40 then 1 @ 60.
+    # one at a time: closes 2 (pays 80 for 100 -> +20), opens long 1 @ 40; then adds 1 @ 60:
+    # long 2 at cost 100. Netted at the VWAP (180 for 4) it would be cost 90 and +10.
+    led2 = Ledger(np.array([1]))
+    a, b, c = led2.add_accounts(3, "trader", 0)
+    led2.trade(0, b, a, 2, 50)
+    led2.trade(0, [a, a], [b, c], [3, 1], [40, 60])
+    assert state(led2, a) == (2, 100, 20)
+    assert led2.conservation_residual([45]) == 0
 
 
 def test_self_trade_changes_nothing():
@@ -217,3 +247,28 @@ def test_venue_deposit_and_conservation_after_trading(make_venue):
         move_to(v, p)
         assert v.conservation_residual() == 0
     assert v.ledger.qty.sum(axis=0).tolist() == [0]
+
+
+# ------------------------------------------------------------ property: batch == one by one
+@settings(max_examples=200, deadline=None)
+@given(fill_batches())
+def test_a_batch_settles_exactly_as_its_fills_one_at_a_time(case):
+    """Random positions, then a random batch of fills (accounts hit on both sides, reductions,
+    flips, self-trades, several batches): batched and one-by-one give identical integers."""
+    cv, n_accounts, setup, batches = case
+    batched, single = Ledger(np.array([cv])), Ledger(np.array([cv]))
+    for led in (batched, single):
+        led.add_accounts(n_accounts, "trader", 10**9)
+        for b, s, q, p in setup:
+            led.trade(0, b, s, q, p)
+    for fills in batches:
+        b, s, q, p = (np.array(x, dtype=np.int64) for x in zip(*fills))
+        batched.trade(0, b, s, q, p)
+        for fill in fills:
+            single.trade(0, *fill)
+        np.testing.assert_array_equal(batched.wallet, single.wallet)
+        np.testing.assert_array_equal(batched.qty, single.qty)
+        np.testing.assert_array_equal(batched.cost, single.cost)
+    for mark in (1, 97, 10**4):
+        assert batched.conservation_residual([mark]) == 0
+    assert batched.qty.sum() == 0

@@ -239,3 +239,55 @@ def test_leverage_setting_is_capped_at_the_market_maximum(make_venue):
     assert v.leverage[[a, b], 0].tolist() == [20, 5]
     c = v.add_accounts(1, "trader", 0)[0]
     assert v.leverage[c, 0] == 20
+
+
+# ------------------------------------------------- resting orders (post_quotes) and initial margin
+def test_a_resting_bid_beyond_initial_margin_is_refused(make_venue, move):
+    # mark 1,000, leverage 100, contract value 1. Equity 10: a 100-lot bid (100,000 notional)
+    # needs IM 100 * 1,000 / 100 = 1,000 > 10 -> refused; a 1-lot bid needs exactly 10 -> rests.
+    v = make_venue()
+    poor = v.add_accounts(1, "market_maker", 10, leverage=100)[0]
+    move(v, 1_000)
+    oid = v.post_quotes(0, [poor], [BUY], [999], [100])
+    assert oid.tolist() == [-1] and v.quote_rejections == 1 and v.rejections == 0
+    assert v.books[0].best_bid() is None
+    oid = v.post_quotes(0, [poor], [BUY], [999], [1])
+    assert oid[0] >= 0 and v.books[0].resting_lots(BUY) == 1 and v.quote_rejections == 1
+
+
+def test_a_quote_ladder_is_cut_where_margin_runs_out(make_venue, move):
+    # flat, equity 50, mark 1,000, leverage 100: 10 cash of IM per lot, room for 5 lots a side.
+    # bids 2, 2, 2 -> cumulative 2, 4, 6 lots -> IM 20, 40, 60: the third is cut.
+    # asks 1, 3, 2 -> cumulative 1, 4, 6 -> IM 10, 40, 60: the third is cut. Each side is its
+    # own worst case (max(|q + buys|, |q - sells|) = max(4, 4) -> IM 40 <= 50 after the cut).
+    v = make_venue()
+    mm = v.add_accounts(1, "market_maker", 50, leverage=100)[0]
+    move(v, 1_000)
+    oids = v.post_quotes(0, [mm] * 6, [BUY, BUY, BUY, SELL, SELL, SELL],
+                         [999, 998, 997, 1_001, 1_002, 1_003], [2, 2, 2, 1, 3, 2])
+    assert (oids >= 0).tolist() == [True, True, False, True, True, False]
+    assert v.quote_rejections == 2
+    assert (v.books[0].resting_lots(BUY), v.books[0].resting_lots(SELL)) == (4, 4)
+    # what already rests counts: one more bid lot (cumulative 5, IM 50) fits, then none
+    assert v.post_quotes(0, [mm, mm], [BUY, BUY], [996, 995], [1, 1]).tolist()[1] == -1
+    assert v.books[0].resting_lots(BUY) == 5 and v.quote_rejections == 3
+
+
+def test_quote_margin_counts_the_position_and_other_markets(make_venue, move):
+    # market 0: long 3 @ 1,000, wallet 50 -> equity 50 at mark 1,000; leverage 100.
+    # bids: |3 + 1| = 4 -> IM 40, |3 + 2| = 5 -> 50 (= equity, fits), |3 + 3| = 6 -> 60 refused.
+    # asks only shrink the long first: |3 - 3| = 0 and |3 - 6| = 3 are no larger than the
+    # position (accepted even without free margin); |3 - 11| = 8 -> IM 80 > 50 refused.
+    v = make_venue(markets=[unit_market("A"), unit_market("B")])
+    mm, other = v.add_accounts(2, "market_maker", 50, leverage=100)
+    move(v, 1_000, 1_000)
+    v.ledger.trade(0, mm, other, 3, 1_000)
+    oids = v.post_quotes(0, [mm] * 6, [BUY, BUY, BUY, SELL, SELL, SELL],
+                         [999, 998, 997, 1_001, 1_002, 1_003], [1, 1, 1, 3, 3, 5])
+    assert (oids >= 0).tolist() == [True, True, False, True, True, False]
+    # the short side (other, short 3, equity 50) in market 1: its market-0 worst case is
+    # |-3 - 0| = 3 lots -> IM 30, so a bid of 2 lots in market 1 (IM 20) fits, 3 (IM 30) not
+    assert v.post_quotes(1, [other], [BUY], [999], [3]).tolist() == [-1]
+    assert v.post_quotes(1, [other], [BUY], [999], [2])[0] >= 0
+    assert v.quote_rejections == 3
+    assert v.conservation_residual() == 0

@@ -21,7 +21,7 @@ def scenario(**extra) -> dict:
         "agents": {"traders": {"count": 100, "trade_probability": 0.01},
                    "market_makers": {"count": 2, "capital": 2_000_000, "level_notional": 20_000},
                    "arbitrageurs": {"count": 1}},
-        "venue": {"funding": {"interval": 50}},
+        "venue": {"funding": {"interval_seconds": 50}},  # 1-second steps: settle every 50 steps
     }
     base.update(extra)
     return base
@@ -75,11 +75,22 @@ def test_liquidity_withdrawal_thins_the_book():
 
 
 def test_funding_spike_raises_the_next_funding_rate_by_its_premium():
-    calm = run_model()
-    spiked = run_model(shocks=[{"kind": "funding_spike", "step": 50, "duration": 50, "rate": 0.001}])
+    # premium + interest (no clamp band), so the spike's premium passes straight into the rate
+    plain = {"funding": {"interval_seconds": 50, "formula": "premium_plus_interest"}}
+    calm = run_model(venue=plain)
+    spiked = run_model(venue=plain, shocks=[{"kind": "funding_spike", "step": 50, "duration": 50, "rate": 0.001}])
     # settlement at step 99 averages 50 steps of premium; each carried +0.001
     rate_calm, rate_spiked = calm.series["funding_rate"][99], spiked.series["funding_rate"][99]
     assert rate_spiked == pytest.approx(min(rate_calm + 0.001, 0.0075), abs=1e-12)
+
+
+def test_funding_settles_by_scenario_time_not_step_count():
+    # 200 steps of 30 s = 6,000 s; settlement every 600 s: 10 settlements, at steps 19, 39, ...
+    m = run_model(step_seconds=30, venue={"funding": {"interval_seconds": 600}})
+    settled = np.flatnonzero(~np.isnan(m.series["funding_rate"]))
+    assert settled.tolist() == list(range(19, 200, 20))
+    # the default interval (8 h) never comes in 200 one-second steps
+    assert np.isnan(run_model(venue={}).series["funding_rate"]).all()
 
 
 def test_crowding_sets_the_long_share_during_its_window():

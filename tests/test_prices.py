@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from simulator.venue.book import BUY, SELL
-from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_payments
+from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_due, funding_payments
 
 
-def funded_venue(make_venue, bid, ask, index=1_000, cap=0.0075, interest=0.0001):
+def funded_venue(make_venue, bid, ask, index=1_000, cap=0.0075, interest=0.0001, formula="premium_plus_interest"):
     """a long 10, b short 7, c short 3 (entered at 1,000); mark = book mid, index given."""
-    v = make_venue(mark="mid", funding=FundingConfig(interval=1, cap=cap, interest=interest))
+    v = make_venue(mark="mid", funding=FundingConfig(formula=formula, cap=cap, interest=interest))
     mm, a, b, c = v.add_accounts(4, "trader", 100_000)
     v.ledger.trade(0, a, b, 7, 1_000)
     v.ledger.trade(0, a, c, 3, 1_000)
@@ -68,10 +68,10 @@ def test_funding_averages_the_premium_over_the_interval_and_resets():
     ps.set_index([1_000])
     ps.update_mark([1_001])  # premium 0.001
     ps.update_mark([1_003])  # premium 0.003
-    cfg = FundingConfig(interval=2, cap=0.01, interest=0.0)
+    cfg = FundingConfig(formula="premium_plus_interest", cap=0.01, interest=0.0)
     assert ps.funding_rate(cfg)[0] == pytest.approx(0.002)
     # reset: with no new marks the next rate is the interest alone
-    assert ps.funding_rate(FundingConfig(interval=2, cap=0.01, interest=0.0001))[0] == pytest.approx(0.0001)
+    assert ps.funding_rate(FundingConfig(cap=0.01, interest=0.0001))[0] == pytest.approx(0.0001)
     # rolling inside liquidation rounds (roll=False) does not count towards the average
     ps.update_mark([1_010], roll=False)
     assert ps.funding_rate(cfg)[0] == 0
@@ -116,6 +116,62 @@ def test_mark_methods_and_config_validation():
     with pytest.raises(ValueError):
         MarkConfig(basis_ema_alpha=0)
     with pytest.raises(ValueError):
-        FundingConfig(interval=0)
+        FundingConfig(interval_seconds=0)
+    with pytest.raises(ValueError):
+        FundingConfig(formula="clamped_premium")
     with pytest.raises(ValueError):
         FundingConfig(cap=1.5)
+
+
+# ------------------------------------------------------------------ funding formulas and timing
+@pytest.mark.parametrize("premium, binance, plus_interest", [
+    # 0.03 %: I - P = -0.02 % is inside +-0.05 %, so F = P + (I - P) = I = 0.01 %
+    (0.0003, 0.0001, 0.0004),
+    # 0.2 %: I - P = -0.19 % clamps to -0.05 %: F = 0.2 % - 0.05 % = 0.15 %
+    (0.002, 0.0015, 0.0021),
+    # -0.1 %: I - P = 0.11 % clamps to +0.05 %: F = -0.1 % + 0.05 % = -0.05 %
+    (-0.001, -0.0005, -0.0009),
+    # 1 %: 1 % - 0.05 % = 0.95 % is over the 0.75 % cap; P + I = 1.01 % too
+    (0.01, 0.0075, 0.0075),
+    # 0: I - P = 0.01 % -> F = 0.01 %, the interest alone
+    (0.0, 0.0001, 0.0001),
+])
+def test_funding_formulas_by_hand(premium, binance, plus_interest):
+    assert FundingConfig().rate([premium])[0] == pytest.approx(binance, abs=1e-15)
+    assert FundingConfig(formula="premium_plus_interest").rate([premium])[0] == pytest.approx(plus_interest, abs=1e-15)
+
+
+def test_a_rate_period_longer_than_the_interval_pays_its_share():
+    # Hyperliquid: premium 0.2 % -> 8-hour rate 0.15 % (as above), paid hourly at 1/8 = 0.01875 %;
+    # premium 40 % -> 8-hour rate 39.95 %, 1/8 = 4.99375 % per hour, capped at 4 %
+    hl = FundingConfig(interval_seconds=3_600, rate_period_seconds=28_800, cap=0.04)
+    assert hl.rate([0.002, 0.4]).tolist() == pytest.approx([0.0001875, 0.04], abs=1e-15)
+
+
+def test_binance_funding_payments_by_hand(make_venue):
+    # mark 1,001 vs index 1,000: P = 0.1 %, I - P = -0.09 % -> clamp -0.05 % -> F = 0.05 %.
+    # a (long 10) pays ceil(10,010 * 0.0005) = ceil(5.005) = 6; b (short 7) gets
+    # floor(7,007 * 0.0005) = floor(3.5035) = 3; c (short 3) gets floor(1.5015) = 1; fee pool 2
+    v, a, b, c = funded_venue(make_venue, 1_000, 1_002, formula="binance")
+    before = v.ledger.wallet.copy()
+    assert v.apply_funding()[0] == pytest.approx(0.0005)
+    delta = v.ledger.wallet - before
+    assert (delta[a], delta[b], delta[c], delta[v.fee_pool]) == (-6, 3, 1, 2)
+    assert v.conservation_residual() == 0
+
+
+def settlement_steps(n_steps, step_seconds, interval_seconds):
+    return [t for t in range(n_steps) if funding_due(t, step_seconds, interval_seconds)]
+
+
+def test_settlements_fall_where_scenario_time_crosses_a_multiple_of_the_interval():
+    # 100 steps of 30 s = 3,000 s; every 600 s -> 5 settlements, at the ends of steps 19, 39, ...
+    assert settlement_steps(100, 30, 600) == [19, 39, 59, 79, 99]
+    # 30 steps of 7 s = 210 s, every 60 s: 63 s (end of step 8), 126 s (17), 182 s (25) -> 3
+    assert settlement_steps(30, 7, 60) == [8, 17, 25]
+    # 1-second steps over 30 minutes with the Binance 8 h default: no settlement at all
+    assert settlement_steps(1_800, 1, 28_800) == []
+    # 1-second steps, 8 h: the first at the end of step 28,799; decimal steps stay exact
+    assert settlement_steps(28_800, 1, 28_800) == [28_799]
+    assert settlement_steps(30, 0.1, 1) == [9, 19, 29]
+    assert len(settlement_steps(3_000, 0.1, 0.3)) == 1_000

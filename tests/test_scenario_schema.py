@@ -30,6 +30,10 @@ CASES = {
     "shock after last step": (lambda d: d["shocks"][0].update(step=5000), "shocks[0].step", "after the last step"),
     "unknown stage": (lambda d: d["venue"]["waterfall"].append({"stage": "bailout"}), "venue.waterfall.3", "'book', 'backstop', 'insurance_fund', 'adl', 'socialize'"),
     "unknown ranking": (lambda d: d["venue"]["waterfall"][2].update(ranking="vibes"), "venue.waterfall.2.adl.ranking", "'pnl_x_leverage'"),
+    "funding step count": (lambda d: d["venue"].update(funding={"interval": 480}), "venue.funding.interval", "use interval_seconds"),
+    "funding formula": (lambda d: d["venue"].update(funding={"formula": "ftx"}), "venue.funding.formula", "'binance' or 'premium_plus_interest'"),
+    "funding interval below a step": (lambda d: d.update(step_seconds=60) or d["venue"].update(funding={"interval_seconds": 30}),
+                                      "venue.funding.interval_seconds = 30 is shorter than step_seconds (60)", "at most one settlement per step"),
     "strategy shares": (lambda d: d["agents"]["traders"].update(strategies={"trend": 0.5}), "agents.traders.strategies", "sum to 1"),
 }
 
@@ -88,6 +92,22 @@ def test_every_bundled_preset_is_a_valid_design():
     for name in names:
         design = load_design(name)
         assert design.name == name and design.waterfall
+
+
+def test_a_preset_brings_its_venue_funding_rule():
+    from simulator.world.scenario import load_design
+
+    sc = load(ROOT / "scenarios/cascade.yaml")
+    assert sc.venue.funding.formula == "binance" and sc.venue.funding.interval_seconds == 28_800
+    data = sc.model_dump(mode="json")
+    assert "interval" not in data["venue"]["funding"]  # the removed field is never written back
+    data["designs"] = [load_design("hyperliquid").model_dump(mode="json"), load_design("seed_article").model_dump(mode="json")]
+    from simulator.world.scenario import validate
+
+    sc2 = validate(data)
+    hl = sc2.design("hyperliquid").venue.funding
+    assert (hl.interval_seconds, hl.rate_period_seconds, hl.cap) == (3_600, 28_800, 0.04)
+    assert sc2.design("seed_article").venue.funding == sc.venue.funding  # no rule: the scenario's
 
 
 def test_unknown_preset_names_the_available_ones():

@@ -80,7 +80,7 @@ def test_whale_empties_the_small_fund_and_profits_are_clawed_back():
     # clawback at settlement: exactly what the fund could not pay, charged to profitable accounts
     assert s["covered_socialize"] == pytest.approx(s["deficit_total"] - s["covered_insurance_fund"], abs=1e-6)
     charged = result.events[result.events.kind == "socialize"]
-    assert len(charged) > 1 and (charged["step"] >= 599).all()  # funding interval 600: the first settlement
+    assert len(charged) > 1 and (charged["step"] >= 599).all()  # settles every 600 s of 1-second steps: the first at step 599
 
 
 def test_isolated_traders_lose_at_most_the_margin_posted():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import move_to
-from simulator.venue.book import BUY
+from simulator.venue.book import BUY, SELL
 from simulator.venue.waterfall import STAGES, Stage, build_waterfall
 
 
@@ -300,7 +300,8 @@ def test_book_limit_at_bankruptcy(make_venue):
 
 def test_liquidation_cancels_the_case_resting_orders(make_venue):
     v, L, *_ = scenario(make_venue, [{"stage": "book"}, {"stage": "insurance_fund"}], fund=1_000)
-    v.post_quotes(0, [L], [BUY], [90], [5])
+    # an ask that only reduces L's long (a bid adding to it would fail the quote margin check)
+    v.post_quotes(0, [L], [SELL], [120], [5])
     assert v.books[0].orders_of(L) == 1
     v.liquidate()
     assert v.books[0].orders_of(L) == 0

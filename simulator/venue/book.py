@@ -147,14 +147,11 @@ class OrderBook:
                 s.remove(~hit)
         return n
 
-    def post(self, owners, sides, prices, qtys) -> np.ndarray:
-        """Rest limit orders without matching (post-only); orders that would cross are dropped.
-
-        Returns the order ids (``-1`` for a dropped order).
-        """
-        owners, sides, prices, qtys = _arrays(owners, sides, prices, qtys)
-        oids = self._next_oid + np.arange(len(qtys), dtype=np.int64)
-        self._next_oid += len(qtys)
+    def postable(self, sides, prices, qtys) -> np.ndarray:
+        """Which of these post-only orders the book would rest (``post`` drops the others):
+        positive size and price, and not crossing the book or an order of the same batch
+        accepted before it (arrival order)."""
+        sides, prices, qtys = _arrays(sides, prices, qtys)
         bb, ba = self.best_bid(), self.best_ask()
         crosses = ((sides == BUY) & (ba is not None) & (prices >= (ba or 0))) | (
             (sides == SELL) & (bb is not None) & (prices <= (bb or 0))
@@ -174,11 +171,35 @@ class OrderBook:
                 elif side == SELL and (bb is None or price > bb):
                     ok[i] = True
                     ba = price if ba is None else min(ba, price)
+        return ok
+
+    def post(self, owners, sides, prices, qtys) -> np.ndarray:
+        """Rest limit orders without matching (post-only); orders that would cross are dropped.
+
+        Returns the order ids (``-1`` for a dropped order). The book checks prices only; the
+        venue checks margin first (``Venue.post_quotes``).
+        """
+        owners, sides, prices, qtys = _arrays(owners, sides, prices, qtys)
+        oids = self._next_oid + np.arange(len(qtys), dtype=np.int64)
+        self._next_oid += len(qtys)
+        ok = self.postable(sides, prices, qtys)
         for side, s in ((BUY, self.bids), (SELL, self.asks)):
             m = ok & (sides == side)
             if m.any():
                 s.insert(prices[m], qtys[m], owners[m], oids[m])
         return np.where(ok, oids, -1)
+
+    def resting_lots_of(self, owners) -> tuple[np.ndarray, np.ndarray]:
+        """Resting (bid lots, ask lots) of each account in ``owners`` (sorted, unique ids)."""
+        owners = np.asarray(owners, dtype=np.int64)
+        out = []
+        for s in (self.bids, self.asks):
+            lots = np.zeros(len(owners), dtype=np.int64)
+            hit = np.isin(s.owner, owners)
+            if hit.any():
+                np.add.at(lots, np.searchsorted(owners, s.owner[hit]), s.qty[hit])
+            out.append(lots)
+        return out[0], out[1]
 
     def submit(self, owners, sides, qtys, limits=None, rest: bool = False) -> Fills:
         """Match incoming orders in the given order; the remainder rests if ``rest`` else is dropped.

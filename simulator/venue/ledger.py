@@ -134,12 +134,19 @@ class Ledger:
         np.add.at(self.wallet, dst, amounts)
 
     def trade(self, market: int, buyers, sellers, qty, price) -> None:
-        """Settle fills of ``qty`` lots at ``price`` ticks from ``sellers`` to ``buyers``.
+        """Settle fills of ``qty`` lots at ``price`` ticks from ``sellers`` to ``buyers``, in order.
 
-        The fills of one call are netted per account and settled at their combined value
-        (a batch settles at its VWAP), which keeps settlement one vectorised pass. A side that
-        reduces its position realises ``closed share of (proceeds - cost)`` into its wallet and
-        removes that share of ``cost``; a side that grows adds ``q * P * cv`` to ``cost``.
+        The result is exactly that of settling the fills one at a time in the given order (the
+        realised / unrealised split matters: it feeds PnL% rankings). A side that reduces its
+        position realises ``closed share of (proceeds - cost)`` into its wallet and removes that
+        share of ``cost``; a side that grows adds ``q * P * cv`` to ``cost``.
+
+        Vectorised: an account whose fills in the batch all grow its position the same way (or
+        that appears once) is settled netted in one pass, which is exact because growing only
+        adds to ``cost``. The other accounts (hit on both sides, or reducing more than once)
+        are settled in rounds: round k applies every such account's k-th fill, so each account
+        appears at most once per round and its fills are applied in order. A self-trade
+        (buyer == seller) changes nothing and is skipped.
         """
         buyers = np.atleast_1d(np.asarray(buyers, dtype=np.int64))
         sellers = np.broadcast_to(np.asarray(sellers, dtype=np.int64), buyers.shape)
@@ -147,14 +154,46 @@ class Ledger:
         price = np.broadcast_to(np.asarray(price, dtype=np.int64), buyers.shape)
         if (qty < 0).any() or (price <= 0).any():
             raise ValueError("fills need non-negative qty and positive price")
+        live = (buyers != sellers) & (qty > 0)
+        if not live.all():
+            buyers, sellers, qty, price = buyers[live], sellers[live], qty[live], price[live]
+        if len(qty) == 0:
+            return
         value = qty * price * self.contract_values[market]
+        # one entry per side of every fill, in fill order (buyer and seller of a fill differ)
+        n = len(qty)
         accounts = np.concatenate([buyers, sellers])
-        uniq, inv = np.unique(accounts, return_inverse=True)
-        dq = np.zeros(len(uniq), dtype=np.int64)
-        dv = np.zeros(len(uniq), dtype=np.int64)
-        np.add.at(dq, inv, np.concatenate([qty, -qty]))
-        np.add.at(dv, inv, np.concatenate([value, -value]))
-        self._apply(market, uniq, dq, dv)
+        dq_e = np.concatenate([qty, -qty])
+        dv_e = np.concatenate([value, -value])
+        fill = np.concatenate([np.arange(n), np.arange(n)])
+        uniq, inv, counts = np.unique(accounts, return_inverse=True, return_counts=True)
+        # simple: every entry of the account has the sign of its position (or it is flat) and of
+        # its other entries, so the batch only opens / grows it
+        q0 = self.qty[uniq, market]
+        lo = np.full(len(uniq), 1, dtype=np.int64)
+        hi = np.full(len(uniq), -1, dtype=np.int64)
+        np.minimum.at(lo, inv, np.sign(dq_e))
+        np.maximum.at(hi, inv, np.sign(dq_e))
+        one_way = lo == hi
+        simple = (counts == 1) | (one_way & ((q0 == 0) | (np.sign(q0) == hi)))
+        e_simple = simple[inv]
+        if e_simple.any():
+            dq = np.zeros(len(uniq), dtype=np.int64)
+            dv = np.zeros(len(uniq), dtype=np.int64)
+            np.add.at(dq, inv[e_simple], dq_e[e_simple])
+            np.add.at(dv, inv[e_simple], dv_e[e_simple])
+            self._apply(market, uniq[simple], dq[simple], dv[simple])
+        if e_simple.all():
+            return
+        # the rest in rounds: rank of each entry among its account's entries, in fill order
+        rest = np.flatnonzero(~e_simple)
+        order = rest[np.lexsort((fill[rest], accounts[rest]))]
+        acc_sorted = accounts[order]
+        starts = np.flatnonzero(np.r_[True, acc_sorted[1:] != acc_sorted[:-1]])
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        for k in range(int(rank.max()) + 1):
+            e = order[rank == k]
+            self._apply(market, accounts[e], dq_e[e], dv_e[e])
 
     def _apply(self, market: int, accounts, dq, dv) -> None:
         q = self.qty[accounts, market]

@@ -2,14 +2,27 @@
 
 The index comes from outside (the scenario's price path, possibly a stalled oracle). The mark
 is what margin uses; the default is the median of (index + EMA of the basis, book mid, last
-trade), which resists a single manipulated input. Funding is settled every ``interval`` steps
-from the average premium, clamped, longs paying shorts when positive; payers round up and
-receivers round down, so the remainder (never negative) goes to the fee pool.
+trade), which resists a single manipulated input.
+
+Funding (DESIGN.md §4, §5) is settled every ``interval_seconds`` of scenario time (a duration,
+never a step count: ``funding_due``) from the premium averaged over the interval, longs paying
+shorts when positive; payers round up and receivers round down, so the remainder (never
+negative) goes to the fee pool. The rate (``FundingConfig.formula``):
+
+- ``binance``: ``P + clamp(I - P, -clamp_band, +clamp_band)``, then clamped to ``+-cap``
+  (Binance, and the same family at BitMEX, Bybit, OKX, Hyperliquid): a small premium pays the
+  interest rate I alone.
+- ``premium_plus_interest``: ``P + I``, clamped to ``+-cap`` (the simulator's earlier rule).
+
+``P``, ``I`` and the band are per ``rate_period_seconds`` (default: the interval); a settlement
+pays ``interval / rate_period`` of that rate (Hyperliquid: an 8-hour rate paid hourly at 1/8),
+and ``cap`` bounds the rate actually paid per settlement.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -30,17 +43,59 @@ class MarkConfig:
             raise ValueError("basis_ema_alpha must be in (0, 1]")
 
 
+FUNDING_FORMULAS = ("binance", "premium_plus_interest")
+
+
 @dataclass
 class FundingConfig:
-    interval: int = 480  # steps between settlements
-    cap: float = 0.0075  # clamp on the rate per interval
-    interest: float = 0.0001  # interest component per interval
+    """Funding settings; rates are fractions (0.0001 = 0.01 %).
+
+    Args:
+        interval_seconds: scenario seconds between settlements (Binance: 8 h = 28,800).
+        formula: ``binance`` or ``premium_plus_interest`` (see the module docstring).
+        cap: bound on the rate paid per settlement.
+        interest: interest component I per rate period (Binance: 0.01 % per 8 h).
+        clamp_band: the ``binance`` formula's bound on ``I - P`` (Binance: 0.05 %).
+        rate_period_seconds: the period P, I and the band refer to; None: the interval.
+    """
+
+    interval_seconds: float = 28_800.0
+    formula: str = "binance"
+    cap: float = 0.0075
+    interest: float = 0.0001
+    clamp_band: float = 0.0005
+    rate_period_seconds: float | None = None
 
     def __post_init__(self):
-        if self.interval < 1:
-            raise ValueError("funding interval must be >= 1 step")
+        if not self.interval_seconds > 0:
+            raise ValueError("funding interval_seconds must be > 0")
+        if self.formula not in FUNDING_FORMULAS:
+            raise ValueError(f"funding formula {self.formula!r}; allowed: {FUNDING_FORMULAS}")
         if not 0 <= self.cap < 1:
             raise ValueError("funding cap must be in [0, 1)")
+        if not 0 <= self.clamp_band < 1:
+            raise ValueError("funding clamp_band must be in [0, 1)")
+        if self.rate_period_seconds is not None and not self.rate_period_seconds > 0:
+            raise ValueError("funding rate_period_seconds must be > 0")
+
+    def rate(self, premium) -> np.ndarray:
+        """Rate paid at one settlement for an average ``premium`` (array, per market)."""
+        premium = np.asarray(premium, dtype=float)
+        if self.formula == "binance":
+            raw = premium + np.clip(self.interest - premium, -self.clamp_band, self.clamp_band)
+        else:
+            raw = premium + self.interest
+        if self.rate_period_seconds is not None and self.rate_period_seconds != self.interval_seconds:
+            raw = raw * (self.interval_seconds / self.rate_period_seconds)
+        return np.clip(raw, -self.cap, self.cap)
+
+
+def funding_due(step: int, step_seconds: float, interval_seconds: float) -> bool:
+    """Whether a settlement falls in ``step``, the scenario time ``(step * S, (step + 1) * S]``:
+    the step at whose end the time reaches or crosses a multiple of the interval (once per
+    step). Exact: both durations are read as the decimals they print as."""
+    s, i = Fraction(str(step_seconds)), Fraction(str(interval_seconds))
+    return (step + 1) * s // i > step * s // i
 
 
 class PriceState:
@@ -99,7 +154,7 @@ class PriceState:
         premium = self.premium_sum / max(self.premium_count, 1)
         self.premium_sum[:] = 0
         self.premium_count = 0
-        return np.clip(premium + cfg.interest, -cfg.cap, cfg.cap)
+        return cfg.rate(premium)
 
 
 def funding_payments(qty, marks, contract_values, rate) -> np.ndarray:

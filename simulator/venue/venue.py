@@ -83,6 +83,7 @@ class Venue:
         self.waterfall = build_waterfall(config.waterfall)
         self.step = 0
         self.rejections = 0
+        self.quote_rejections = 0  # resting orders refused for initial margin (post_quotes)
         self.volume = np.zeros(len(self.markets), dtype=np.int64)
         self.oi_value_sum = 0.0  # running sum of open-interest value (cash), for the fund guard
         self.oi_value_count = 0
@@ -178,8 +179,70 @@ class Venue:
         return fills
 
     def post_quotes(self, market: int, owners, sides, prices, qtys) -> np.ndarray:
-        """Resting post-only limit orders (market makers)."""
-        return self.books[market].post(owners, sides, prices, qtys)
+        """Resting post-only limit orders (market makers), checked against initial margin.
+
+        Orders the book would drop (crossing, empty) are dropped first; of the rest, an order is
+        refused (counted in ``quote_rejections``) unless the owner's equity, less the maker fee
+        of its side filling, stays >= the initial margin of the worst case in which every resting
+        order of the owner on one side fills (``quote_margin_ok``). Returns the order ids, ``-1``
+        for a dropped or refused order.
+        """
+        owners, sides, prices, qtys = (np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (owners, sides, prices, qtys))
+        book = self.books[market]
+        ok = book.postable(sides, prices, qtys)
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            fits = self.quote_margin_ok(market, owners[idx], sides[idx], qtys[idx])
+            self.quote_rejections += int((~fits).sum())
+            ok[idx[~fits]] = False
+        oids = np.full(len(qtys), -1, dtype=np.int64)
+        if ok.any():
+            oids[ok] = book.post(owners[ok], sides[ok], prices[ok], qtys[ok])
+        return oids
+
+    def quote_margin_ok(self, market: int, owners, sides, qtys) -> np.ndarray:
+        """Initial-margin check of new resting orders, one pass (DESIGN.md §3).
+
+        Per market the worst case of an account's resting orders is
+        ``max(|q + resting buys|, |q - resting sells|)`` lots, valued at mark / leverage and
+        summed over markets. The new orders count cumulatively per owner and side in the given
+        order (makers give near-to-far ladders), on top of what already rests in the books, so a
+        ladder is cut where margin runs out. An order whose side, filled up to it, leaves a
+        position no larger than the current one is always accepted (it cannot add exposure);
+        the fund health guard caps leverage as for market orders.
+        """
+        owners, sides, qtys = (np.asarray(a, dtype=np.int64) for a in (owners, sides, qtys))
+        led = self.ledger
+        u, inv = np.unique(owners, return_inverse=True)
+        q = led.qty[u]
+        buys = np.zeros_like(q)
+        sells = np.zeros_like(q)
+        for m, book in enumerate(self.books):
+            buys[:, m], sells[:, m] = book.resting_lots_of(u)
+        worst = np.maximum(np.abs(q + buys), np.abs(q - sells))
+        # cumulative lots of the new orders per owner and side, in the given order
+        order = np.lexsort((np.arange(len(qtys)), sides, inv))
+        key = inv[order] * 2 + (sides[order] == BUY)
+        csum = np.cumsum(qtys[order])
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        base = np.repeat(csum[starts] - qtys[order][starts], np.diff(np.r_[starts, len(order)]))
+        cum = np.empty_like(qtys)
+        cum[order] = csum - base
+        q0 = q[inv, market]
+        rest = np.where(sides == BUY, buys[inv, market], sells[inv, market])
+        side_lots = rest + cum
+        exposure = np.abs(q0 + sides * side_lots)
+        scenario = worst[inv].copy()
+        scenario[:, market] = exposure
+        leverage = self.leverage[u][inv]
+        if self.fund_guard_active():
+            leverage = np.minimum(leverage, self.config.fund_guard_max_leverage)
+        im = initial_margin(scenario, self.marks, self.contract_values, leverage).sum(axis=1)
+        fee_ppm = max(self.markets[market].maker_fee_ppm, 0)  # a rebate is not counted as margin
+        mark_value = int(self.marks[market]) * int(self.contract_values[market])
+        fee = muldiv_ceil(side_lots * mark_value, fee_ppm, PPM)
+        eq = led.equity(self.marks, u)[inv] - fee
+        return (exposure <= np.abs(q0)) | (eq >= im)
 
     def cancel_orders(self, accounts) -> int:
         return sum(book.cancel_owners(accounts) for book in self.books)

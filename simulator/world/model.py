@@ -24,6 +24,7 @@ from simulator.world.index import index_paths
 from simulator.venue.margin import MarginTiers
 from simulator.venue.market import MarketSpec
 from simulator.venue.prices import FundingConfig, MarkConfig
+from simulator.venue.prices import funding_due as settlement_due
 from simulator.world.scenario import (
     ARB_OPENING_SHARE,
     Crowding,
@@ -67,7 +68,7 @@ def venue_config(scenario: Scenario) -> VenueConfig:
         markets=market_specs(scenario),
         waterfall=[_stage_kwargs(s) for s in v.waterfall],
         mark=MarkConfig(method=v.mark.method, basis_ema_alpha=v.mark.basis_ema_alpha),
-        funding=FundingConfig(interval=v.funding.interval, cap=v.funding.cap, interest=v.funding.interest),
+        funding=FundingConfig(**v.funding.model_dump()),
         insurance_fund=int(round(v.insurance_fund / CASH_UNIT)),
         backstop_capital=int(round(v.backstop_capital / CASH_UNIT)),
         max_rounds=v.max_rounds,
@@ -278,7 +279,7 @@ class PerpModel(mesa.Model):
         LeveragedTrader.step_all(self)
         spikes = self._active(FundingSpike)
         premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
-        funding_due = (t + 1) % self.scenario.venue.funding.interval == 0
+        funding_due = settlement_due(t, self.scenario.step_seconds, self.scenario.venue.funding.interval_seconds)
         self.backstop_vault.step()
         venue.unwind_venue_positions(holders=[venue.insurance_fund, venue.engine])
         self.exchange.close_step(funding_due, premium)

@@ -7,7 +7,8 @@ what is allowed, e.g.::
     scenarios/bad.yaml: agents.traders.leverage.median: Input should be greater than 0
 
 Units in the file are human ones: prices and money in the quote currency (USD), sizes in base
-units, rates as fractions (0.005 = 0.5 %), durations in steps.
+units, rates as fractions (0.005 = 0.5 %), durations in steps except where a field says seconds
+(``step_seconds``, ``venue.funding.interval_seconds``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from simulator.venue.adl import RANKINGS
 from simulator.world import bundled, limits
 from simulator.world.index import IndexModel, IndexShock
-from simulator.venue.prices import MARK_METHODS
+from simulator.venue.prices import FUNDING_FORMULAS, MARK_METHODS
 from simulator.world.yamlsafe import YamlError, load_file
 
 
@@ -117,9 +118,28 @@ class Mark(Strict):
 
 
 class Funding(Strict):
-    interval: int = Field(480, ge=1, description="steps between funding settlements")
-    cap: float = Field(0.0075, ge=0, lt=1)
-    interest: float = Field(0.0001, ge=-0.01, le=0.01)
+    """Funding: settled every ``interval_seconds`` of scenario time (simulator/prices.py)."""
+
+    formula: Literal[FUNDING_FORMULAS] = "binance"  # type: ignore[valid-type]
+    interval_seconds: float = Field(28_800.0, gt=0, description="scenario seconds between settlements (8 h)")
+    rate_period_seconds: float | None = Field(
+        None, gt=0, description="period the premium, interest and band refer to; a settlement pays "
+        "interval / period of it (Hyperliquid: 8 h rate paid hourly). None: the interval"
+    )
+    cap: float = Field(0.0075, ge=0, lt=1, description="bound on the rate paid per settlement")
+    interest: float = Field(0.0001, ge=-0.01, le=0.01, description="interest per rate period")
+    clamp_band: float = Field(0.0005, ge=0, lt=0.1, description="binance formula: bound on interest - premium")
+    interval: int | None = Field(None, exclude=True, description="removed: a step count")
+
+    @field_validator("interval")
+    @classmethod
+    def _no_step_interval(cls, v):
+        if v is not None:
+            raise ValueError(
+                "removed: the funding interval is a duration, not a step count; use interval_seconds "
+                "(e.g. 28800 for 8 h; interval_seconds = interval x step_seconds keeps the old timing)"
+            )
+        return v
 
 
 class FundGuard(Strict):
@@ -152,6 +172,7 @@ class Design(Strict):
     waterfall: list[StageConfig] = Field(min_length=1)
     insurance_fund: float | None = Field(None, ge=0)
     backstop_capital: float | None = Field(None, ge=0)
+    funding: Funding | None = Field(None, description="the venue's funding rule; None: the scenario's")
 
 
 # -------------------------------------------------------------------------- agents
@@ -333,6 +354,15 @@ class Scenario(Strict):
                 raise ValueError(f"shocks[{i}].market = {s.market}; allowed: 0..{len(self.markets) - 1}")
             if isinstance(s, IndexMove) and s.markets and max(s.markets) >= len(self.markets):
                 raise ValueError(f"shocks[{i}].markets names a market beyond 0..{len(self.markets) - 1}")
+        fundings = [("venue.funding", self.venue.funding)] + [
+            (f"designs[{i}].funding", d.funding) for i, d in enumerate(self.designs) if d.funding is not None
+        ]
+        for where, f in fundings:
+            if f.interval_seconds < self.step_seconds:
+                raise ValueError(
+                    f"{where}.interval_seconds = {f.interval_seconds:g} is shorter than step_seconds "
+                    f"({self.step_seconds:g}); at most one settlement per step"
+                )
         names = [d.name for d in self.designs]
         if len(set(names)) != len(names):
             raise ValueError(f"designs: names must be unique, got {names}")
@@ -350,6 +380,8 @@ class Scenario(Strict):
                     venue = venue.model_copy(update={"insurance_fund": d.insurance_fund})
                 if d.backstop_capital is not None:
                     venue = venue.model_copy(update={"backstop_capital": d.backstop_capital})
+                if d.funding is not None:
+                    venue = venue.model_copy(update={"funding": d.funding})
                 return self.model_copy(update={"venue": venue})
         raise ScenarioError(f"{self.name}: no design named {name!r}; designs: {[d.name for d in self.designs]}")
 
