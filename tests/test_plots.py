@@ -70,11 +70,12 @@ def batch_run_fn(scenario: dict, task) -> dict:
     """One batch task: the cell's overrides, the task's design, the task's seeds."""
     from simulator.experiments import batch
     from simulator.experiments import run
+    from simulator.experiments.paths import thin_paths
     from simulator.world import scenario as sc_mod
 
     sc = sc_mod.validate(sc_mod.apply_overrides(scenario, task.cell), "test", base_dir=SCENARIOS).design(task.design)
     r = run.run_scenario(sc, seed=batch.task_seed_sequence(task))
-    return {**r.summary, "_series": r.timeseries}
+    return {**r.summary, **thin_paths(r.timeseries), "_series": r.timeseries}
 
 
 _FOLDERS: dict[str, Path] = {}
