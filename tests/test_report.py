@@ -113,19 +113,77 @@ def _chromium() -> str | None:
 CHROMIUM = _chromium()
 
 
+#: Injected into a copy of the report by the browser test: measures the laid-out page and writes
+#: what it finds on <body> (dump-dom then reads it). An image must fit its container and the
+#: page; no text may be cut (an element whose content is wider than its box while it hides the
+#: overflow, or a table wider than the page without its scroll box).
+LAYOUT_CHECK = """
+<script>
+window.addEventListener('load', function () {
+  var problems = [];
+  var page = document.documentElement.clientWidth;
+  function box(e) { return e.getBoundingClientRect(); }
+  Array.prototype.forEach.call(document.images, function (img) {
+    var r = box(img), c = box(img.parentElement);
+    if (!(img.complete && img.naturalWidth > 0)) problems.push('not loaded: ' + img.alt);
+    if (r.width < 50) problems.push('too small: ' + img.alt);
+    if (r.right > c.right + 1 || r.left < c.left - 1) problems.push('image wider than its container: ' + img.alt);
+    if (r.right > page + 1) problems.push('image beyond the page: ' + img.alt);
+  });
+  var sel = 'h1,h2,h3,p,td,th,figcaption,summary,span,code,li';
+  Array.prototype.forEach.call(document.querySelectorAll(sel), function (e) {
+    var st = getComputedStyle(e);
+    var hides = /(hidden|clip)/.test(st.overflow + st.overflowX + st.overflowY) || st.textOverflow === 'ellipsis';
+    if (hides && (e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1))
+      problems.push('clipped text: ' + e.tagName + ' ' + e.textContent.slice(0, 60));
+    var r = box(e);
+    var scroller = e.closest('.wide');
+    if (!scroller && r.width > 0 && r.right > page + 1) problems.push('text beyond the page: ' + e.tagName + ' ' + e.textContent.slice(0, 60));
+  });
+  if (document.documentElement.scrollWidth > page + 1) problems.push('page scrolls sideways: ' + document.documentElement.scrollWidth + ' > ' + page);
+  Array.prototype.forEach.call(document.querySelectorAll('.wide'), function (w) {
+    if (w.scrollWidth > w.clientWidth + 1) problems.push('table wider than the page: ' + w.textContent.slice(0, 60));
+  });
+  document.body.setAttribute('data-layout-checked', String(document.images.length));
+  document.body.setAttribute('data-layout-problems', problems.length ? problems.join(' | ').replace(/"/g, "'") : 'none');
+});
+</script>
+"""
+
+
+def _chromium_cmd(tmp_path: Path, *args: str) -> list[str]:
+    return [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--window-size=1600,1200", *args,
+    ]
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install -y chromium)")
 @pytest.mark.parametrize("which", ["batch", "run"])
 def test_report_opens_in_headless_chromium(which, batch_report, run_report, tmp_path):
+    """Every image loads, fits its container and the page; no text is clipped; a screenshot
+    of the page is a real image."""
     report = batch_report if which == "batch" else run_report
-    n = len(re.findall(r"<img\b", report.read_text(encoding="utf-8")))
-    cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
-        report.resolve().as_uri(),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    text = report.read_text(encoding="utf-8")
+    n = len(re.findall(r"<img\b", text))
+    checked = tmp_path / "checked.html"
+    checked.write_text(text.replace("</body>", LAYOUT_CHECK + "</body>"), encoding="utf-8")
+    proc = subprocess.run(_chromium_cmd(tmp_path, "--dump-dom", checked.resolve().as_uri()),
+                          capture_output=True, text=True, timeout=180)
     body = re.search(r"<body[^>]*>", proc.stdout)
     assert body, f"no DOM from chromium (rc {proc.returncode}): {proc.stderr[-2000:]}"
-    assert f'data-images-loaded="{n}/{n}"' in body.group(0), body.group(0)
-    assert 'data-report-ready="1"' in body.group(0)
+    tag = body.group(0)
+    assert f'data-images-loaded="{n}/{n}"' in tag, tag
+    assert 'data-report-ready="1"' in tag
+    assert f'data-layout-checked="{n}"' in tag, tag
+    assert 'data-layout-problems="none"' in tag, tag
+
+    shot = tmp_path / "page.png"
+    proc = subprocess.run(_chromium_cmd(tmp_path, f"--screenshot={shot}", report.resolve().as_uri()),
+                          capture_output=True, text=True, timeout=180)
+    assert shot.exists(), proc.stderr[-2000:]
+    assert png_size(shot.read_bytes()) == (1600, 1200)
+    import matplotlib.image as mimage
+
+    assert mimage.imread(shot).std() > 0.01  # not a blank page

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from simulator.figures._io import RunFolder, _check_cell, _col, _shock_windows, open_folder
+from simulator.figures._io import RunFolder, _check_cell, _col, _shock_windows, cell_text, open_folder
 from simulator.figures.style import (
     DEFAULT_DPI,
     DEPTH_COLORS,
@@ -41,7 +41,7 @@ def _timeline_source(folder, design, cell, run_index):
     if design not in f.designs:
         raise ValueError(f"no design {design!r}; designs: {f.designs}")
     if cell is None:
-        cell = next(iter(f.cells))
+        cell = worst_path(f)[0] if run_index is None else next(iter(f.cells))
     _check_cell(f, cell)
     kept = series[(series["design"] == design) & (series["cell_id"] == cell)]
     if kept.empty:
@@ -53,9 +53,13 @@ def _timeline_source(folder, design, cell, run_index):
         raise ValueError(f"run {run_index} of design {design!r} in cell {cell!r} has no kept series; "
                          f"kept: {sorted(kept['run_index'].unique().tolist())}")
     ts = ts.drop(columns=["run_index", "design", "cell_id"]).reset_index(drop=True)
-    where = f", {cell}" if len(f.cells) > 1 else ""
-    title = f"{f.name}: timeline of run {run_index}, design {design}{where}"
-    return ts, f.cell_scenario(cell), title, {"folder": "batch", "design": design, "cell": cell, "run_index": int(run_index)}
+    params = f.cells.get(cell) or {}
+    scenario = dict(f.cell_scenario(cell))
+    if params:
+        # the scenario's description speaks of its own values (a 4 % dip), not this cell's
+        scenario["description"] = f"sweep cell {cell}: {cell_text(params)}"
+    title = f"{f.name}: timeline of run {run_index}, design {design}"
+    return ts, scenario, title, {"folder": "batch", "design": design, "cell": cell, "run_index": int(run_index)}
 
 
 #: The bad-debt panel's covers: timeseries column -> stage (colour key), in waterfall order.
@@ -131,7 +135,7 @@ def plot_timeline(
 
     Args:
         folder: a run folder, or a batch folder (then ``design`` (default the first),
-            ``cell`` (default the first) and ``run_index`` (default: ``worst_path``, the
+            ``cell`` (default: the worst path's, else the first) and ``run_index`` (default: ``worst_path``, the
             path every batch figure uses) pick one kept run).
         steps: ``(first, last)`` steps to show (default all).
         bin_steps: steps per bar of the liquidation and bad-debt panels (default: 1, or
