@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from simulator import figures as plots
+from simulator.figures import report as report_mod
 from simulator.figures.report import write_report
 from test_plots import png_size, results_folders
 
@@ -69,7 +70,42 @@ def test_batch_report(batch_report, folders):
     for d in batch.designs:
         assert f"{d}</th>" in text
     assert "ranking=pro_rata" in text and "surplus_policy=none" in text
-    assert "swept: $0.00, $100,000" in text
+    # every setting that drives results, defaults included (ranking, fill price, trigger, takeover, cap)
+    for setting in ("price=bankruptcy", "trigger=", "takeover=true", "takeover=false", "cap_per_event="):
+        assert setting in text, setting
+    assert "swept: $0, $100,000" in text
+    assert "$0 (set by the design; the sweep does not move it)" in text
+
+    # one number format: no exponents, no cents on whole-dollar amounts, no "$-"
+    assert not re.search(r"\d[eE][+-]\d", re.sub(r"<img[^>]*>|<script.*?</script>", "", text, flags=re.S))
+    assert "$-" not in text and not re.search(r"\$\d{1,3}(,\d{3})+\.\d\d", text)
+
+    # the headline: every cover, adding up to the bad debt, per design; n/a where a design has no stage
+    res = batch.results
+    head = text[text.index("Headline: where the bad debt went"):text.index("How often the waterfall")]
+    rows = re.findall(r"<tr>(.*?)</tr>", head)
+    cells = {re.sub(r"<[^>]+>|&nbsp;", "", r.split("</td>")[0]).strip(): re.findall(r'<td class="num">([^<]*)</td>', r)
+             for r in rows}
+    for i, d in enumerate(batch.designs):
+        g = res[res["design"] == d]
+        assert cells["bad debt (deficit)"][i] == report_mod._money(g["deficit_total"].mean())
+        assert cells["sum of the covers"][i] == cells["bad debt (deficit)"][i]
+        has_adl = "adl" in batch.stages(d)
+        for label, key in (("ADL profit realised early (not a loss)", "adl_profit_taken"),
+                           ("ADL haircut (cash lost vs mark)", "adl_haircut")):
+            assert cells[label][i] == (report_mod._money(g[key].mean()) if has_adl else "n/a")
+    assert cells["socialized"][batch.designs.index("fund_then_adl")] == "n/a"  # no socialize stage
+    assert cells["backstop vault P&amp;L"] == ["n/a"] * 3  # no design has a backstop
+    assert any(k.startswith("ADL fired because: ") for k in cells)
+    # n/a in the comparison table, never bold, for a metric a design has no stage for
+    table = text[text.index("Comparison table"):text.index("<h2>Figures")]
+    assert re.search(r"fund_then_socialize</td><td[^>]*>\d+</td>(<td class=\"num\"[^>]*>n/a</td>){5}"
+                     r"<td class=\"num\"[^>]*>n/a</td>", table)
+    sig = re.findall(r'<span class="sig">([^<]*)</span>', text)
+    assert all("n/a" not in x for x in sig)
+    # the worst path says which runs it was chosen from, the same in every figure
+    wc, wr = plots.worst_path(batch)
+    assert plots.worst_path_text(batch) in text and "kept paths" in plots.worst_path_text(batch)
 
     # probabilities and the comparison table come from the batch's CSVs
     prob = pd.read_csv(folders["batch"] / "probabilities.csv")
@@ -187,3 +223,38 @@ def test_report_opens_in_headless_chromium(which, batch_report, run_report, tmp_
     import matplotlib.image as mimage
 
     assert mimage.imread(shot).std() > 0.01  # not a blank page
+
+
+def test_run_summary_prints_every_cover_and_adl_beside_the_deficit(folders):
+    from simulator.cli.run_cmd import summary_table
+
+    summary = plots.open_folder(folders["run"]).summary
+    text = summary_table(summary)
+    money = {}
+    for line in text.splitlines():
+        label, _, value = line.strip().rpartition("  ")
+        if value.lstrip("-").startswith("$"):
+            money[label.strip()] = float(value.replace("$", "").replace(",", ""))
+    covers = ["paid by insurance fund", "paid by backstop vault", "covered by ADL haircut", "socialized",
+              "socialization pending", "venue's own loss"]
+    assert all(c in money for c in covers)
+    assert sum(money[c] for c in covers) == pytest.approx(money["deficit"], abs=len(covers))  # whole dollars
+    assert money["ADL haircut (cash lost vs mark)"] == round(summary["adl_haircut"])
+    assert money["ADL profit realised early"] == round(summary["adl_profit_taken"])
+    assert "fired: insurance fund empty" in text
+    assert "$-" not in text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install -y chromium)")
+def test_layout_check_catches_overflow_and_clipping(tmp_path):
+    """The browser test's layout check itself: a too-wide image and clipped text are reported."""
+    png = plots.figure_bytes(plots.plot_timeline.__globals__["_new_figure"]((20, 2), 100), "png")
+    b64 = base64.b64encode(png).decode()
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><body><div style="width:300px"><img src="data:image/png;base64,' + b64
+                    + '" alt="wide" width="2000" height="200"></div><p style="width:40px;overflow:hidden;'
+                    'white-space:nowrap">a long line of text that is cut</p>' + LAYOUT_CHECK + "</body></html>")
+    proc = subprocess.run(_chromium_cmd(tmp_path, "--dump-dom", page.resolve().as_uri()),
+                          capture_output=True, text=True, timeout=180)
+    tag = re.search(r"<body[^>]*>", proc.stdout).group(0)
+    assert "image wider than its container: wide" in tag and "clipped text: P" in tag, tag

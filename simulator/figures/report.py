@@ -125,7 +125,7 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0 12px}th,td{border:1px
 vertical-align:top}th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums;
 white-space:nowrap}.swatch{display:inline-block;width:11px;height:11px;
 border-radius:2px;margin-right:5px;vertical-align:-1px}.stage{font-weight:600}.settings{color:#555;font-size:12px}
-figure{margin:10px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #e2e2e2}
+figure{margin:10px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #e2e2e2;box-sizing:border-box}
 figcaption{color:#444;font-size:13px;margin-top:4px;max-width:1100px}.note{color:#555;font-size:13px;max-width:1100px}
 .sig{font-weight:700}details{margin:8px 0}summary{cursor:pointer;font-weight:600}
 .wide{overflow-x:auto}
@@ -261,12 +261,14 @@ def _stage_html(st: dict) -> str:
     changed = [k for k in full if k not in defaults or defaults.get(k) != full[k]]
     order = changed + [k for k in full if k not in changed]
     color = plots.STAGE_COLORS.get(name, "#999")
-    settings = ", ".join(f"{k}={_setting(full[k])}" for k in order if full[k] is not None) or "no settings"
+    settings = ", ".join(f"{k}={_setting(full[k])}" for k in order) or "no settings"
     return (f'{_swatch(color)}<span class="stage">{_e(plots.STAGE_LABELS.get(name, name))}'
             f'</span> <span class="settings">({_e(settings)})</span>')
 
 
 def _setting(v: Any) -> str:
+    if v is None:
+        return "none"
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):

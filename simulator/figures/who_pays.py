@@ -70,16 +70,17 @@ def lorenz(amounts) -> pd.DataFrame:
 def _per_account(events: pd.DataFrame | None) -> dict[str, pd.Series]:
     """Per account, in USD: ``adl`` the ADL haircut actually lost (cash paid versus mark:
     positive ``amount`` of ``adl`` and ``adl_haircut`` events; their total is the summary's
-    ``adl_haircut``), ``adl_profit`` the profit realised early by ADL (positive part of each
-    account's summed ``pnl``: realised, not lost) and ``socialize`` the socialization charges."""
+    ``adl_haircut``), ``adl_profit`` the profit realised early by ADL (positive ``pnl`` of its
+    ADL fills: realised, not lost; the total is the summary's ``adl_profit_taken``) and ``socialize`` the socialization charges."""
     out = {"adl": pd.Series(dtype=float), "adl_profit": pd.Series(dtype=float), "socialize": pd.Series(dtype=float)}
     if events is None or events.empty:
         return out
     kind = events["kind"].astype(str)
     adl = events[kind == "adl"]
     if len(adl):
-        per = adl.groupby("account")["pnl"].sum().astype(float) * CASH_UNIT
-        out["adl_profit"] = per.clip(lower=0)
+        pnl = adl["pnl"].astype(float)
+        per = adl.assign(_p=pnl.where(pnl > 0, 0.0)).groupby("account")["_p"].sum() * CASH_UNIT
+        out["adl_profit"] = per[per > 0]
     hc = events[kind.isin(["adl", "adl_haircut"])]
     if len(hc):
         amt = hc["amount"].astype(float)
