@@ -333,8 +333,8 @@ def plot_compare(
     # --- paired differences
     if dif is not None:
         others = [d for d in designs if d != baseline]
-        dif.suptitle(f"Paired difference design \u2212 {baseline} on the same path (dots: paths; black bar: median; "
-                     f"bar with caps: mean and its bootstrap 95 % interval, also under each design)",
+        dif.suptitle(f"Paired difference: design \u2212 {baseline} on the same path. Dots: paths; black bar: "
+                     "median; diamond: mean with its bootstrap 95 % interval (numbers under each design)",
                      fontsize=11, x=0.01, ha="left")
         if not others:
             _note(dif, f"only the baseline {baseline} has runs: nothing to pair")

@@ -100,20 +100,21 @@ def _bars(ax, frame: pd.DataFrame, columns: dict[str, str], width: int) -> None:
 
 
 def _label_lows(ax, lows, step) -> None:
-    """Mark the price lows and label them in boxes that neither cover the lines nor leave the
-    axes: text below the low, to its left when the low is in the right half of the window."""
+    """Mark the price lows and label them in boxes under the lowest of them (nothing is drawn
+    there: it is the window's minimum), so the labels never cover a line nor leave the axes;
+    to the left of the low when it is in the right half of the window."""
     if not len(step) or not lows:
         return
     lo, hi = ax.get_ylim()
     span = hi - lo
-    ax.set_ylim(lo - 0.22 * span, hi)  # room under the lows for the labels
+    ax.set_ylim(lo - 0.24 * span, hi)  # room under the lows for the labels
+    floor = min(y for _, y, _, _ in lows)
     x0, x1 = float(np.min(step)), float(np.max(step))
     for k, (x, y, name, c) in enumerate(lows):
         right_half = (x - x0) > 0.5 * max(x1 - x0, 1)
-        dx = -12 if right_half else 12
-        dy = -16 - 15 * k
         ax.plot([x], [y], marker="v", color=c, ms=7, zorder=6)
-        ax.annotate(f"{name} low {y:,.0f}", (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, color=c,
+        ax.annotate(f"{name} low {y:,.0f}", (x, y), xytext=(-14 if right_half else 14, floor - (0.06 + 0.09 * k) * span),
+                    textcoords=("offset points", "data"), fontsize=8, color=c,
                     ha="right" if right_half else "left", va="top", zorder=7,
                     bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": c, "alpha": 0.9, "lw": 0.6},
                     arrowprops={"arrowstyle": "-", "color": c, "lw": 0.6})
