@@ -166,3 +166,26 @@ def test_write_compare_on_a_batch(tmp_path):
     assert loss["diff_low"].tolist() == pytest.approx([-1.0, -1.0])
     assert len(prob) == 4 and "p_adl" in prob.columns
     assert "diff_mean" in format_table(cmp)
+
+
+def test_printed_compare_has_units_and_one_number_format():
+    from simulator.experiments.compare import format_table, format_value, metric_unit
+
+    df = pd.DataFrame({
+        "cell_id": "base", "design": ["a", "b", "a", "b", "a", "b"],
+        "metric": ["deficit_total", "deficit_total", "overshoot", "overshoot", "max_cascade_depth", "max_cascade_depth"],
+        "n": 3, "mean": [300000.0, 0.4, 0.0094, 0.0095, 2.0, 2.25], "median": 1.0, "p95": 1.0, "p99": 1.0,
+        "cvar95": 1.0, "baseline": "a", "n_pairs": pd.array([pd.NA, 3, pd.NA, 3, pd.NA, 3], dtype="Int64"),
+        "diff_mean": [np.nan, -299999.6, np.nan, 6.41e-06, np.nan, 0.25],
+        "diff_low": [np.nan, -3e5, np.nan, -0.000196, np.nan, 0.0], "diff_high": [np.nan, -1.0, np.nan, 0.000212, np.nan, 0.5],
+    })
+    text = format_table(df)
+    assert "unit" in text.splitlines()[0]
+    assert "e-0" not in text and "e+0" not in text
+    assert "$300,000" in text and "$0.40" in text and "-$299,999.60" not in text and "-$300,000" in text
+    assert "0.94 %" in text and "0.00 pp" in text and "-0.00" not in text
+    assert "2.00" in text and "2.25" in text and "+0.25" in text
+    assert metric_unit("covered_adl") == "USD" and metric_unit("p_adl") == "%" and metric_unit("max_cascade_depth") == ""
+    assert format_value("venue_loss", -3000) == "-$3,000" and format_value("venue_loss", 0) == "$0"
+    probs = pd.DataFrame({"cell_id": ["base"], "design": ["a"], "n": [3], "p_adl": [0.5]})
+    assert "50 %" in format_table(probs)

@@ -18,11 +18,20 @@ HEADLINE = (
     ("max_cascade_depth", "max cascade depth (rounds)", "{:,.0f}"),
     ("deficit_total", "deficit", "${:,.0f}"),
     ("covered_insurance_fund", "  paid by insurance fund", "${:,.0f}"),
-    ("covered_adl", "  covered by ADL", "${:,.0f}"),
+    ("covered_backstop", "  paid by backstop vault", "${:,.0f}"),
+    ("covered_adl", "  covered by ADL haircut", "${:,.0f}"),
     ("covered_socialize", "  socialized", "${:,.0f}"),
+    ("socialize_pending", "  socialization pending", "${:,.0f}"),
     ("venue_loss", "  venue's own loss", "${:,.0f}"),
     ("fund_end", "insurance fund at end", "${:,.0f}"),
     ("adl_notional", "ADL notional", "${:,.0f}"),
+    ("adl_notional_fund_empty", "  fired: insurance fund empty", "${:,.0f}"),
+    ("adl_notional_negative_equity", "  fired: negative equity", "${:,.0f}"),
+    ("adl_notional_takeover_refused", "  fired: takeover refused", "${:,.0f}"),
+    ("adl_notional_book_exhausted", "  fired: book exhausted", "${:,.0f}"),
+    ("adl_notional_price_band", "  fired: outside price band", "${:,.0f}"),
+    ("adl_haircut", "ADL haircut (cash lost vs mark)", "${:,.0f}"),
+    ("adl_profit_taken", "ADL profit realised early", "${:,.0f}"),
     ("conservation_residual_max_abs", "conservation residual", "{:.0f}"),
     ("two_sided_share", "two-sided book (share of steps)", "{:.1%}"),
     ("two_sided_share_pre_shock", "  before the first shock", "{:.1%}"),
@@ -33,11 +42,17 @@ HEADLINE = (
 
 
 def summary_table(summary: dict) -> str:
+    """The printed summary. Every cover line of the deficit is printed (they add up to it); an
+    ADL reason line only when ADL fired for that reason."""
     rows = []
     for key, label, fmt in HEADLINE:
+        if key.startswith("adl_notional_") and not summary.get(key):
+            continue
         if key in summary and summary[key] is not None:
             try:
-                rows.append(f"  {label:<32} {fmt.format(summary[key])}")
+                v = summary[key]
+                text = ("-" if v < 0 else "") + fmt.format(abs(v)) if fmt.startswith("$") else fmt.format(v)
+                rows.append(f"  {label:<32} {text}")
             except (TypeError, ValueError):
                 rows.append(f"  {label:<32} {summary[key]}")
     return "\n".join(rows)

@@ -31,7 +31,8 @@ from simulator.experiments.batch.store import (
 )
 from simulator.world.metrics import describe, paired_bootstrap_ci
 
-__all__ = ["compare", "probabilities", "format_table", "write_compare", "metric_columns", "LEVEL"]
+__all__ = ["compare", "probabilities", "format_table", "format_value", "metric_unit", "display_compare",
+           "display_probabilities", "write_compare", "metric_columns", "LEVEL"]
 
 #: Confidence level of the bootstrap intervals.
 LEVEL = 0.95
@@ -217,20 +218,105 @@ def _fmt_cell(v: Any) -> str:
     return str(v)
 
 
+_MONEY_WORDS = (
+    "notional", "deficit", "covered_", "venue_loss", "surplus", "fund_start", "fund_min", "fund_end",
+    "fund_drawdown", "fund_paid", "fund_received", "adl_pnl_taken", "adl_profit_taken", "adl_haircut",
+    "adl_shortfall", "adl_overshoot", "adl_paid_beyond", "socialized_total", "socialize_pending", "backstop_",
+    "engine_equity",
+)
+_FRACTIONS = ("overshoot", "max_drawdown", "adl_share_winners_hit", "socialized_share_zero_position",
+              "fund_depleted", "adl_triggered", "socialization_triggered", "venue_loss_occurred")
+_PRICES = ("index_min", "last_min", "mark_min")
+
+
+def metric_unit(metric: str) -> str:
+    """The unit a metric is printed in: ``USD``, ``%`` (fractions and probabilities, printed
+    x 100), ``price`` (quote per unit), ``%`` for ``*_pct`` (already x 100), or ``""``."""
+    m = str(metric)
+    if m in _PRICES:
+        return "price"
+    if m.endswith("_pct") or m in _FRACTIONS or m.startswith("p_") or "_share" in m:
+        return "%"
+    if any(w in m for w in _MONEY_WORDS):
+        return "USD"
+    return ""
+
+
+def format_value(metric: str, v: Any, signed: bool = False) -> str:
+    """One number of ``metric`` in its unit, the same way everywhere in the printed tables:
+    USD in whole dollars with separators ("$1,234,567", "-$3,000"; cents under $1), fractions
+    as % with two decimals (differences in percentage points, "pp"), every other number with
+    two decimals and separators. NaN is empty."""
+    if v is None or isinstance(v, str):
+        return "" if v is None else v
+    if isinstance(v, (bool, np.bool_)):
+        v = float(v)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if np.isnan(v):
+        return ""
+    plus = "+" if signed and v > 0 else ""
+    unit = metric_unit(metric)
+    if unit == "USD":
+        a = abs(v)
+        body = "$0" if a == 0 else (f"${a:,.2f}" if a < 1 else f"${a:,.0f}")
+        return ("-" if v < 0 else plus) + body
+    if unit == "%":
+        v = v if str(metric).endswith("_pct") else v * 100
+    if round(v, 2) == 0:
+        v, plus = 0.0, ""  # no "-0.00"
+    text = f"{plus}{v:,.2f}"
+    return f"{text} {'pp' if signed else '%'}" if unit == "%" else text
+
+
+def display_compare(df: pd.DataFrame) -> pd.DataFrame:
+    """A ``compare`` frame as printed: a ``unit`` column after ``metric`` and every statistic
+    and difference as text in the metric's unit (``format_value``)."""
+    out = df.copy()
+    stats = [c for c in ("mean", "median", "p95", "p99", "cvar95") if c in out.columns]
+    diffs = [c for c in ("diff_mean", "diff_low", "diff_high") if c in out.columns]
+    for c in stats + diffs:
+        out[c] = [format_value(m, v, signed=c in diffs) for m, v in zip(df["metric"], df[c])]
+    if "n_pairs" in out.columns:
+        out["n_pairs"] = ["" if pd.isna(v) else str(int(v)) for v in df["n_pairs"]]
+    out.insert(list(out.columns).index("metric") + 1, "unit", [metric_unit(m) for m in df["metric"]])
+    out.attrs["right"] = set(stats + diffs + ["n_pairs"])
+    return out
+
+
+def display_probabilities(df: pd.DataFrame) -> pd.DataFrame:
+    """A ``probabilities`` frame as printed: each probability in % (no decimals)."""
+    out = df.copy()
+    for c in [c for c in df.columns if str(c).startswith("p_")]:
+        out[c] = ["" if pd.isna(v) else f"{float(v) * 100:.0f} %" for v in df[c]]
+    out.attrs["right"] = {c for c in df.columns if str(c).startswith("p_")}
+    return out
+
+
 def format_table(df: pd.DataFrame, max_rows: int | None = None, max_width: int = 40) -> str:
     """A fixed-width text table of ``df`` (numbers right-aligned, text left-aligned).
 
-    NaN shows as an empty cell; text longer than ``max_width`` is cut with ``...``;
-    ``max_rows`` keeps the first rows and says how many were left out.
+    A ``compare`` frame (columns ``metric`` and ``mean``) or a ``probabilities`` frame (``p_*``
+    columns) is printed in units first (``display_compare``, ``display_probabilities``: one
+    number format per unit). NaN shows as an empty cell; text longer than ``max_width`` is cut
+    with ``...``; ``max_rows`` keeps the first rows and says how many were left out.
     """
     if df is None or len(df.columns) == 0:
         return "(no rows)"
+    if "metric" in df.columns and "mean" in df.columns and pd.api.types.is_numeric_dtype(df["mean"]):
+        df = display_compare(df)
+    elif any(str(c).startswith("p_") for c in df.columns) and "metric" not in df.columns:
+        df = display_probabilities(df)
+    right = df.attrs.get("right", set())
     shown = df if max_rows is None else df.head(max_rows)
     cols = [str(c) for c in df.columns]
     cells = [[_fmt_cell(v) for v in row] for row in shown.itertuples(index=False, name=None)]
     cells = [[s if len(s) <= max_width else s[: max_width - 3] + "..." for s in row] for row in cells]
     numeric = [
-        pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns
+        (pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])) or c in right
+        for c in df.columns
     ]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(cols)]
 

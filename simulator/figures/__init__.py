@@ -29,8 +29,9 @@ Modules, one per figure family: ``timeline``, ``compare``, ``who_pays``, ``sweep
 Figures read results folders, never the model; ``who_pays.replay`` re-runs one stored path
 through ``simulator.experiments.run``. May import experiments, world and venue; never cli.
 
-Colours are fixed: ``STAGE_COLORS`` for waterfall stages (the same in every figure) and
-``design_colors`` (designs in the batch manifest's order) for designs.
+Colours are fixed: ``STAGE_COLORS`` for waterfall stages (the same in every figure) and, for
+designs, ``PRESET_COLORS`` (the bundled presets and "default") or the name's hash into
+``DESIGN_PALETTE`` (``design_color``): a design has the same colour in every folder.
 
 Money is in the scenario's quote currency, labelled USD; time is in simulation steps.
 """
@@ -49,18 +50,35 @@ from simulator.figures._io import (
     open_folder,
     save_figure,
 )
-from simulator.figures.compare import COMPARE_METRICS, EXCEEDANCE_METRICS, exceedance, plot_compare
+from simulator.figures.compare import (
+    COMPARE_METRICS,
+    EXCEEDANCE_METRICS,
+    exceedance,
+    paired_differences,
+    plot_compare,
+    zero_metrics,
+)
 from simulator.figures.style import (
     DESIGN_PALETTE,
+    PRESET_COLORS,
     PRICE_COLORS,
     STAGES,
     STAGE_COLORS,
     STAGE_LABELS,
+    design_color,
     design_colors,
 )
 from simulator.figures.sweep import plot_sweep, sweep_table
 from simulator.figures.timeline import plot_timeline
-from simulator.figures.who_pays import SPLIT_COLUMNS, lorenz, plot_who_pays, replay, worst_path
+from simulator.figures.who_pays import (
+    REASON_COLUMNS,
+    SPLIT_COLUMNS,
+    lorenz,
+    plot_who_pays,
+    replay,
+    worst_path,
+    worst_path_text,
+)
 
 
 __all__ = [
@@ -69,19 +87,25 @@ __all__ = [
     "STAGE_LABELS",
     "PRICE_COLORS",
     "DESIGN_PALETTE",
+    "PRESET_COLORS",
     "COMPARE_METRICS",
     "EXCEEDANCE_METRICS",
     "SPLIT_COLUMNS",
+    "REASON_COLUMNS",
     "KINDS",
     "RunFolder",
     "BatchFolder",
     "open_folder",
     "folder_kind",
     "design_waterfall",
+    "design_color",
     "design_colors",
     "exceedance",
+    "paired_differences",
+    "zero_metrics",
     "lorenz",
     "worst_path",
+    "worst_path_text",
     "replay",
     "plot_timeline",
     "plot_compare",
@@ -95,36 +119,6 @@ __all__ = [
 
 
 #: Figure kinds of ``plot_all`` / ``perpstress plot --kind``.
-__all__ = [
-    "STAGES",
-    "STAGE_COLORS",
-    "STAGE_LABELS",
-    "PRICE_COLORS",
-    "DESIGN_PALETTE",
-    "COMPARE_METRICS",
-    "EXCEEDANCE_METRICS",
-    "SPLIT_COLUMNS",
-    "KINDS",
-    "RunFolder",
-    "BatchFolder",
-    "open_folder",
-    "folder_kind",
-    "design_waterfall",
-    "design_colors",
-    "exceedance",
-    "lorenz",
-    "worst_path",
-    "replay",
-    "plot_timeline",
-    "plot_compare",
-    "plot_who_pays",
-    "plot_sweep",
-    "sweep_table",
-    "save_figure",
-    "figure_bytes",
-    "plot_all",
-]
-
 KINDS = ("timeline", "compare", "who-pays", "sweep")
 
 
@@ -142,7 +136,7 @@ def _figures(folder, kinds: Sequence[str], metric: str | None, cell: str | None 
         if isinstance(f, RunFolder):
             out.append(("timeline", lambda: plot_timeline(f, steps=steps)))
         elif not f.series.empty:
-            c, r = worst_path(f, cell, kept_only=True)
+            c, r = worst_path(f, cell)
             for d in f.designs:
                 if ((f.series["design"] == d) & (f.series["cell_id"] == c) & (f.series["run_index"] == r)).any():
                     out.append((f"timeline_{_safe(d)}",

@@ -16,7 +16,15 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from simulator.figures.style import DEPTH_COLORS, DESIGN_PALETTE, PRICE_COLORS, STAGE_COLORS, _usd
+from simulator.figures.style import (
+    DEPTH_COLORS,
+    DESIGN_PALETTE,
+    PRESET_COLORS,
+    PRICE_COLORS,
+    STAGE_COLORS,
+    _usd,
+    usd_text,
+)
 
 
 #: Ledger cash unit (micro-USD): events' amount and pnl columns are in these.
@@ -35,6 +43,46 @@ def _fmt_value(v: Any) -> str:
             return f"{f:.3g}" if abs(f) >= 1e6 else f"{f:,.0f}"
         return f"{f:g}"
     return str(v)
+
+
+_USD_PARAMS = ("insurance_fund", "backstop_capital", "capital", "notional", "level_notional", "start_price",
+               "max_trade_notional", "median")
+_PCT_PARAMS = ("move", "fraction", "price_band", "recovery", "trigger", "level_spacing", "long_share",
+               "initial_positions", "threshold", "volatility")
+
+
+def param_label(path: str) -> str:
+    """A readable axis label for a dotted scenario field: ``venue.insurance_fund`` ->
+    "insurance fund (USD)", ``shocks.0.move`` -> "shock 1: move (%)"."""
+    parts = str(path).split(".")
+    leaf = parts[-1]
+    unit = " (USD)" if leaf in _USD_PARAMS else (" (%)" if leaf in _PCT_PARAMS else "")
+    words = leaf.replace("_", " ")
+    if len(parts) >= 3 and parts[-2].isdigit():
+        owner = parts[-3].rstrip("s").replace("_", " ")
+        return f"{owner} {int(parts[-2]) + 1}: {words}{unit}"
+    if len(parts) >= 2 and parts[0] == "agents":
+        return f"{parts[1].replace('_', ' ')}: {words}{unit}"
+    return f"{words}{unit}"
+
+
+def param_value(path: str, v: Any, tex: bool = True) -> str:
+    """A swept value as text in the parameter's unit: ``1e5`` -> "$100k", ``-0.06`` -> "-6 %"
+    (``tex``: the dollar escaped for matplotlib; ``False`` for HTML)."""
+    leaf = str(path).split(".")[-1]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return _fmt_value(v)
+    f = float(v)
+    if leaf in _USD_PARAMS:
+        return _usd(f) if tex else usd_text(f)
+    if leaf in _PCT_PARAMS:
+        return f"{f * 100:+g} %" if leaf == "move" else f"{f * 100:g} %"
+    return _fmt_value(v)
+
+
+def cell_text(params: dict, tex: bool = True) -> str:
+    """A sweep cell's values, readable: "insurance fund $100k, shock 1: move -6 %"."""
+    return ", ".join(f"{param_label(k).split(' (')[0]} {param_value(k, v, tex)}" for k, v in params.items())
 
 
 # ========================================================================== folders
@@ -153,6 +201,43 @@ class BatchFolder:
     def design_waterfall(self, design: str, cell_id: str | None = None) -> tuple[list[dict], dict]:
         """A design's waterfall stages and venue settings in one cell (see ``design_waterfall``)."""
         return design_waterfall(self.cell_scenario(cell_id), design)
+
+    def overridden(self, design: str) -> dict[str, Any]:
+        """Swept parameters a design sets itself (so the sweep does not move them for it):
+        ``venue.insurance_fund`` / ``venue.backstop_capital`` when the design gives its own,
+        any ``venue.waterfall...`` field for a design with its own waterfall. Parameter ->
+        the design's value (``None`` for a waterfall field)."""
+        out: dict[str, Any] = {}
+        for d in self.scenario.get("designs") or []:
+            if d.get("name") != design:
+                continue
+            for p in self.sweep_params:
+                key = p.split(".", 1)[1] if p.startswith("venue.") else None
+                if key in ("insurance_fund", "backstop_capital") and d.get(key) is not None:
+                    out[p] = d[key]
+                elif p.startswith("venue.waterfall"):
+                    out[p] = None
+        return out
+
+    def stages(self, design: str, cell_id: str | None = None) -> list[str]:
+        """The stage names of a design's waterfall in one cell (first cell when ``None``)."""
+        if cell_id is None and self.cells:
+            cell_id = next(iter(self.cells))
+        return [str(st.get("stage")) for st in self.design_waterfall(design, cell_id)[0]]
+
+    def baseline(self) -> str:
+        """The baseline design: ``compare.csv``'s when the batch has one, else the first design
+        with ok runs in the manifest's order (``perpstress compare``'s default)."""
+        f = self.path / "compare.csv"
+        ok = [d for d in self.designs if d in set(self.results.get("design", pd.Series(dtype=object)))]
+        if f.exists():
+            try:
+                b = pd.read_csv(f, usecols=["baseline"])["baseline"].dropna()
+                if len(b) and str(b.iloc[0]) in ok:
+                    return str(b.iloc[0])
+            except (ValueError, KeyError, pd.errors.ParserError):
+                pass
+        return ok[0] if ok else (self.designs[0] if self.designs else "")
 
     def select(self, cell: str | None = None) -> pd.DataFrame:
         """Ok run rows of one cell (``None``: every cell)."""
@@ -301,7 +386,7 @@ def _fixed_colors() -> list[int]:
     """The fixed palette colours (stages, designs, prices, depth, black, white) as flat RGB."""
     from matplotlib.colors import to_rgb
 
-    hexes = [*STAGE_COLORS.values(), *DESIGN_PALETTE, *PRICE_COLORS.values(), *DEPTH_COLORS.values(),
+    hexes = [*STAGE_COLORS.values(), *PRESET_COLORS.values(), *DESIGN_PALETTE, *PRICE_COLORS.values(), *DEPTH_COLORS.values(),
              "#ffffff", "#000000"]
     hexes = list(dict.fromkeys(h.lower() for h in hexes))
     return [int(round(v * 255)) for h in hexes for v in to_rgb(h)]

@@ -30,7 +30,8 @@ import pandas as pd
 
 from simulator import figures as plots
 from simulator.figures import BatchFolder, RunFolder, open_folder
-from simulator.figures._io import _fmt_value
+from simulator.figures._io import _fmt_value, cell_text, param_label, param_value
+from simulator.figures.style import ADL_REASON_LABELS
 
 __all__ = ["write_report", "build_report", "REPORT_NAME"]
 
@@ -45,10 +46,15 @@ TABLE_METRICS = (
     "covered_backstop",
     "covered_adl",
     "covered_socialize",
+    "socialize_pending",
     "venue_loss",
     "fund_end",
     "fund_drawdown",
+    "backstop_equity_end",
+    "backstop_pnl",
     "adl_notional",
+    "adl_haircut",
+    "adl_profit_taken",
     "adl_overshoot",
     "adl_gini",
     "socialized_total",
@@ -58,7 +64,8 @@ TABLE_METRICS = (
 _USD_KEYS = (
     "notional", "deficit", "covered_", "venue_loss", "surplus", "fund_start", "fund_min", "fund_end",
     "fund_drawdown", "fund_paid", "fund_received", "adl_pnl_taken", "adl_profit_taken", "adl_haircut",
-    "adl_shortfall", "adl_overshoot", "socialized_total", "socialize_pending",
+    "adl_shortfall", "adl_overshoot", "socialized_total", "socialize_pending", "backstop_", "engine_equity",
+    "adl_paid_beyond",
 )
 _PCT_KEYS = ("overshoot", "max_drawdown", "adl_share_winners_hit", "socialized_share_zero_position")
 _PRICE_KEYS = ("index_min", "last_min", "mark_min")
@@ -71,16 +78,43 @@ _LABELS = {
     "covered_backstop": "covered by backstop",
     "covered_adl": "covered by ADL",
     "covered_socialize": "socialized",
+    "socialize_pending": "socialization pending (settlement)",
     "venue_loss": "venue's own loss",
     "fund_end": "insurance fund at end",
     "fund_drawdown": "insurance fund drawdown",
+    "backstop_equity_end": "backstop vault equity at end",
+    "backstop_pnl": "backstop vault P&L",
     "adl_notional": "ADL notional",
+    "adl_haircut": "ADL haircut (cash lost vs mark)",
+    "adl_profit_taken": "ADL profit realised early (not a loss)",
     "adl_overshoot": "ADL overshoot",
     "adl_gini": "ADL Gini",
     "socialized_total": "socialized loss",
     "socialized_accounts": "accounts socialized",
     "overshoot": "last-trade undershoot of index low",
 }
+#: The stage a metric needs: for a design without it the metric is "n/a" (never "significant").
+_NEEDS = {
+    "covered_insurance_fund": "insurance_fund", "fund_end": "insurance_fund", "fund_drawdown": "insurance_fund",
+    "fund_min": "insurance_fund", "fund_depleted": "insurance_fund", "p_fund_depletion": "insurance_fund",
+    "covered_backstop": "backstop", "backstop_equity_end": "backstop", "backstop_pnl": "backstop",
+    "covered_adl": "adl", "adl_notional": "adl", "adl_haircut": "adl", "adl_profit_taken": "adl",
+    "adl_overshoot": "adl", "adl_gini": "adl", "p_adl": "adl",
+    "covered_socialize": "socialize", "socialize_pending": "socialize", "socialized_total": "socialize",
+    "socialized_accounts": "socialize", "p_socialization": "socialize",
+}
+#: The cover lines of a headline: they add up to the bad debt.
+COVER_KEYS = ("covered_insurance_fund", "covered_backstop", "covered_adl", "covered_socialize", "socialize_pending",
+              "venue_loss")
+_REASONS = ("fund_empty", "negative_equity", "takeover_refused", "book_exhausted", "price_band")
+
+
+def applies(metric: str, stages) -> bool:
+    """Whether ``metric`` means anything for a design with these waterfall ``stages``."""
+    need = _NEEDS.get(metric)
+    if need is None and metric.startswith("adl_notional_"):
+        need = "adl"
+    return need is None or need in set(stages)
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1560px;padding:18px 28px;
@@ -91,7 +125,7 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0 12px}th,td{border:1px
 vertical-align:top}th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums;
 white-space:nowrap}.swatch{display:inline-block;width:11px;height:11px;
 border-radius:2px;margin-right:5px;vertical-align:-1px}.stage{font-weight:600}.settings{color:#555;font-size:12px}
-figure{margin:10px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #e2e2e2}
+figure{margin:10px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #e2e2e2;box-sizing:border-box}
 figcaption{color:#444;font-size:13px;margin-top:4px;max-width:1100px}.note{color:#555;font-size:13px;max-width:1100px}
 .sig{font-weight:700}details{margin:8px 0}summary{cursor:pointer;font-weight:600}
 .wide{overflow-x:auto}
@@ -122,15 +156,21 @@ def _is_nan(v: Any) -> bool:
         return False
 
 
-def _money(v: float) -> str:
+def _money(v: float, signed: bool = False) -> str:
+    """Whole dollars with thousands separators ("$300,000", "$0"); cents only under $1."""
     v = float(v)
-    if abs(v) >= 100:
-        return f"${v:,.0f}" if v >= 0 else f"-${-v:,.0f}"
-    return f"${v:,.2f}" if v >= 0 else f"-${-v:,.2f}"
+    sign = "-" if v < 0 else ("+" if signed and v > 0 else "")
+    a = abs(v)
+    if a == 0:
+        return "$0"
+    body = f"${a:,.2f}" if a < 1 else f"${a:,.0f}"
+    return sign + body
 
 
-def _fmt(key: str, v: Any) -> str:
-    """A metric value as text, by what the key measures."""
+def _fmt(key: str, v: Any, signed: bool = False) -> str:
+    """A metric value as text, by what the key measures: money in whole dollars, fractions in
+    % (differences of fractions in percentage points), counts with separators, ratios with two
+    decimals. ``signed``: a difference (leading + on positive values)."""
     if _is_nan(v):
         return "n/a"
     if isinstance(v, (bool, np.bool_)):
@@ -138,19 +178,20 @@ def _fmt(key: str, v: Any) -> str:
     if isinstance(v, str):
         return v
     v = float(v)
+    plus = "+" if signed and v > 0 else ""
     if key.endswith("_pct"):
-        return f"{v:.2f} %"
-    if key in _PCT_KEYS:
-        return f"{v:.2%}"
-    if key in _PRICE_KEYS:
-        return f"{v:,.2f}"
-    if any(k in key for k in _USD_KEYS):
-        return _money(v)
+        return f"{plus}{v:.2f} {'pp' if signed else '%'}"
     if key.startswith("p_"):
-        return f"{v:.0%}"
+        return f"{plus}{v * 100:.0f} {'pp' if signed else '%'}"
+    if key in _PCT_KEYS or key.endswith("_share") or "_share_" in key:
+        return f"{plus}{v * 100:.2f} {'pp' if signed else '%'}"
+    if key in _PRICE_KEYS:
+        return f"{plus}{v:,.2f}"
+    if any(k in key for k in _USD_KEYS):
+        return _money(v, signed)
     if v.is_integer() and abs(v) < 1e15:
-        return f"{int(v):,}"
-    return f"{v:.3g}" if abs(v) < 1e4 else f"{v:,.0f}"
+        return f"{plus}{int(v):,}"
+    return f"{plus}{v:,.2f}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[tuple[str, bool] | str]], cls: str = "") -> str:
@@ -213,14 +254,26 @@ def _stage_defaults(stage: str) -> dict:
 
 
 def _stage_html(st: dict) -> str:
+    """A stage with every setting that drives results (defaults filled in), non-defaults first."""
     name = str(st.get("stage", "?"))
     defaults = _stage_defaults(name)
-    changed = {k: v for k, v in st.items() if k != "stage" and (k not in defaults or defaults[k] != v)}
-    full = ", ".join(f"{k}={v}" for k, v in st.items() if k != "stage")
+    full = {**{k: v for k, v in defaults.items() if k != "stage"}, **{k: v for k, v in st.items() if k != "stage"}}
+    changed = [k for k in full if k not in defaults or defaults.get(k) != full[k]]
+    order = changed + [k for k in full if k not in changed]
     color = plots.STAGE_COLORS.get(name, "#999")
-    settings = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
-    return (f'<span title="{_e(full)}">{_swatch(color)}<span class="stage">{_e(plots.STAGE_LABELS.get(name, name))}'
-            f'</span> <span class="settings">({_e(settings)})</span></span>')
+    settings = ", ".join(f"{k}={_setting(full[k])}" for k in order) or "no settings"
+    return (f'{_swatch(color)}<span class="stage">{_e(plots.STAGE_LABELS.get(name, name))}'
+            f'</span> <span class="settings">({_e(settings)})</span>')
+
+
+def _setting(v: Any) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 def _resolved(sc: dict) -> dict:
@@ -314,6 +367,8 @@ def _designs_html(names: list[str], waterfalls: dict[str, tuple[list[dict], dict
         if own.get(d, {}).get(key) is None and f"venue.{key}" in swept:
             vals = ", ".join(_money(float(x)) for x in swept[f"venue.{key}"])
             return f"swept: {_e(vals)}", True
+        if f"venue.{key}" in swept:
+            return f"{_e(_money(own[d][key]))} (set by the design; the sweep does not move it)", True
         return _money(waterfalls[d][1].get(key) or 0), True
 
     rows = []
@@ -331,25 +386,33 @@ def _designs_html(names: list[str], waterfalls: dict[str, tuple[list[dict], dict
 
 
 # ======================================================================== comparison
-def _compare_frames(batch: BatchFolder, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def _compare_frames(batch: BatchFolder, baseline: str, res: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The comparison (``compare.csv`` of the batch when it has every table metric, with the
+    report's own metrics (backstop P&L) computed beside it) and the probabilities."""
     from simulator.experiments.compare import compare, probabilities
 
     csv_c, csv_p = batch.path / "compare.csv", batch.path / "probabilities.csv"
-    metrics = [m for m in TABLE_METRICS if m in batch.results.columns]
+    metrics = [m for m in TABLE_METRICS if m in res.columns]
     source = "computed for this report"
     cmp = None
     if csv_c.exists():
         try:
             cmp = pd.read_csv(csv_c)
-            if set(metrics) - set(cmp["metric"]) or set(cmp["design"]) != set(batch.results["design"]):
+            have = set(cmp["metric"])
+            if set(cmp["design"]) != set(res["design"]) or not have & set(metrics):
                 cmp = None
             else:
                 source = "compare.csv of the batch"
+                extra = [m for m in metrics if m not in have]
+                if extra:
+                    cmp = pd.concat([cmp, compare(res, baseline=baseline, metrics=extra, n_boot=1000)],
+                                    ignore_index=True)
+                    source += f"; {', '.join(_LABELS.get(m, m) for m in extra)} computed for this report"
         except Exception:
             cmp = None
     if cmp is None:
-        cmp = compare(batch.results, baseline=baseline, metrics=metrics, n_boot=1000)
-    prob = pd.read_csv(csv_p) if csv_p.exists() else probabilities(batch.results)
+        cmp = compare(res, baseline=baseline, metrics=metrics, n_boot=1000)
+    prob = pd.read_csv(csv_p) if csv_p.exists() else probabilities(res)
     return cmp, prob, source
 
 
@@ -366,18 +429,22 @@ def _prob_html(prob: pd.DataFrame, batch: BatchFolder, colors: dict[str, str]) -
         rd = r._asdict()
         row = ([str(rd["cell_id"])] if multi else []) + [
             (f"{_swatch(colors.get(rd['design'], '#999'))}{_e(rd['design'])}", False), (str(int(rd["n"])), True)]
-        row += [(_fmt("p_", rd[c]), True) for c in cols]
+        stages = batch.stages(rd["design"], rd["cell_id"] if rd["cell_id"] in batch.cells else None)
+        row += [(_fmt(c, rd[c]) if applies(c, stages) else "n/a", True) for c in cols]
         rows.append(row)
     return _table(header, rows)
 
 
 def _cmp_html(cmp: pd.DataFrame, batch: BatchFolder, cell: str, colors: dict[str, str]) -> str:
-    """One cell's comparison: a row per metric x design (designs side by side within a metric)."""
+    """One cell's comparison: a row per metric x design (designs side by side within a metric).
+    A metric that does not apply to a design (``applies``: fund end without a fund) is "n/a",
+    and so is its difference to the baseline."""
     c = cmp[cmp["cell_id"] == cell]
     if c.empty:
         return "<p class='note'>no finished runs in this cell</p>"
     designs = [d for d in batch.designs if d in set(c["design"])]
     baseline = str(c["baseline"].dropna().iloc[0]) if c["baseline"].notna().any() else designs[0]
+    stages = {d: batch.stages(d, cell) for d in designs}
     header = ["metric", "design", "runs", "mean", "median", "p95", "p99", "CVaR95",
               f"design &minus; {_e(baseline)}: mean [95 % CI]"]
     out = ['<div class="wide"><table><thead><tr>', "".join(f"<th>{h}</th>" for h in header), "</tr></thead><tbody>"]
@@ -387,27 +454,83 @@ def _cmp_html(cmp: pd.DataFrame, batch: BatchFolder, cell: str, colors: dict[str
         rows = [(d, g.iloc[0]) for d, g in rows if not g.empty]
         shade = ' style="background:#f6f8fb"' if k % 2 else ""
         for i, (d, r) in enumerate(rows):
+            ok = applies(m, stages[d])
             tds = []
             if i == 0:
                 tds.append(f'<td rowspan="{len(rows)}"{shade}><b>{_e(_LABELS.get(m, m))}</b></td>')
             tds.append(f"<td{shade}>{_swatch(colors.get(d, '#999'))}{_e(d)}</td>")
             tds.append(f'<td class="num"{shade}>{int(r["n"])}</td>')
             for col in ("mean", "median", "p95", "p99", "cvar95"):
-                tds.append(f'<td class="num"{shade}>{_e(_fmt(m, r[col]))}</td>')
+                tds.append(f'<td class="num"{shade}>{_e(_fmt(m, r[col]) if ok else "n/a")}</td>')
             if d == baseline:
                 tds.append(f'<td class="num"{shade}>baseline</td>')
             else:
                 dm, lo, hi = r["diff_mean"], r["diff_low"], r["diff_high"]
-                if _is_nan(dm):
+                if _is_nan(dm) or not ok or not applies(m, stages.get(baseline, [])):
                     txt, sig = "n/a", False
                 else:
-                    txt = f"{'+' if float(dm) > 0 else ''}{_fmt(m, dm)} [{_fmt(m, lo)}, {_fmt(m, hi)}]"
+                    txt = f"{_fmt(m, dm, signed=True)} [{_fmt(m, lo, signed=True)}, {_fmt(m, hi, signed=True)}]"
                     sig = not (_is_nan(lo) or _is_nan(hi)) and (float(lo) > 0 or float(hi) < 0)
                 body = f'<span class="sig">{_e(txt)}</span>' if sig else _e(txt)
                 tds.append(f'<td class="num"{shade}>{body}</td>')
             out.append("<tr>" + "".join(tds) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
+
+
+def _with_backstop_pnl(batch: BatchFolder, res: pd.DataFrame) -> pd.DataFrame:
+    """``res`` with ``backstop_pnl``: the vault's end equity minus its starting capital (the
+    design's ``backstop_capital`` in the run's cell), when the runs carry ``backstop_equity_end``."""
+    if "backstop_equity_end" not in res.columns or res.empty:
+        return res
+    cap = {}
+    for (d, c) in res[["design", "cell_id"]].drop_duplicates().itertuples(index=False):
+        cap[(d, c)] = float(batch.design_waterfall(d, c)[1].get("backstop_capital") or 0.0)
+    start = np.array([cap[(d, c)] for d, c in zip(res["design"], res["cell_id"])], dtype=float)
+    end = pd.to_numeric(res["backstop_equity_end"], errors="coerce").to_numpy(dtype=float)
+    return res.assign(backstop_pnl=end - start)
+
+
+def _headline_rows(means: dict[str, float], stages, reasons=_REASONS) -> list[tuple[str, str]]:
+    """The headline: bad debt, every cover (they add up to it), ADL by reason, the ADL
+    haircut and the profit it realised early; "n/a" for what the design has no stage for."""
+    def f(k):
+        return _fmt(k, means.get(k)) if applies(k, stages) else "n/a"
+
+    rows = [("bad debt (deficit)", _fmt("deficit_total", means.get("deficit_total")))]
+    for k in COVER_KEYS:
+        rows.append((f"&nbsp;&nbsp;{_e(_LABELS.get(k, k))}", f(k)))
+    covers = sum(float(means.get(k) or 0.0) for k in COVER_KEYS)
+    rows.append(("&nbsp;&nbsp;sum of the covers", _fmt("deficit_total", covers)))
+    rows.append(("ADL notional", f("adl_notional")))
+    for r in reasons:
+        rows.append((f"&nbsp;&nbsp;ADL fired because: {_e(ADL_REASON_LABELS.get(r, r))}", f(f"adl_notional_{r}")))
+    rows.append(("ADL haircut (cash lost vs mark)", f("adl_haircut")))
+    rows.append(("ADL profit realised early (not a loss)", f("adl_profit_taken")))
+    rows.append(("insurance fund at end", f("fund_end")))
+    rows.append(("backstop vault equity at end", f("backstop_equity_end")))
+    rows.append(("backstop vault P&amp;L", f("backstop_pnl")))
+    rows.append(("venue's own loss", _fmt("venue_loss", means.get("venue_loss"))))
+    return rows
+
+
+def _headline_html(batch: BatchFolder, res: pd.DataFrame, colors: dict[str, str], designs: list[str]) -> str:
+    cols = {}
+    for d in designs:
+        g = res[res["design"] == d]
+        m = {}
+        for k in g.columns:
+            if pd.api.types.is_numeric_dtype(g[k]) or pd.api.types.is_bool_dtype(g[k]):
+                v = pd.to_numeric(g[k], errors="coerce").to_numpy(dtype=float)
+                m[k] = float(np.mean(v[~np.isnan(v)])) if np.any(~np.isnan(v)) else np.nan
+        cols[d] = m
+    reasons = [r for r in _REASONS if any((cols[d].get(f"adl_notional_{r}") or 0) > 0 for d in designs)]
+    cols = {d: _headline_rows(cols[d], batch.stages(d), reasons) for d in designs}
+    header = ["mean per run", *[f"{_swatch(colors[d])}{_e(d)}" for d in designs]]
+    rows = []
+    for i, (label, _) in enumerate(cols[designs[0]]):
+        rows.append([(label, False), *[(_e(cols[d][i][1]), True) for d in designs]])
+    return _table(header, rows)
 
 
 # ============================================================================ report
@@ -452,10 +575,23 @@ def _run_report(f: RunFolder) -> str:
             ("socialized", "socialized_total"), ("venue's own loss", "venue_loss"), ("ADL notional", "adl_notional"),
             ("insurance fund at end", "fund_end")]
     out.append(_table([_e(h) for h, _ in head], [[(_e(_fmt(k, s.get(k))), True) for _, k in head]]))
+    v = sc.get("venue") or {}
+    stages = [str(st.get("stage")) for st in v.get("waterfall") or []]
+    m = dict(s)
+    ts = f.timeseries
+    if "backstop_equity" in ts.columns and len(ts):
+        m["backstop_equity_end"] = float(ts["backstop_equity"].iloc[-1])
+        m["backstop_pnl"] = m["backstop_equity_end"] - float(v.get("backstop_capital") or 0.0)
+    reasons = [r for r in _REASONS if (s.get(f"adl_notional_{r}") or 0) > 0]
+    out.append("<h3>Where the bad debt went</h3>")
+    out.append('<p class="note">Every dollar of bad debt is covered by exactly one of the lines under it. The ADL '
+               "haircut is the cash deleveraged traders lost versus mark; the profit realised early is what ADL "
+               "made them realise (theirs to keep: not a loss). n/a: the waterfall has no such stage.</p>")
+    out.append(_table(["", "this run"], [[(label, False), (_e(val), True)]
+                                          for label, val in _headline_rows(m, stages, reasons)]))
     out.append("<h2>Scenario</h2>")
     out.append(_scenario_html(sc))
     out.append("<h2>Loss waterfall</h2>")
-    v = sc.get("venue") or {}
     wf = {name: (list(v.get("waterfall") or []), {"insurance_fund": v.get("insurance_fund"),
                                                    "backstop_capital": v.get("backstop_capital"),
                                                    "description": "the venue's waterfall"})}
@@ -463,11 +599,11 @@ def _run_report(f: RunFolder) -> str:
     out.append("<h2>Figures</h2>")
     out.append(_figure(lambda: plots.plot_timeline(f), "cascade timeline",
                        "Prices, liquidated notional per step by the waterfall stage that absorbed it, bad debt per "
-                       "step with the part socialized or left to the venue, insurance fund (and backstop) balance, "
+                       "step split by who covered it, insurance fund (and backstop) balance, "
                        "and maker depth within 1 % of mid. Grey bands: shock windows."))
     out.append(_figure(lambda: plots.plot_who_pays(f), "who pays",
-                       "How the deficit was covered, and how concentrated ADL PnL taken and socialization charges "
-                       "were across the accounts hit (Lorenz curves; Gini 0 = equal shares, 1 = one account pays all)."))
+                       "How the deficit was covered, ADL notional by why ADL fired, and how concentrated the ADL "
+                       "haircut and socialization charges were across the accounts hit (Lorenz curves; Gini 0 = equal shares, 1 = one account pays all)."))
     out.append("<h2>Summary (DESIGN.md §6)</h2>")
     rows = [(_e(k), (_e(_fmt(k, s.get(k))), True)) for k in SUMMARY_KEYS if k in s]
     rows += [(_e(k), (_e(_fmt(k, val)), True)) for k, val in s.items() if k not in SUMMARY_KEYS]
@@ -499,7 +635,8 @@ def _batch_report(b: BatchFolder, timelines: bool) -> str:
     if b.sweep_params:
         out.append("<h3>Sweep</h3>")
         vals = {p: list(dict.fromkeys(c.get(p) for c in b.cells.values())) for p in b.sweep_params}
-        out.append(_table(["parameter", "values"], [(p, ", ".join(_fmt_value(x) for x in v)) for p, v in vals.items()]))
+        out.append(_table(["parameter", "field", "values"],
+                          [(param_label(p), p, ", ".join(param_value(p, x, tex=False) for x in v)) for p, v in vals.items()]))
 
     out.append("<h2>Designs side by side</h2>")
     resolved = _resolved(sc)
@@ -513,9 +650,18 @@ def _batch_report(b: BatchFolder, timelines: bool) -> str:
         out.append(_tail())
         return "".join(out)
 
-    baseline = designs[0]
-    cmp, prob, source = _compare_frames(b, baseline)
+    baseline = b.baseline()
+    res = _with_backstop_pnl(b, ok)
+    cmp, prob, source = _compare_frames(b, baseline, res)
     baseline = str(cmp["baseline"].dropna().iloc[0]) if "baseline" in cmp.columns and cmp["baseline"].notna().any() else baseline
+    out.append("<h2>Headline: where the bad debt went</h2>")
+    pooled = f" (all {len(b.cells)} sweep cells pooled)" if len(b.cells) > 1 else ""
+    out.append(f'<p class="note">Mean per run{pooled}. Every dollar of bad debt is covered by exactly one of the '
+               "lines under it (they add up to it). ADL notional is split by why ADL fired; the ADL haircut is the "
+               "cash deleveraged traders lost versus mark (the ADL cover of the bad debt), the profit realised early "
+               "is what ADL made them realise before they chose to (theirs to keep: not a loss). n/a: the design "
+               "has no such stage.</p>")
+    out.append(_headline_html(b, res, colors, designs))
     out.append("<h2>How often the waterfall reaches its last stages</h2>")
     out.append(_prob_html(prob, b, colors))
     out.append("<h2>Comparison table</h2>")
@@ -530,16 +676,24 @@ def _batch_report(b: BatchFolder, timelines: bool) -> str:
             out.append("</details>")
 
     out.append("<h2>Figures</h2>")
-    pooled = " (all sweep cells pooled)" if len(b.cells) > 1 else ""
-    out.append(_figure(lambda: plots.plot_compare(b), "design comparison",
+    try:
+        worst = plots.worst_path_text(b)
+    except ValueError:
+        worst = ""
+    out.append(_figure(lambda: plots.plot_compare(b, baseline=baseline), "design comparison",
                        f"Design comparison{pooled}: the distribution of each headline metric per design with every "
-                       "run as a dot; exceedance curves P(X &gt; x) of bad debt, venue loss, ADL notional and "
-                       "socialized loss; the insurance fund's path per design (median and quantile bands of the "
-                       "kept series; grey: shock windows)."))
+                       f"run as a dot; the paired difference of each design minus the baseline {_e(baseline)} on the "
+                       "same path (dots: paths; black bar: median; diamond and caps: mean and its bootstrap 95 % "
+                       "interval, pooled over cells, so it can differ a little from a cell's interval in the table); "
+                       "exceedance curves P(X &gt; x) of bad debt, venue loss, ADL notional and socialized loss; the "
+                       "insurance fund's path per design, or the backstop vault's for a design without a fund "
+                       "(median and quantile bands over every run; grey: shock windows). A metric that is 0 in "
+                       "every run is one line of text."))
     out.append(_figure(lambda: plots.plot_who_pays(b), "who pays",
-                       "How the deficit was split between insurance fund, backstop, ADL, socialization and the "
-                       "venue (mean per run), and how concentrated ADL PnL taken and socialization charges were "
-                       "across accounts on one bad path, replayed exactly from its seed for every design."))
+                       "How the deficit was split between insurance fund, backstop, ADL haircut, socialization "
+                       "(and what is pending settlement) and the venue (mean per run); ADL notional by why ADL "
+                       "fired; how concentrated the ADL haircut and socialization charges were across accounts on "
+                       f"the worst path ({_e(worst)}), replayed exactly from its seed for every design."))
     if b.sweep_params:
         out.append(_figure(lambda: plots.plot_sweep(b, "p_socialization"), "sweep heatmap: P(socialization)",
                            "Probability of socialization in each sweep cell, per design."))
@@ -549,12 +703,12 @@ def _batch_report(b: BatchFolder, timelines: bool) -> str:
                    'compare --cell CELL_ID</code>.</p>')
     if timelines and not b.series.empty:
         try:
-            wc, wr = plots.worst_path(b, kept_only=True)
+            wc, wr = plots.worst_path(b)
         except ValueError:
             wc = None
         if wc is not None:
-            where = f" in cell {_e(wc)}" if len(b.cells) > 1 else ""
-            out.append(f"<h3>Timelines of the worst kept path (run {wr}{where}) under each design</h3>")
+            out.append(f"<h3>Timelines of the worst path under each design</h3>")
+            out.append(f'<p class="note">The worst path is {_e(worst)}; the same path as the who-pays figure.</p>')
             for d in designs:
                 kept = b.series
                 if not ((kept["design"] == d) & (kept["cell_id"] == wc) & (kept["run_index"] == wr)).any():

@@ -4,6 +4,7 @@ labels, the USD formatter, a new Agg figure, shock-window shading.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ STAGE_COLORS = {
     "adl": "#D6472B",
     "engine": "#6B8E23",
     "socialize": "#8C1D40",
+    "socialize_pending": "#D98AA5",
     "venue": "#2B2B2B",
 }
 STAGE_LABELS = {
@@ -36,28 +38,80 @@ STAGE_LABELS = {
     "adl": "ADL",
     "engine": "liquidation engine",
     "socialize": "socialized",
+    "socialize_pending": "socialization pending (settlement)",
     "venue": "venue's own loss",
+}
+#: Why ADL fired (the ``reason`` of ADL events) -> colour and label.
+ADL_REASON_COLORS = {
+    "fund_empty": "#D6472B",
+    "negative_equity": "#8C1D40",
+    "takeover_refused": "#E3A21A",
+    "book_exhausted": "#3B75AF",
+    "price_band": "#8E63B5",
+}
+ADL_REASON_LABELS = {
+    "fund_empty": "insurance fund empty",
+    "negative_equity": "case had negative equity",
+    "takeover_refused": "takeover refused",
+    "book_exhausted": "book exhausted",
+    "price_band": "outside the price band",
 }
 PRICE_COLORS = {"index": "#222222", "mark": "#1F77B4", "last": "#FF7F0E"}
 DEPTH_COLORS = {"bid": "#2E8B57", "ask": "#B22222"}
 SHOCK_COLOR = "#9E9E9E"
-#: Design colours, assigned in the order of the batch manifest's designs (Dark2, then more).
+#: Fixed colours of the scenario's own waterfall ("default") and of the bundled venue presets
+#: (``scenarios/presets/``): the same in every folder and every figure.
+PRESET_COLORS = {
+    "default": "#1B9E77",
+    "bitmex": "#A6761D",
+    "binance": "#E6AB02",
+    "bybit": "#D95F02",
+    "okx": "#666666",
+    "hyperliquid": "#7570B3",
+    "dydx_v4": "#1F78B4",
+    "drift": "#E7298A",
+    "seed_article": "#66A61E",
+}
+#: Colours of other design names: the name's hash picks one (see ``design_color``).
 DESIGN_PALETTE = (
-    "#1B9E77", "#7570B3", "#E7298A", "#66A61E", "#E6AB02", "#A6761D", "#666666", "#D95F02",
-    "#1F78B4", "#B15928", "#6A3D9A", "#33A02C",
+    "#17BECF", "#B15928", "#6A3D9A", "#33A02C", "#FB9A99", "#BCBD22", "#8C564B", "#E377C2",
+    "#2CA02C", "#9467BD", "#FF7F0E", "#4E79A7",
 )
 
 
 DEFAULT_DPI = 100
 
 
+def design_color(name: str) -> str:
+    """The colour of a design name, the same in every folder: a preset's fixed colour, else the
+    name's CRC-32 (stable across processes and machines) into ``DESIGN_PALETTE``."""
+    name = str(name)
+    if name in PRESET_COLORS:
+        return PRESET_COLORS[name]
+    return DESIGN_PALETTE[zlib.crc32(name.encode("utf-8")) % len(DESIGN_PALETTE)]
+
+
 def design_colors(designs: Sequence[str]) -> dict[str, str]:
-    """Design -> colour, by position in ``designs`` (give the manifest's order for stability)."""
-    return {d: DESIGN_PALETTE[i % len(DESIGN_PALETTE)] for i, d in enumerate(dict.fromkeys(designs))}
+    """Design -> colour for the designs of one figure: ``design_color`` of each name.
+
+    Two hashed names of one figure that land on the same colour: the later one (in sorted
+    name order, so not in the order given) moves to the next colour that no design of the
+    figure uses; with at most a dozen designs every colour stays distinct."""
+    names = list(dict.fromkeys(str(d) for d in designs))
+    out = {d: PRESET_COLORS[d] for d in names if d in PRESET_COLORS}
+    pool = list(dict.fromkeys(DESIGN_PALETTE + tuple(PRESET_COLORS.values())))
+    for d in sorted(n for n in names if n not in PRESET_COLORS):
+        c = design_color(d)
+        if c in out.values():
+            start = pool.index(c)
+            free = [pool[(start + k) % len(pool)] for k in range(1, len(pool))]
+            c = next((x for x in free if x not in out.values()), c)
+        out[d] = c
+    return {d: out[d] for d in names}
 
 
-def _usd(x: float, _pos=None) -> str:
-    """Compact money label: $1.2M, $350k, $12, -$3.4k."""
+def usd_text(x: float) -> str:
+    """Compact money text: $1.2M, $350k, $12, -$3.4k (plain text, for HTML and terminals)."""
     if x is None or not np.isfinite(x):
         return ""
     sign = "-" if x < 0 else ""
@@ -69,6 +123,12 @@ def _usd(x: float, _pos=None) -> str:
     if a == 0:
         return "$0"
     return f"{sign}${a:.3g}"
+
+
+def _usd(x: float, _pos=None) -> str:
+    """``usd_text`` for matplotlib: the dollar sign escaped, so two amounts in one label are
+    never read as mathtext."""
+    return usd_text(x).replace("$", r"\$")
 
 
 USD_FORMATTER = FuncFormatter(_usd)

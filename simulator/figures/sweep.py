@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from simulator.figures._io import _float, _fmt_value, _need_batch
+from simulator.figures._io import _float, _need_batch, param_label, param_value
 from simulator.figures.compare import COMPARE_METRICS
 from simulator.figures.style import DEFAULT_DPI, USD_FORMATTER, _new_figure, _usd, design_colors
 
@@ -122,7 +123,11 @@ def plot_sweep(
     ``metric``: ``p_socialization`` (default: share of runs with ``socialized_total > 0``),
     ``p_adl``, ``p_fund_depletion``, ``p_venue_loss``, or any metric column (then ``stat``:
     mean, median, p95, p99, max, min over the runs of the cell). ``x``, ``y``: swept
-    parameters (default the first two). Returns ``(fig, sweep_table(...))``.
+    parameters (default the first two). Axes are labelled in the parameters' units
+    (``param_label``, ``param_value``). A design that sets a swept parameter itself (a preset
+    with its own ``insurance_fund``) ignores the sweep along it: its panel is hatched and says
+    so. Returns ``(fig, sweep_table(...))``; the table's ``attrs["overridden"]`` maps design ->
+    the swept parameters it overrides.
     """
     batch = _need_batch(folder, "the sweep heatmap")
     table = sweep_table(batch, metric, x, y, stat)
@@ -137,11 +142,13 @@ def plot_sweep(
                                           float(np.nanmax(vals)) if np.isfinite(vals).any() else 1.0)
     if vmax <= vmin:
         vmax = vmin + 1.0
+    overridden = {d: {p: v for p, v in batch.overridden(d).items() if p in (x, y)} for d in designs}
+    table.attrs["overridden"] = {d: list(o) for d, o in overridden.items() if o}
     n = len(designs)
-    ncols = min(n, 4)
+    ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
     if figsize is None:
-        figsize = (min(4.3 * ncols + 1.5, 20), 3.8 * nrows + 1.2)
+        figsize = (max(5.2 * ncols + 1.6, 9.0), 4.4 * nrows + 1.6)
     fig = _new_figure(figsize, dpi)
     axs = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     usd = (not prob) and COMPARE_METRICS.get(metric, ("", ""))[1] == "USD"
@@ -158,12 +165,23 @@ def plot_sweep(
                 txt = "n/a" if np.isnan(v) else (f"{v:.0%}" if prob else (_usd(v) if usd else f"{v:.3g}"))
                 dark = (not np.isnan(v)) and (v - vmin) / (vmax - vmin) > 0.6
                 ax.text(j, i, txt, ha="center", va="center", fontsize=10, color="white" if dark else "black")
-        ax.set_xticks(range(len(xs)), [_fmt_value(v) for v in xs])
-        ax.set_yticks(range(len(ys)), [_fmt_value(v) for v in ys] if y else [""])
-        ax.set_xlabel(x)
+        ax.set_xticks(range(len(xs)), [param_value(x, v) for v in xs])
+        ax.set_yticks(range(len(ys)), [param_value(y, v) for v in ys] if y else [""])
+        ax.set_xlabel(param_label(x))
         if y:
-            ax.set_ylabel(y)
-        ax.set_title(d, fontsize=11, color=colors.get(d, "black"), fontweight="bold")
+            ax.set_ylabel(param_label(y))
+        title = d
+        own = overridden.get(d) or {}
+        if own:
+            for p, v in own.items():
+                if p == x:
+                    ax.axvspan(-0.5, len(xs) - 0.5, facecolor="none", edgecolor="0.35", hatch="//", lw=0, zorder=2)
+                else:
+                    ax.axhspan(-0.5, len(ys) - 0.5, facecolor="none", edgecolor="0.35", hatch="//", lw=0, zorder=2)
+            fixed = "; ".join(f"{param_label(p).split(' (')[0]} fixed at {param_value(p, v)}" if v is not None
+                              else f"{param_label(p).split(' (')[0]} set by the design" for p, v in own.items())
+            title = f"{d}\n({fixed} by the design: the sweep does not move it)"
+        ax.set_title(title, fontsize=10 if own else 11, color=colors.get(d, "black"), fontweight="bold")
     for ax in axs[n:]:
         ax.set_visible(False)
     if img is not None:
@@ -174,8 +192,9 @@ def plot_sweep(
         elif usd:
             cb.ax.yaxis.set_major_formatter(USD_FORMATTER)
     runs = int(table["n"].max()) if len(table) else 0
-    pooled = [p for p in batch.sweep_params if p not in (x, y)]
+    pooled = [param_label(p).split(" (")[0] for p in batch.sweep_params if p not in (x, y)]
     extra = f"; pooled over {', '.join(pooled)}" if pooled else ""
-    fig.suptitle(f"{batch.name}: {label} by {x}" + (f" and {y}" if y else "") + f" (up to {runs} runs per cell{extra})",
-                 fontsize=13, fontweight="bold")
+    what = param_label(x).split(" (")[0] + (f" and {param_label(y).split(' (')[0]}" if y else "")
+    text = f"{batch.name}: {label} by {what} (up to {runs} runs per cell{extra})"
+    fig.suptitle(textwrap.fill(text, int(figsize[0] * 8.5)), fontsize=13, fontweight="bold")
     return fig, table

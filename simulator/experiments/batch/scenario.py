@@ -15,16 +15,20 @@ DEFAULT_DESIGN = "default"
 
 
 def scenario_run_fn(scenario: dict, task) -> dict:
-    """One run of a batch: apply the sweep cell, pick the design, run with the task's seeds."""
+    """One run of a batch: apply the sweep cell, pick the design, run with the task's seeds.
+
+    The row holds the run's summary and its thin fund / backstop paths
+    (``simulator.experiments.paths.thin_paths``: up to 200 steps, for every run)."""
     from simulator.experiments import run
     from simulator.experiments.batch.plan import task_seed_sequence
+    from simulator.experiments.paths import thin_paths
 
     data = apply_overrides(scenario, task.cell) if task.cell else scenario
     sc = validate(data, scenario.get("name", "<batch scenario>"))
     if task.design != DEFAULT_DESIGN:
         sc = sc.design(task.design)
     result = run.run_scenario(sc, seed=task_seed_sequence(task))
-    return {**result.summary, "_series": result.timeseries}
+    return {**result.summary, **thin_paths(result.timeseries), "_series": result.timeseries}
 
 
 def batch_scenario(path, designs: list[str] | None, design_files: list[str], presets: list[str],
