@@ -106,7 +106,7 @@ def run_meta(model: PerpModel) -> dict:
         "insurance_fund_start": model.scenario.venue.insurance_fund,
         "n_accounts_by_kind": {str(k): int(c) for k, c in zip(kinds, counts)},
         **_socialization_meta(venue.events.to_frame()),
-        "profitable_accounts": len(venue.adl_profitable),
+        "profitable_accounts": int(venue.adl_profitable.sum()),
         "max_leverage_after_adl": venue.adl_leverage_after,
         "engine_equity_end": float(venue.equity([venue.engine])[0]) * CASH_UNIT,
         **_health_meta(model),

@@ -75,6 +75,7 @@ class Venue:
         self.leverage = np.zeros((0, len(self.markets)))
         self.window_equity = np.zeros(0, dtype=np.int64)
         self.window_flows = np.zeros(0, dtype=np.int64)
+        self.adl_profitable = np.zeros(0, dtype=bool)  # in profit when ranked by an ADL queue
         self.fee_pool = self.add_accounts(1, "fee_pool")[0]
         self.insurance_fund = self.add_accounts(1, "insurance_fund", config.insurance_fund)[0]
         self.backstop = self.add_accounts(1, "backstop", config.backstop_capital)[0]
@@ -87,7 +88,6 @@ class Venue:
         self.volume = np.zeros(len(self.markets), dtype=np.int64)
         self.oi_value_sum = 0.0  # running sum of open-interest value (cash), for the fund guard
         self.oi_value_count = 0
-        self.adl_profitable: set[int] = set()  # profitable accounts ever ranked by ADL
         self.adl_leverage_after = float("nan")  # highest leverage of a deleveraged account after ADL
 
     # ------------------------------------------------------------------ set-up
@@ -104,6 +104,7 @@ class Venue:
         # a new account's profit window starts at its deposit
         self.window_equity = np.concatenate([self.window_equity, self.ledger.wallet[ids]])
         self.window_flows = np.concatenate([self.window_flows, np.zeros(n, dtype=np.int64)])
+        self.adl_profitable = np.concatenate([self.adl_profitable, np.zeros(n, dtype=bool)])
         return ids
 
     @property

@@ -142,7 +142,7 @@ class ADLStage(Stage):
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         eq = venue.equity(candidates)
         u = led.qty[candidates, m] * mark * cv - led.cost[candidates, m]
-        venue.adl_profitable.update(candidates[u > 0].tolist())
+        venue.adl_profitable[candidates[u > 0]] = True
         if self.ranking == "pro_rata":
             take = adl_rank.allocate_pro_rata(lots, u > 0, need)
             score = u / np.maximum(np.abs(led.cost[candidates, m]), 1)
