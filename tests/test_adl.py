@@ -113,6 +113,16 @@ def test_adl_ranking_by_hand(make_venue, ranking, n, victims, lots, haircut):
     assert v.ledger.qty.sum(axis=0).tolist() == [0]
 
 
+def test_adl_records_leverage_after_and_the_profitable_side(make_venue):
+    # pnl_x_leverage takes B's 6 lots and 1 of A's: A keeps short 3 @ 81 with wallet
+    # 10 + 1 (realised) - 3 (haircut) = 8, equity 8 + (243 - 240) = 11, leverage 240 / 11;
+    # B is flat. The ranked side held 3 positions in profit (A, B, C; D loses): 2 of 3 hit.
+    v, acc = build(make_venue, [{"stage": "adl"}])
+    v.liquidate()
+    assert v.adl_leverage_after == pytest.approx(240 / 11)
+    assert v.adl_profitable.nonzero()[0].tolist() == sorted(acc[k] for k in "ABC")
+
+
 def test_scores_match_the_hand_table(make_venue):
     v, acc = build(make_venue, [{"stage": "adl"}])
     c = np.array([acc[k] for k in "ABCD"])

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from conftest import move_to
+from conftest import move_to, unit_market
 from simulator.venue.book import BUY, SELL
 from simulator.venue.waterfall import STAGES, Stage, build_waterfall
 
@@ -384,6 +384,56 @@ def test_socialization_at_settlement_parks_the_deficit_in_the_loss_pool(make_ven
     check_books(v)
     v.settle_period()  # nothing owed: nothing charged again
     assert len(kinds(v, "socialize")) == 3
+
+
+def test_settlement_socialization_that_collects_nothing_is_the_venues_loss(make_venue):
+    # issue 8, item 3: the loss pool fronts L's 200 (covered as "socialize_pending"); before the
+    # settlement every payer's equity is withdrawn to exactly 0 (S: wallet 1,400 + U 600;
+    # M: 2,700 + U 300 on the 100 bought at 101, marked 104; Z: 4,000), so the charge collects
+    # nothing and the 200 becomes the venue's loss, recorded as such
+    wf = [{"stage": "book"}, {"stage": "socialize", "weights": "equity", "when": "settlement"}]
+    v, L, S, M, Z = scenario(make_venue, wf, bids=((101, 100),))
+    v.liquidate()
+    assert covers_of(v) == {"socialize_pending": 200}
+    v.withdraw([S, M, Z], [2_000, 3_000, 4_000])
+    assert v.equity([S, M, Z]).tolist() == [0, 0, 0]
+    v.settle_period()
+    assert not len(kinds(v, "socialize"))
+    assert kinds(v, "venue_loss").amount.tolist() == [200]
+    assert covers_of(v) == {"socialize_pending": 0, "venue": 200}
+    assert v.ledger.wallet[v.loss_pool] == 0 and v.ledger.injections == 200
+    check_books(v)
+
+
+def test_position_socialization_charges_only_the_cases_markets_by_notional(make_venue):
+    # issue 8, item 5: L (long in market X only) leaves 200; R and T hold 1,000 lots of market Y
+    # (contract value 10, price 50: 500,000 of notional each) and are not charged. In X, by
+    # notional at mark 104: S 100, M 100, P 30, Q 30 lots -> 77, 77, 23, 23 (as by lots, one price)
+    from simulator.venue.market import MarketSpec
+
+    y = MarketSpec(name="Y", tick_size=1.0, lot_size=10.0, cash_unit=1.0, max_leverage=100.0)
+    v = make_venue(waterfall=[{"stage": "book"}, {"stage": "socialize", "weights": "position"}],
+                   markets=[unit_market("X"), y])
+    L = int(v.add_accounts(1, "trader", 700)[0])
+    S, M, P, Q, R, T = (int(i) for i in v.add_accounts(6, "trader", 100_000))
+    v.ledger.trade(0, L, S, 100, 110)
+    v.ledger.trade(0, P, Q, 30, 104)
+    v.ledger.trade(1, R, T, 1_000, 50)
+    move_to(v, 104, 50)
+    v.post_quotes(0, [M], [BUY], [101], [100])
+    v.liquidate()
+    soc = kinds(v, "socialize")
+    assert dict(zip(soc.account, soc.amount)) == {S: 77, M: 77, P: 23, Q: 23}
+    check_books(v)
+
+
+def test_book_liquidation_reports_the_liquidation_price(make_venue):
+    # L long 100 @ 110, wallet 700, MM 1 %: equity 100P - 10,300 = MM P at P = 10,300 / 99
+    v, L, *_ = scenario(make_venue, [{"stage": "book"}], bids=((105, 100),))
+    v.liquidate()
+    liq = kinds(v, "liquidation")
+    assert liq.liquidation_price.tolist() == [pytest.approx(10_300 / 99)]
+    assert liq.equity.tolist() == [100]  # the case's equity at mark 104 before the fill
 
 
 def test_settlement_socialization_happens_at_funding_time(make_venue):
