@@ -20,7 +20,7 @@ class Exchange(mesa.Agent):
         self.funding_rate = None
 
     def open_step(self, index_prices) -> None:
-        self.venue.step = self.venue.events.step = self.model.t
+        self.venue.start_step(self.model.t)
         self.venue.set_index(index_prices)
         self.venue.update_marks(roll=True)
 
@@ -28,6 +28,6 @@ class Exchange(mesa.Agent):
         venue = self.venue
         venue.update_marks(roll=False)
         if premium_add is not None:
-            venue.prices.premium_sum += premium_add
+            venue.add_funding_premium(premium_add)
         self.funding_rate = venue.apply_funding() if funding_due else None
         self.cascade_depth = venue.liquidate()

@@ -394,5 +394,13 @@ class Venue:
         cover_engine_inventory(self, self.waterfall)
         return depth
 
+    def start_step(self, step: int) -> None:
+        """A new step begins: events are stamped with it."""
+        self.step = self.events.step = step
+
+    def add_funding_premium(self, extra) -> None:
+        """A scripted funding spike: ``extra`` premium per market added to this step's average."""
+        self.prices.premium_sum += extra
+
     def conservation_residual(self) -> int:
         return self.ledger.conservation_residual(self.marks)
