@@ -26,6 +26,7 @@ HEADLINE = (
     ("fund_end", "insurance fund at end", "${:,.0f}"),
     ("adl_notional", "ADL notional", "${:,.0f}"),
     ("adl_notional_fund_empty", "  fired: insurance fund empty", "${:,.0f}"),
+    ("adl_notional_fund_drawdown", "  fired: fund fell past threshold", "${:,.0f}"),
     ("adl_notional_negative_equity", "  fired: negative equity", "${:,.0f}"),
     ("adl_notional_takeover_refused", "  fired: takeover refused", "${:,.0f}"),
     ("adl_notional_book_exhausted", "  fired: book exhausted", "${:,.0f}"),

@@ -106,7 +106,7 @@ _NEEDS = {
 #: The cover lines of a headline: they add up to the bad debt.
 COVER_KEYS = ("covered_insurance_fund", "covered_backstop", "covered_adl", "covered_socialize", "socialize_pending",
               "venue_loss")
-_REASONS = ("fund_empty", "negative_equity", "takeover_refused", "book_exhausted", "price_band")
+_REASONS = ("fund_empty", "fund_drawdown", "negative_equity", "takeover_refused", "book_exhausted", "price_band")
 
 
 def applies(metric: str, stages) -> bool:

@@ -44,6 +44,7 @@ STAGE_LABELS = {
 #: Why ADL fired (the ``reason`` of ADL events) -> colour and label.
 ADL_REASON_COLORS = {
     "fund_empty": "#D6472B",
+    "fund_drawdown": "#F08C5A",
     "negative_equity": "#8C1D40",
     "takeover_refused": "#E3A21A",
     "book_exhausted": "#3B75AF",
@@ -51,6 +52,7 @@ ADL_REASON_COLORS = {
 }
 ADL_REASON_LABELS = {
     "fund_empty": "insurance fund empty",
+    "fund_drawdown": "insurance fund fell past its drawdown threshold",
     "negative_equity": "case had negative equity",
     "takeover_refused": "takeover refused",
     "book_exhausted": "book exhausted",

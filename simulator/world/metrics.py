@@ -91,6 +91,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "adl_haircut",
     "adl_paid_beyond_deficit",
     "adl_notional_fund_empty",
+    "adl_notional_fund_drawdown",
     "adl_notional_negative_equity",
     "adl_notional_takeover_refused",
     "adl_notional_book_exhausted",
@@ -124,7 +125,7 @@ SUMMARY_KEYS = SUMMARY_KEYS + HEDGER_KEYS
 
 _STAGES = ("book", "backstop", "insurance_fund", "adl", "engine")
 #: Why ADL fired (the ``reason`` of ``adl`` events; simulator.venue.waterfall.adl).
-ADL_REASONS = ("fund_empty", "negative_equity", "takeover_refused", "book_exhausted", "price_band")
+ADL_REASONS = ("fund_empty", "fund_drawdown", "negative_equity", "takeover_refused", "book_exhausted", "price_band")
 NAN = float("nan")
 
 

@@ -66,7 +66,7 @@ def venue_config(scenario: Scenario) -> VenueConfig:
     v = scenario.venue
     return VenueConfig(
         markets=market_specs(scenario),
-        waterfall=[_stage_kwargs(s) for s in v.waterfall],
+        waterfall=[_stage_kwargs(s, scenario.step_seconds) for s in v.waterfall],
         mark=MarkConfig(method=v.mark.method, basis_ema_alpha=v.mark.basis_ema_alpha),
         funding=FundingConfig(**v.funding.model_dump()),
         insurance_fund=int(round(v.insurance_fund / CASH_UNIT)),
@@ -79,8 +79,10 @@ def venue_config(scenario: Scenario) -> VenueConfig:
     )
 
 
-def _stage_kwargs(stage) -> dict:
+def _stage_kwargs(stage, step_seconds: float = 1.0) -> dict:
     d = stage.model_dump()
+    if d.get("stage") == "adl":
+        d["step_seconds"] = step_seconds  # converts the fund_drawdown window to steps
     if d.get("cap_per_event") is not None:
         d["cap_per_event"] = int(round(d["cap_per_event"] / CASH_UNIT))
     return d

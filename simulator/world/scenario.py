@@ -97,7 +97,9 @@ class ADLStage(Strict):
     stage: Literal["adl"]
     ranking: Literal[RANKINGS] = "pnl_x_leverage"  # type: ignore[valid-type]
     price: Literal["bankruptcy", "mark", "previous_mark"] = "bankruptcy"
-    trigger: Literal["fund_cannot_pay", "negative_equity", "unfilled"] = "fund_cannot_pay"
+    trigger: Literal["fund_cannot_pay", "negative_equity", "unfilled", "fund_drawdown"] = "fund_cannot_pay"
+    drawdown_threshold: float = Field(0.3, gt=0, lt=1, description="fund_drawdown: fall from the window's peak (fraction)")
+    window_seconds: float = Field(28_800.0, gt=0, description="fund_drawdown: look-back window for the fund's peak")
 
 
 class SocializeStage(Strict):

@@ -8,11 +8,16 @@ When ADL may act (``trigger``, DESIGN.md §5) matters as much as where it sits i
   deficits) cannot pay in full, given the cases ahead of it (worst first).
 * ``negative_equity`` (Hyperliquid: only when account value < 0): a still-open case with
   negative equity.
+* ``fund_drawdown`` (OKX: ADL when the risk reserve is insufficient *or* has fallen fast,
+  "a straight-line decrease of 30 % from the peak value of the risk reserve within 8 hours"):
+  what ``fund_cannot_pay`` takes, plus every still-open case with negative equity while the
+  fund's balance is at least ``drawdown_threshold`` below its peak over the last
+  ``window_seconds`` (the peak of the balances seen at liquidation rounds in the window).
 * ``unfilled`` (the literal reading of "ADL what the book left"): every still-open case, even
   a solvent one; kept to study that artefact, no venue uses it.
 
 A solvent case is never deleveraged except under ``unfilled``. Each ADL fill records why ADL
-fired (``reason``): ``fund_empty``, ``takeover_refused``, ``negative_equity``, or under
+fired (``reason``): ``fund_empty``, ``fund_drawdown``, ``takeover_refused``, ``negative_equity``, or under
 ``unfilled`` the book's failure (``book_exhausted`` / ``price_band``).
 
 Fill price: ``bankruptcy`` (the case ends at zero; BitMEX, Binance, Bybit, dYdX v4), ``mark``
@@ -34,8 +39,8 @@ from simulator.venue.margin import bankruptcy_prices
 from simulator.venue.waterfall.stage import Stage
 
 ADL_PRICES = ("bankruptcy", "mark", "previous_mark")
-TRIGGERS = ("fund_cannot_pay", "negative_equity", "unfilled")
-REASONS = ("book_exhausted", "price_band", "takeover_refused", "fund_empty", "negative_equity")
+TRIGGERS = ("fund_cannot_pay", "negative_equity", "unfilled", "fund_drawdown")
+REASONS = ("book_exhausted", "price_band", "takeover_refused", "fund_empty", "negative_equity", "fund_drawdown")
 _POOLED = ("pro_rata", "max_leverage")
 
 
@@ -59,13 +64,20 @@ class ADLStage(Stage):
     Args:
         ranking: one of ``simulator.adl.RANKINGS``.
         price: ``bankruptcy``, ``mark`` or ``previous_mark``.
-        trigger: ``fund_cannot_pay``, ``negative_equity`` or ``unfilled`` (module docstring).
+        trigger: ``fund_cannot_pay``, ``negative_equity``, ``unfilled`` or ``fund_drawdown``
+            (module docstring).
+        drawdown_threshold: ``fund_drawdown``: fall from the window's peak, as a fraction of it.
+        window_seconds: ``fund_drawdown``: look-back window for the peak, scenario seconds.
+        step_seconds: scenario seconds per step (set by the model; converts the window).
     """
 
     name: ClassVar[str] = "adl"
     ranking: str = "pnl_x_leverage"
     price: str = "bankruptcy"
     trigger: str = "fund_cannot_pay"
+    drawdown_threshold: float = 0.3
+    window_seconds: float = 28_800.0
+    step_seconds: float = 1.0
 
     def __post_init__(self):
         if self.ranking not in adl_rank.RANKINGS:
@@ -74,6 +86,28 @@ class ADLStage(Stage):
             raise ValueError(f"ADL price {self.price!r}; allowed: {ADL_PRICES}")
         if self.trigger not in TRIGGERS:
             raise ValueError(f"ADL trigger {self.trigger!r}; allowed: {TRIGGERS}")
+        if not 0 < self.drawdown_threshold < 1 or self.window_seconds <= 0 or self.step_seconds <= 0:
+            raise ValueError("drawdown_threshold must be in (0, 1), window_seconds and step_seconds > 0")
+        self._fund_seen: list[tuple[int, int]] = []  # (step, fund balance) at liquidation rounds
+
+    def fund_drawdown(self, venue) -> float:
+        """The fund's fall from its peak over the last ``window_seconds``, as a fraction of the
+        peak (0 when it has no positive peak). Records the balance now."""
+        fund = venue.insurance_fund
+        bal = max(0, min(int(venue.ledger.wallet[fund]), int(venue.equity(np.array([fund]))[0])))
+        step = int(venue.step)
+        window_steps = self.window_seconds / self.step_seconds
+        seen = [(t, b) for t, b in self._fund_seen if step - t <= window_steps]
+        seen.append((step, bal))
+        # keep only balances that can still be a peak: drop older ones not above a newer one
+        kept: list[tuple[int, int]] = []
+        for t, b in seen:
+            while kept and kept[-1][1] <= b:
+                kept.pop()
+            kept.append((t, b))
+        self._fund_seen = kept
+        peak = kept[0][1]
+        return (peak - bal) / peak if peak > 0 else 0.0
 
     # ------------------------------------------------------------------ trigger
     def eligible(self, venue, cases) -> tuple[np.ndarray, np.ndarray]:
@@ -86,10 +120,14 @@ class ADLStage(Stage):
             reason[:] = np.where(cases.book_reason != "", cases.book_reason, "book_exhausted")
         else:
             take = pending & (eq < 0)
-            if self.trigger == "fund_cannot_pay":
+            if self.trigger in ("fund_cannot_pay", "fund_drawdown"):
                 need = np.where(cases.open(venue), np.maximum(0, -eq), cases.deficit(venue))
-                take &= ~payable(venue, np.where(cases.restored, 0, need))
+                short = ~payable(venue, np.where(cases.restored, 0, need))
                 reason[:] = "fund_empty"
+                if self.trigger == "fund_drawdown" and self.fund_drawdown(venue) >= self.drawdown_threshold:
+                    reason[:] = np.where(short, "fund_empty", "fund_drawdown")
+                    short[:] = True
+                take &= short
             else:
                 reason[:] = "negative_equity"
         reason = np.where(cases.takeover_refused & (reason != "fund_empty"), "takeover_refused", reason)
