@@ -184,6 +184,24 @@ def test_fund_takeover_refused_the_engine_closes_and_the_fund_pays_what_it_has(m
     check_books(v)
 
 
+def test_a_fund_broke_by_its_inventory_owes_the_loss_like_a_deficit(make_venue):
+    # fund 150 takes L over (loss 100): equity 50, long 100 @ 102. The mark falls to 101: the
+    # fund's equity is 50 - 100 = -50. A broke fund cannot pay for itself: at the next
+    # liquidation pass its row owes 50, covered here by the venue (no stage after it)
+    wf = [{"stage": "book"}, {"stage": "insurance_fund", "takeover": True}]
+    v, L, *_ = scenario(make_venue, wf, mark=102, bids=(), fund=150)
+    v.liquidate()
+    assert v.equity([v.insurance_fund]).tolist() == [50]
+    move_to(v, 101)
+    assert v.equity([v.insurance_fund]).tolist() == [-50]
+    v.liquidate()
+    fund_rows = kinds(v, "cover").query("account == @v.insurance_fund")
+    assert dict(zip(fund_rows.stage, fund_rows.amount)) == {"venue": 50}
+    assert kinds(v, "deficit").amount.tolist() == [100, 50]
+    assert v.equity([v.insurance_fund]).tolist() == [0]
+    check_books(v)
+
+
 @pytest.mark.parametrize("cap, holder", [(12, "fund"), (10, "engine")])
 def test_fund_takeover_leverage_cap(make_venue, cap, holder):
     # an explicit cap: fund 1,000 takes the -100 case: equity after 900 against gross notional

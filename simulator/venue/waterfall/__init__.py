@@ -75,7 +75,7 @@ def run_cover(venue, stages: list[Stage], cases: Cases) -> None:
 
 
 def cover_engine_inventory(venue, stages: list[Stage]) -> None:
-    """The engine's mark-to-market loss goes down the deficit stages (see ``engine``)."""
+    """A broke inventory holder's mark-to-market loss goes down the deficit stages (``engine``)."""
     cases = engine.inventory_loss_case(venue)
     if cases is not None:
         run_cover(venue, stages, cases)

@@ -7,11 +7,12 @@ the deficit stages, whatever is still owed is the venue's own loss: injected fro
 ledger and recorded, never hidden. A solvent case that no stage could close stays open and is
 retried next round or step.
 
-The engine's inventory is marked to market: once per step, a negative engine equity (its
-unwind realised or its inventory lost more than the cases' deficits at takeover) is a deficit
-of the engine's own row, covered by the same deficit stages (``cover_inventory_loss``), so a
-loss made closing a bankrupt position is never left on the venue's books unrecorded. Gains
-stay with the engine (``engine_equity_end`` in the summary).
+Taken-over inventory is marked to market: once per step, a venue row holding it (the engine,
+the insurance fund, the backstop vault) whose equity is below zero owes that loss as a deficit
+of its own row, covered by the same deficit stages (``inventory_loss_case``): a fund or vault
+cannot pay for itself once broke, so the loss goes on to socialization or the venue. A loss
+made closing a bankrupt position is never left on the venue's books unrecorded. Gains stay with
+the holder (``engine_equity_end`` in the summary).
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ def cover_venue_loss(venue, cases) -> None:
 
 
 def inventory_loss_case(venue) -> Cases | None:
-    """The engine's own row as a case owing its mark-to-market loss, or None if it has none."""
-    if int(venue.equity(np.array([venue.engine]))[0]) >= 0:
+    """The venue rows that hold taken-over inventory (the engine, the fund, the backstop vault)
+    and whose equity is below zero, as cases owing that mark-to-market loss; None if none is."""
+    rows = np.array([venue.engine, venue.insurance_fund, venue.backstop])
+    broke = rows[venue.equity(rows) < 0]
+    if len(broke) == 0:
         return None
-    cases = Cases.flagged(venue, [venue.engine])
+    cases = Cases.flagged(venue, broke)
     cases.inventory = True
-    cases.track(venue, np.ones(1, dtype=bool), STAGE)
+    cases.track(venue, np.ones(len(broke), dtype=bool), STAGE)
     return cases
