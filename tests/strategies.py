@@ -49,6 +49,7 @@ STAGE_OPTIONS = {
         "ranking": st.sampled_from(RANKINGS),
         "price": st.sampled_from(ADL_PRICES),
         "trigger": st.sampled_from(TRIGGERS),
+        "profit_percentile": st.sampled_from([0.0, 0.5, 0.9, 1.0]),
     }),
     "socialize": st.fixed_dictionaries({}, optional={
         "weights": st.sampled_from(WEIGHTS),

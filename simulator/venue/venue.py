@@ -347,6 +347,7 @@ class Venue:
             stage.settle(self)
         self.window_equity = self.equity()
         self.window_flows = np.zeros(self.ledger.n_accounts, dtype=np.int64)
+        self.prices.reset_extremes()
 
     def window_profit(self) -> np.ndarray:
         """Net profit of each account since the settlement window began, net of deposits."""

@@ -98,6 +98,9 @@ class ADLStage(Strict):
     ranking: Literal[RANKINGS] = "pnl_x_leverage"  # type: ignore[valid-type]
     price: Literal["bankruptcy", "mark", "previous_mark"] = "bankruptcy"
     trigger: Literal["fund_cannot_pay", "negative_equity", "unfilled"] = "fund_cannot_pay"
+    profit_percentile: float = Field(
+        0.5, ge=0, le=1, description="profit_bands: PnL% quantile of the opposite side that opens the first band"
+    )
 
 
 class SocializeStage(Strict):

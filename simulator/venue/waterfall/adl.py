@@ -60,14 +60,19 @@ class ADLStage(Stage):
         ranking: one of ``simulator.adl.RANKINGS``.
         price: ``bankruptcy``, ``mark`` or ``previous_mark``.
         trigger: ``fund_cannot_pay``, ``negative_equity`` or ``unfilled`` (module docstring).
+        profit_percentile: ``profit_bands`` only: the PnL% quantile of the opposite side at or
+            above which a profitable position is in the first band (``simulator.venue.adl``).
     """
 
     name: ClassVar[str] = "adl"
     ranking: str = "pnl_x_leverage"
     price: str = "bankruptcy"
     trigger: str = "fund_cannot_pay"
+    profit_percentile: float = 0.5
 
     def __post_init__(self):
+        if not 0 <= self.profit_percentile <= 1:
+            raise ValueError(f"ADL profit_percentile {self.profit_percentile!r} must be in [0, 1]")
         if self.ranking not in adl_rank.RANKINGS:
             raise ValueError(f"ranking {self.ranking!r}; allowed: {adl_rank.RANKINGS}")
         if self.price not in ADL_PRICES:
@@ -137,11 +142,13 @@ class ADLStage(Stage):
         cv = int(venue.contract_values[m])
         mark = int(venue.marks[m])
         lots = np.abs(led.qty[candidates, m])
+        u = led.qty[candidates, m] * mark * cv - led.cost[candidates, m]
+        if self.ranking == "profit_bands":
+            lots = np.where(u > 0, lots, 0)  # ranked (for the queue quantile) but never taken
         need = min(int(lots_needed.sum()), int(lots.sum()))
         if need == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         eq = venue.equity(candidates)
-        u = led.qty[candidates, m] * mark * cv - led.cost[candidates, m]
         venue.adl_profitable.update(candidates[u > 0].tolist())
         if self.ranking == "pro_rata":
             take = adl_rank.allocate_pro_rata(lots, u > 0, need)
@@ -154,7 +161,8 @@ class ADLStage(Stage):
                 self.ranking, qty=led.qty[candidates, m], cost=led.cost[candidates, m],
                 wallet=led.wallet[candidates], equity=eq, mark=mark, cv=cv,
                 mm=venue.maintenance(candidates).sum(axis=1), cash_per_usd=1 / venue.markets[m].cash_unit,
-                rng=venue.rng,
+                rng=venue.rng, percentile=self.profit_percentile,
+                mark_high=float(venue.prices.mark_high[m]), mark_low=float(venue.prices.mark_low[m]),
             )
             take = adl_rank.allocate_queue(score, lots, need)
         rank_quantile = adl_rank.queue_quantile(score)
