@@ -38,6 +38,8 @@ class VenueConfig:
         fund_guard_threshold: fund health guard (the seed article): while the insurance fund
             is below this fraction of the average open-interest value, new exposure is allowed
             only up to ``fund_guard_max_leverage``. None: no guard.
+        step_seconds: scenario seconds per step (``time = step x step_seconds``): the clock of
+            delayed socialization and of the fund guard's averaging window.
     """
 
     markets: list[MarketSpec] = field(default_factory=lambda: [MarketSpec()])
@@ -53,6 +55,7 @@ class VenueConfig:
     unwind_band: float = 0.02
     fund_guard_threshold: float | None = None
     fund_guard_max_leverage: float = 5.0
+    step_seconds: float = 1.0
 
 
 class Venue:
@@ -73,6 +76,7 @@ class Venue:
         self.prices = PriceState(len(self.markets), config.mark)
         self.events = EventLog()
         self.leverage = np.zeros((0, len(self.markets)))
+        self.spot = np.zeros(0, dtype=bool)  # spot-wallet rows: balances not pledged as collateral
         self.window_equity = np.zeros(0, dtype=np.int64)
         self.window_flows = np.zeros(0, dtype=np.int64)
         self.fee_pool = self.add_accounts(1, "fee_pool")[0]
@@ -91,9 +95,12 @@ class Venue:
         self.adl_leverage_after = float("nan")  # highest leverage of a deleveraged account after ADL
 
     # ------------------------------------------------------------------ set-up
-    def add_accounts(self, n: int, kind: str, deposit=0, leverage=None) -> np.ndarray:
-        """Open accounts; ``leverage`` (per account or scalar) is their initial-margin setting."""
+    def add_accounts(self, n: int, kind: str, deposit=0, leverage=None, spot: bool = False) -> np.ndarray:
+        """Open accounts; ``leverage`` (per account or scalar) is their initial-margin setting;
+        ``spot`` marks spot wallets (never hold a position; ``socialize`` scope
+        ``derivatives_only`` leaves them alone)."""
         ids = self.ledger.add_accounts(n, kind, deposit)
+        self.spot = np.concatenate([self.spot, np.full(n, bool(spot))])
         lev = np.ones((n, len(self.markets))) * (
             np.asarray(leverage, dtype=float).reshape(-1, 1) if leverage is not None else 1.0
         )
@@ -105,6 +112,11 @@ class Venue:
         self.window_equity = np.concatenate([self.window_equity, self.ledger.wallet[ids]])
         self.window_flows = np.concatenate([self.window_flows, np.zeros(n, dtype=np.int64)])
         return ids
+
+    @property
+    def time(self) -> float:
+        """Scenario seconds: ``step x step_seconds``."""
+        return self.step * self.config.step_seconds
 
     @property
     def n_markets(self) -> int:
@@ -372,6 +384,8 @@ class Venue:
 
     def liquidate(self) -> int:
         """Liquidation rounds until no account is below maintenance; returns the cascade depth."""
+        for stage in self.waterfall:  # deferred charges that have come due (delayed socialization)
+            stage.due(self)
         depth = 0
         for r in range(self.config.max_rounds):
             self.events.round = r

@@ -76,6 +76,7 @@ def venue_config(scenario: Scenario) -> VenueConfig:
         unwind_band=v.unwind_band,
         fund_guard_threshold=None if v.fund_guard is None else v.fund_guard.threshold,
         fund_guard_max_leverage=5.0 if v.fund_guard is None else v.fund_guard.max_leverage,
+        step_seconds=scenario.step_seconds,
     )
 
 

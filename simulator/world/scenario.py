@@ -107,6 +107,16 @@ class SocializeStage(Strict):
     stage: Literal["socialize"]
     weights: Literal["equity", "profit", "position"] = "equity"
     when: Literal["immediate", "settlement"] = "immediate"
+    scope: Literal["all_equity", "derivatives_only", "settlement_asset_holders"] = "all_equity"
+    delay_seconds: float = Field(
+        0.0, ge=0, le=86_400, description="when immediate: charge this many scenario seconds after the deficit"
+    )
+
+    @model_validator(mode="after")
+    def _delay_is_immediate(self):
+        if self.delay_seconds > 0 and self.when == "settlement":
+            raise ValueError("delay_seconds applies to when: immediate (settlement has its own timing)")
+        return self
 
 
 StageConfig = Annotated[
