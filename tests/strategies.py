@@ -133,6 +133,8 @@ def venue_runs(draw):
         "deposits": draw(st.lists(st.floats(0.01, 1.0), min_size=n_traders, max_size=n_traders)),
         "leverage": draw(st.lists(st.sampled_from([5.0, 20.0, 50.0, 100.0]), min_size=n_traders, max_size=n_traders)),
         "funding_every": draw(st.integers(1, 4)),
+        # fund guard: None or (threshold, funding_adjustment, window_seconds)
+        "guard": draw(st.sampled_from([None, (0.2, 0.0, 60.0), (5.0, 0.001, 30 * 86_400.0), (5.0, 0.01, 30.0)])),
         "funding_formula": draw(st.sampled_from(["binance", "premium_plus_interest"])),
         "seed": draw(st.integers(0, 2**16)),
         "steps": draw(steps(n_markets, n_traders, draw(st.integers(3, 10)))),
@@ -149,6 +151,8 @@ def build_venue(run):
         insurance_fund=int(run["fund"] * unit), backstop_capital=int(run["backstop"] * unit),
         step_seconds=run.get("step_seconds", 30.0),  # a step is 30 s: delays of 30 and 90 s land
     )
+    if run.get("guard") is not None:
+        cfg.fund_guard_threshold, cfg.fund_guard_funding_adjustment, cfg.fund_guard_window_seconds = run["guard"]
     venue = Venue(cfg, np.random.default_rng(run["seed"]))
     makers = venue.add_accounts(2, "market_maker", 10**6 * unit, leverage=100.0)
     traders = venue.add_accounts(len(run["deposits"]), "trader",

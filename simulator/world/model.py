@@ -76,6 +76,8 @@ def venue_config(scenario: Scenario) -> VenueConfig:
         unwind_band=v.unwind_band,
         fund_guard_threshold=None if v.fund_guard is None else v.fund_guard.threshold,
         fund_guard_max_leverage=5.0 if v.fund_guard is None else v.fund_guard.max_leverage,
+        fund_guard_funding_adjustment=0.0 if v.fund_guard is None else v.fund_guard.funding_adjustment,
+        fund_guard_window_seconds=30 * 86_400.0 if v.fund_guard is None else v.fund_guard.window_seconds,
         step_seconds=scenario.step_seconds,
     )
 

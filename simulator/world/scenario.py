@@ -160,6 +160,11 @@ class FundGuard(Strict):
 
     threshold: float = Field(0.2, gt=0, le=10)
     max_leverage: float = Field(5.0, ge=1, le=200)
+    funding_adjustment: float = Field(
+        0.0, ge=0, le=0.01, description="extra funding rate per settlement while the guard is on, paid by "
+        "the side holding more lots above max_leverage"
+    )
+    window_seconds: float = Field(30 * 86_400.0, gt=0, description="averaging window of open-interest value")
 
 
 class Venue(Strict):
