@@ -45,15 +45,15 @@ def draw_population(model, cfg, n_markets: int, rng: np.random.Generator) -> Tra
     venue = model.venue
     # isolated margin: the position's account holds only the margin posted to it (margin checks
     # are per ledger row, so a row with one position is an isolated position); the rest of the
-    # capital sits in a spot wallet with no position, which a liquidation cannot touch but an
-    # equity-weighted socialization does
+    # capital sits in a spot wallet with no position (``spot=True``), which a liquidation cannot
+    # touch; an equity-weighted socialization charges it unless its scope is derivatives_only
     isolated = rng.random(n) < cfg.isolated_share
     posted = np.where(isolated, capital * cfg.isolated_margin, capital)
     accounts = venue.add_accounts(n, "trader", venue.markets[0].cash(posted), leverage=leverage)
     wallets = np.full(n, -1, dtype=np.int64)
     if isolated.any():
         rest = venue.markets[0].cash(capital[isolated] - posted[isolated])
-        wallets[isolated] = venue.add_accounts(int(isolated.sum()), "trader", rest, leverage=1.0)
+        wallets[isolated] = venue.add_accounts(int(isolated.sum()), "trader", rest, leverage=1.0, spot=True)
     return TraderPopulation(accounts, market, strategy, leverage, capital, cfg, isolated, wallets)
 
 

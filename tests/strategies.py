@@ -21,7 +21,7 @@ from simulator.venue.margin import MarginTiers, initial_margin
 from simulator.venue.market import MarketSpec
 from simulator.venue.prices import FundingConfig, MarkConfig
 from simulator.venue.venue import Venue, VenueConfig
-from simulator.venue.waterfall import ADL_PRICES, SURPLUS_POLICIES, TIMINGS, TRIGGERS, WEIGHTS
+from simulator.venue.waterfall import ADL_PRICES, SCOPES, SURPLUS_POLICIES, TIMINGS, TRIGGERS, WEIGHTS
 
 # (tick_size, lot_size, cash_unit): contract values 1, 100, 5, 1
 SPEC_UNITS = [(1.0, 1.0, 1.0), (0.1, 0.001, 1e-6), (0.5, 0.1, 0.01), (0.01, 1.0, 0.01)]
@@ -49,16 +49,25 @@ STAGE_OPTIONS = {
         "ranking": st.sampled_from(RANKINGS),
         "price": st.sampled_from(ADL_PRICES),
         "trigger": st.sampled_from(TRIGGERS),
+        "profit_percentile": st.sampled_from([0.0, 0.5, 0.9, 1.0]),
     }),
     "socialize": st.fixed_dictionaries({}, optional={
         "weights": st.sampled_from(WEIGHTS),
         "when": st.sampled_from(TIMINGS),
+        "scope": st.sampled_from(SCOPES),
+        "delay_seconds": st.sampled_from([0.0, 30.0, 90.0]),
     }),
 }
 
 
+def _valid(opts: dict) -> dict:
+    if opts.get("when") == "settlement":  # a delay is for immediate socialization only
+        opts.pop("delay_seconds", None)
+    return opts
+
+
 def stage_entry(name: str):
-    return STAGE_OPTIONS[name].map(lambda opts: {"stage": name, **opts})
+    return STAGE_OPTIONS[name].map(lambda opts: {"stage": name, **_valid(opts)})
 
 
 # any order, or (half the time) position stages before deficit stages, so that deficits reach
@@ -124,6 +133,8 @@ def venue_runs(draw):
         "deposits": draw(st.lists(st.floats(0.01, 1.0), min_size=n_traders, max_size=n_traders)),
         "leverage": draw(st.lists(st.sampled_from([5.0, 20.0, 50.0, 100.0]), min_size=n_traders, max_size=n_traders)),
         "funding_every": draw(st.integers(1, 4)),
+        # fund guard: None or (threshold, funding_adjustment, window_seconds)
+        "guard": draw(st.sampled_from([None, (0.2, 0.0, 60.0), (5.0, 0.001, 30 * 86_400.0), (5.0, 0.01, 30.0)])),
         "funding_formula": draw(st.sampled_from(["binance", "premium_plus_interest"])),
         "seed": draw(st.integers(0, 2**16)),
         "steps": draw(steps(n_markets, n_traders, draw(st.integers(3, 10)))),
@@ -138,17 +149,22 @@ def build_venue(run):
         markets=markets, waterfall=run["waterfall"], mark=MarkConfig(method=run["mark"]),
         funding=FundingConfig(formula=run["funding_formula"]),  # settled every funding_every steps by play_step
         insurance_fund=int(run["fund"] * unit), backstop_capital=int(run["backstop"] * unit),
+        step_seconds=run.get("step_seconds", 30.0),  # a step is 30 s: delays of 30 and 90 s land
     )
+    if run.get("guard") is not None:
+        cfg.fund_guard_threshold, cfg.fund_guard_funding_adjustment, cfg.fund_guard_window_seconds = run["guard"]
     venue = Venue(cfg, np.random.default_rng(run["seed"]))
     makers = venue.add_accounts(2, "market_maker", 10**6 * unit, leverage=100.0)
     traders = venue.add_accounts(len(run["deposits"]), "trader",
                                  [int(d * unit) for d in run["deposits"]], leverage=run["leverage"])
+    venue.add_accounts(1, "trader", unit // 2, leverage=1.0, spot=True)  # a spot wallet, never trades
     venue.set_index(run["prices"])
     return venue, makers, traders, np.array(run["prices"], dtype=float), unit
 
 
 def play_step(venue, makers, traders, prices, unit, step, i, funding_every):
     """One step as the exchange agent runs it; returns the new index prices."""
+    venue.step = venue.events.step = i
     prices = np.maximum(prices * (1 + np.array(step["returns"])), 1e-3)
     venue.set_index(prices)
     venue.cancel_orders(makers)

@@ -328,3 +328,57 @@ def test_allocate_max_leverage_cuts_broke_accounts_first():
     # equal equity and lots: level cut shared, the odd lot to the first
     assert allocate_max_leverage(np.array([4, 4]), np.array([10, 10]), 1.0, 3).tolist() in ([2, 1], [1, 2])
     assert allocate_max_leverage(np.array([4, 4]), np.array([10, 10]), 1.0, 3).sum() == 3
+
+
+# ------------------------------------------------------------------ profit_bands (issue 11)
+# The hand ledger above, marks 100 then 80 (running high 100, low 80). PnL% over the whole
+# opposite side: A 4/324 = 0.0123, B 240/720 = 0.3333, C 100/500 = 0.2, D -25/375 = -0.0667.
+#   percentile 0.5: linear median of the four = (0.0123 + 0.2)/2 = 0.106 -> band {B, C};
+#     by lowest effective leverage C 400/1100 = 0.36, B 480/340 = 1.41; then the rest of the
+#     profitable side: A (22.9); D (a loser) last and never taken. Queue C, B, A, D.
+#     7 lots: C 5, B 2; haircut 20 by lots x 80 (400, 160): 14.29, 5.71 -> 14, 5 + 1 to B -> 14, 6
+#   percentile 0.9: 0.2 + 0.7 x (0.3333 - 0.2) = 0.293 -> band {B}: too little (6 lots), the
+#     rest of the profitable side by leverage: C, A. 7 lots: B 6, C 1; haircut by 480, 80:
+#     17.14, 2.86 -> 17, 2 + 1 to C -> 17, 3
+@pytest.mark.parametrize("percentile, victims, lots, haircut, quantiles", [
+    (0.5, ["C", "B"], {"C": 5, "B": 2}, {"C": 14, "B": 6}, [1.0, 0.75]),
+    (0.9, ["B", "C"], {"B": 6, "C": 1}, {"B": 17, "C": 3}, [1.0, 0.75]),
+])
+def test_profit_bands_by_hand(make_venue, percentile, victims, lots, haircut, quantiles):
+    wf = [{"stage": "adl", "ranking": "profit_bands", "profit_percentile": percentile}]
+    v, acc = build(make_venue, wf, prev_mark=100)
+    assert (int(v.prices.mark_high[0]), int(v.prices.mark_low[0])) == (100, 80)
+    before = v.ledger.qty[:, 0].copy()
+    assert v.liquidate() == 1
+    order, taken, paid = adl_result(v, acc, before)
+    assert (order, taken, paid) == (victims, lots, haircut)
+    assert v.equity()[acc["L"]] == 0 and v.conservation_residual() == 0
+    ev = v.events.to_frame()
+    # the queue quantile of the new order: 4 ranked (D too), front = 1, second = 0.75
+    assert ev[ev.kind == "adl"].rank_quantile.tolist() == quantiles
+    assert v.ledger.qty[acc["D"], 0] == before[acc["D"]]
+
+
+def test_profit_bands_ties_go_to_the_entry_nearest_the_momentum_peak():
+    # two shorts, same group (percentile 0: both in the band), same leverage 160/80 = 2;
+    # running high 100: entries 90 (distance 0.10) and 98 (0.02) -> the one at 98 first
+    kw = dict(qty=np.array([-2, -2]), cost=np.array([-180, -196]), wallet=None, equity=np.array([80, 80]),
+              mark=80, cv=1, mm=None, cash_per_usd=1.0, rng=None, percentile=0.0, mark_high=100.0, mark_low=80.0)
+    assert scores("profit_bands", **kw).tolist() == [1.0, 2.0]
+    # a higher leverage loses the tie-break's privilege: lowest leverage first
+    kw["equity"] = np.array([80, 40])
+    assert scores("profit_bands", **kw).tolist() == [2.0, 1.0]
+
+
+def test_profit_bands_never_deleverages_a_losing_position(make_venue):
+    # n = 7 but only D (a loser, 5 lots) and A (4 lots, in profit) are short: A goes, D stays;
+    # the 3 lots left are the engine's (venue loss)
+    v = make_venue(waterfall=[{"stage": "adl", "ranking": "profit_bands"}])
+    A, D, F, L = (int(x) for x in v.add_accounts(4, "trader", [10, 60, 10**6, 120]))
+    v.ledger.trade(0, F, A, 4, 81)
+    v.ledger.trade(0, F, D, 5, 75)
+    v.ledger.trade(0, L, F, 7, 100)
+    move_to(v, 80)
+    v.liquidate()
+    assert v.ledger.qty[A, 0] == 0 and v.ledger.qty[D, 0] == -5
+    assert v.conservation_residual() == 0

@@ -102,7 +102,8 @@ def test_ledger_stays_exact_through_random_runs(run):
     venue, makers, traders, prices, unit = build_venue(run)
     led = venue.ledger
     assert venue.conservation_residual() == 0
-    deferred = any(s["stage"] == "socialize" and s.get("when") == "settlement" for s in run["waterfall"])
+    deferred = any(s["stage"] == "socialize" and (s.get("when") == "settlement" or s.get("delay_seconds", 0) > 0)
+                   for s in run["waterfall"])
     for i, step in enumerate(run["steps"]):
         prices = play_step(venue, makers, traders, prices, unit, step, i, run["funding_every"])
         assert venue.conservation_residual() == 0

@@ -12,16 +12,21 @@ import numpy as np
 
 from simulator.venue.fixedpoint import largest_remainder
 
-RANKINGS = ("pnl_x_leverage", "binance", "hyperliquid", "random", "pro_rata", "max_leverage")
+RANKINGS = ("pnl_x_leverage", "binance", "hyperliquid", "random", "pro_rata", "max_leverage", "profit_bands")
 
 
-def scores(ranking: str, *, qty, cost, wallet, equity, mark, cv, mm, cash_per_usd, rng) -> np.ndarray:
+def scores(ranking: str, *, qty, cost, wallet, equity, mark, cv, mm, cash_per_usd, rng,
+           percentile: float = 0.5, mark_high: float = 0.0, mark_low: float = 0.0) -> np.ndarray:
     """Queue score per candidate (higher = deleveraged first).
 
     Args are per candidate in one market: ``qty`` signed lots, ``cost`` cash, ``wallet`` and
     ``equity`` of the whole account in cash, ``mm`` the account's maintenance margin in cash;
-    ``mark`` ticks and ``cv`` the contract value (scalars).
+    ``mark`` ticks and ``cv`` the contract value (scalars). ``profit_bands`` also reads
+    ``percentile`` and the mark's running extremes ``mark_high`` / ``mark_low`` (ticks).
     """
+    if ranking == "profit_bands":
+        return profit_bands(qty=qty, cost=cost, equity=equity, mark=mark, cv=cv, percentile=percentile,
+                            mark_high=mark_high, mark_low=mark_low)
     qty = qty.astype(float)
     notional = np.abs(qty) * mark * cv
     u = qty * mark * cv - cost
@@ -47,6 +52,48 @@ def scores(ranking: str, *, qty, cost, wallet, equity, mark, cv, mm, cash_per_us
         start = int(rng.integers(n)) if n else 0
         return -((np.arange(n) - start) % max(n, 1)).astype(float)
     raise ValueError(f"ranking {ranking!r} has no queue score; allowed: {RANKINGS}")
+
+
+def profit_bands(*, qty, cost, equity, mark, cv, percentile, mark_high, mark_low) -> np.ndarray:
+    """The seed article's reference engine: "highly profitable positions with low leverage
+    ratios first", among "traders whose unrealized PnL exceeds predefined percentile bands and
+    whose entry timing aligns with recent market momentum".
+
+    * **Band**: profitable positions (``U > 0``) whose PnL% ``U / |cost|`` is at or above the
+      ``percentile`` quantile (numpy's linear interpolation) of PnL% over every candidate (the
+      whole opposite side in the market, profitable or not). Band first, then the rest of the
+      profitable side by the same order; positions not in profit come last (the ADL stage
+      gives them no lots: this ranking never deleverages a losing position).
+    * Within a group: **lowest** effective leverage first (position notional at mark / account
+      equity; equity <= 0 counts as infinite leverage).
+    * Ties: entry closest to the recent momentum peak first, distance ``|entry - extreme| /
+      extreme`` where the extreme is the mark's running high for shorts (they entered at the
+      top of the move that made them money) and running low for longs. The venue keeps no
+      price history: the extremes are the mark's since the last settlement
+      (``PriceState.mark_high`` / ``mark_low``). Full ties: ledger order.
+
+    The score is the queue position reversed (``n - position``), so ``queue_quantile`` and
+    ``allocate_queue`` read the same order as every other queue ranking.
+    """
+    n = len(qty)
+    if n == 0:
+        return np.zeros(0)
+    qty = qty.astype(float)
+    cost = cost.astype(float)
+    u = qty * mark * cv - cost
+    pnl_pct = u / np.maximum(np.abs(cost), 1)
+    profitable = u > 0
+    band = profitable & (pnl_pct >= np.quantile(pnl_pct, percentile))
+    group = np.where(band, 0, np.where(profitable, 1, 2))
+    equity = equity.astype(float)
+    eff_lev = np.where(equity > 0, np.abs(qty) * mark * cv / np.maximum(equity, 1), np.inf)
+    entry = cost / np.where(qty != 0, qty * cv, 1)
+    extreme = np.where(qty < 0, float(mark_high), float(mark_low))
+    distance = np.abs(entry - extreme) / np.maximum(extreme, 1)
+    order = np.lexsort((np.arange(n), distance, eff_lev, group))
+    score = np.empty(n)
+    score[order] = n - np.arange(n)
+    return score
 
 
 def queue_quantile(score) -> np.ndarray:

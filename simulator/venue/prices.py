@@ -110,6 +110,10 @@ class PriceState:
         self.previous_mark = np.zeros(n_markets, dtype=np.int64)
         self.premium_sum = np.zeros(n_markets)
         self.premium_count = 0
+        # running extremes of the mark since the last settlement (``reset_extremes``): the
+        # momentum peak the ``profit_bands`` ADL ranking compares entries with
+        self.mark_high = np.zeros(n_markets, dtype=np.int64)
+        self.mark_low = np.zeros(n_markets, dtype=np.int64)
 
     def set_index(self, index_ticks) -> None:
         self.index = np.asarray(index_ticks, dtype=float).copy()
@@ -117,6 +121,7 @@ class PriceState:
             self.mark = np.where(self.mark == 0, np.round(self.index), self.mark).astype(np.int64)
             self.previous_mark = self.mark.copy()
             self.last = np.where(np.isnan(self.last), self.index, self.last)
+            self._track_extremes()
 
     def update_mark(self, mids, roll: bool = True) -> np.ndarray:
         """Recompute the mark from index, ``mids`` (NaN where the book is one-sided) and last.
@@ -144,10 +149,21 @@ class PriceState:
         else:
             m = self.last
         self.mark = np.maximum(np.round(m), 1).astype(np.int64)
+        self._track_extremes()
         if roll:
             self.premium_sum += (self.mark - self.index) / self.index
             self.premium_count += 1
         return self.mark
+
+    def _track_extremes(self) -> None:
+        fresh = self.mark_high == 0
+        self.mark_high = np.where(fresh, self.mark, np.maximum(self.mark_high, self.mark))
+        self.mark_low = np.where(fresh, self.mark, np.minimum(self.mark_low, self.mark))
+
+    def reset_extremes(self) -> None:
+        """A settlement starts a new momentum window at the current mark."""
+        self.mark_high = self.mark.copy()
+        self.mark_low = self.mark.copy()
 
     def funding_rate(self, cfg: FundingConfig) -> np.ndarray:
         """Rate for the interval just ended, from the average premium; resets the average."""

@@ -9,6 +9,7 @@ initial margin) and ``post_quotes`` (resting, post-only).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,15 @@ class VenueConfig:
         fund_guard_threshold: fund health guard (the seed article): while the insurance fund
             is below this fraction of the average open-interest value, new exposure is allowed
             only up to ``fund_guard_max_leverage``. None: no guard.
+        fund_guard_funding_adjustment: while the guard is on, each funding settlement adds this
+            rate (per settlement, after the cap) toward the side that relieves the fund: the side
+            holding more lots in accounts levered above ``fund_guard_max_leverage`` (the side
+            whose bankruptcies the fund would pay) pays it to the other. 0: no adjustment.
+        fund_guard_window_seconds: the open-interest average is over this much scenario time
+            (default 30 days, the reference's 30-day average OI; a shorter run averages the run
+            so far).
+        step_seconds: scenario seconds per step (``time = step x step_seconds``): the clock of
+            delayed socialization and of the fund guard's averaging window.
     """
 
     markets: list[MarketSpec] = field(default_factory=lambda: [MarketSpec()])
@@ -53,6 +63,9 @@ class VenueConfig:
     unwind_band: float = 0.02
     fund_guard_threshold: float | None = None
     fund_guard_max_leverage: float = 5.0
+    fund_guard_funding_adjustment: float = 0.0
+    fund_guard_window_seconds: float = 30 * 86_400.0
+    step_seconds: float = 1.0
 
 
 class Venue:
@@ -73,6 +86,7 @@ class Venue:
         self.prices = PriceState(len(self.markets), config.mark)
         self.events = EventLog()
         self.leverage = np.zeros((0, len(self.markets)))
+        self.spot = np.zeros(0, dtype=bool)  # spot-wallet rows: balances not pledged as collateral
         self.window_equity = np.zeros(0, dtype=np.int64)
         self.window_flows = np.zeros(0, dtype=np.int64)
         self.adl_profitable = np.zeros(0, dtype=bool)  # in profit when ranked by an ADL queue
@@ -86,14 +100,18 @@ class Venue:
         self.rejections = 0
         self.quote_rejections = 0  # resting orders refused for initial margin (post_quotes)
         self.volume = np.zeros(len(self.markets), dtype=np.int64)
-        self.oi_value_sum = 0.0  # running sum of open-interest value (cash), for the fund guard
+        self.oi_value_sum = 0.0  # running sum of open-interest value (cash) over the guard's window
         self.oi_value_count = 0
+        self.oi_samples: deque = deque()  # (time, value) of the samples in the window
         self.adl_leverage_after = float("nan")  # highest leverage of a deleveraged account after ADL
 
     # ------------------------------------------------------------------ set-up
-    def add_accounts(self, n: int, kind: str, deposit=0, leverage=None) -> np.ndarray:
-        """Open accounts; ``leverage`` (per account or scalar) is their initial-margin setting."""
+    def add_accounts(self, n: int, kind: str, deposit=0, leverage=None, spot: bool = False) -> np.ndarray:
+        """Open accounts; ``leverage`` (per account or scalar) is their initial-margin setting;
+        ``spot`` marks spot wallets (never hold a position; ``socialize`` scope
+        ``derivatives_only`` leaves them alone)."""
         ids = self.ledger.add_accounts(n, kind, deposit)
+        self.spot = np.concatenate([self.spot, np.full(n, bool(spot))])
         lev = np.ones((n, len(self.markets))) * (
             np.asarray(leverage, dtype=float).reshape(-1, 1) if leverage is not None else 1.0
         )
@@ -106,6 +124,11 @@ class Venue:
         self.window_flows = np.concatenate([self.window_flows, np.zeros(n, dtype=np.int64)])
         self.adl_profitable = np.concatenate([self.adl_profitable, np.zeros(n, dtype=bool)])
         return ids
+
+    @property
+    def time(self) -> float:
+        """Scenario seconds: ``step x step_seconds``."""
+        return self.step * self.config.step_seconds
 
     @property
     def n_markets(self) -> int:
@@ -324,18 +347,38 @@ class Venue:
         average = self.oi_value_sum / self.oi_value_count
         return bool(self.equity(np.array([self.insurance_fund]))[0] < threshold * average)
 
+    def fund_relief_side(self) -> np.ndarray:
+        """Per market +1 (longs pay), -1 (shorts pay) or 0: the side holding more lots in
+        accounts levered above the guard's ``max_leverage`` (notional / equity; equity <= 0
+        counts) pays the funding adjustment, so the risk the fund would cover is discouraged."""
+        led = self.ledger
+        notional = (np.abs(led.qty) * self.marks * self.contract_values).sum(axis=1)
+        eq = self.equity()
+        over = ((eq <= 0) | (notional > self.config.fund_guard_max_leverage * eq)) & (notional > 0) & ~led.is_venue()
+        q = led.qty[over]
+        return np.sign(np.clip(q, 0, None).sum(axis=0) - np.clip(-q, 0, None).sum(axis=0)).astype(float)
+
     def update_marks(self, roll: bool = True) -> np.ndarray:
         """New marks; with ``roll`` (once per step) also the previous mark and the running
         average of open-interest value."""
         marks = self.prices.update_mark(self.mids(), roll)
         if roll and self.config.fund_guard_threshold is not None:
-            self.oi_value_sum += self.open_interest_value()
+            value = self.open_interest_value()
+            self.oi_samples.append((self.time, value))
+            self.oi_value_sum += value
             self.oi_value_count += 1
+            start = self.time - self.config.fund_guard_window_seconds
+            while self.oi_samples and self.oi_samples[0][0] <= start + 1e-9:
+                _, old = self.oi_samples.popleft()
+                self.oi_value_sum -= old
+                self.oi_value_count -= 1
         return marks
 
     def apply_funding(self) -> np.ndarray:
         """Settle funding for the interval just ended; returns the rates."""
         rate = self.prices.funding_rate(self.config.funding)
+        if self.config.fund_guard_funding_adjustment and self.fund_guard_active():
+            rate = rate + self.config.fund_guard_funding_adjustment * self.fund_relief_side()
         pay = funding_payments(self.ledger.qty, self.marks, self.contract_values, rate)
         payers = np.flatnonzero(pay)
         self.ledger.transfer(payers, self.fee_pool, pay[payers])
@@ -348,6 +391,7 @@ class Venue:
             stage.settle(self)
         self.window_equity = self.equity()
         self.window_flows = np.zeros(self.ledger.n_accounts, dtype=np.int64)
+        self.prices.reset_extremes()
 
     def window_profit(self) -> np.ndarray:
         """Net profit of each account since the settlement window began, net of deposits."""
@@ -372,6 +416,8 @@ class Venue:
 
     def liquidate(self) -> int:
         """Liquidation rounds until no account is below maintenance; returns the cascade depth."""
+        for stage in self.waterfall:  # deferred charges that have come due (delayed socialization)
+            stage.due(self)
         depth = 0
         for r in range(self.config.max_rounds):
             self.events.round = r

@@ -66,7 +66,7 @@ def venue_config(scenario: Scenario) -> VenueConfig:
     v = scenario.venue
     return VenueConfig(
         markets=market_specs(scenario),
-        waterfall=[_stage_kwargs(s, scenario.step_seconds) for s in v.waterfall],
+        waterfall=[_stage_kwargs(s) for s in v.waterfall],
         mark=MarkConfig(method=v.mark.method, basis_ema_alpha=v.mark.basis_ema_alpha),
         funding=FundingConfig(**v.funding.model_dump()),
         insurance_fund=int(round(v.insurance_fund / CASH_UNIT)),
@@ -76,13 +76,14 @@ def venue_config(scenario: Scenario) -> VenueConfig:
         unwind_band=v.unwind_band,
         fund_guard_threshold=None if v.fund_guard is None else v.fund_guard.threshold,
         fund_guard_max_leverage=5.0 if v.fund_guard is None else v.fund_guard.max_leverage,
+        fund_guard_funding_adjustment=0.0 if v.fund_guard is None else v.fund_guard.funding_adjustment,
+        fund_guard_window_seconds=30 * 86_400.0 if v.fund_guard is None else v.fund_guard.window_seconds,
+        step_seconds=scenario.step_seconds,
     )
 
 
-def _stage_kwargs(stage, step_seconds: float = 1.0) -> dict:
+def _stage_kwargs(stage) -> dict:
     d = stage.model_dump()
-    if d.get("stage") == "adl":
-        d["step_seconds"] = step_seconds  # converts the fund_drawdown window to steps
     if d.get("cap_per_event") is not None:
         d["cap_per_event"] = int(round(d["cap_per_event"] / CASH_UNIT))
     return d

@@ -100,12 +100,25 @@ class ADLStage(Strict):
     trigger: Literal["fund_cannot_pay", "negative_equity", "unfilled", "fund_drawdown"] = "fund_cannot_pay"
     drawdown_threshold: float = Field(0.3, gt=0, lt=1, description="fund_drawdown: fall from the window's peak (fraction)")
     window_seconds: float = Field(28_800.0, gt=0, description="fund_drawdown: look-back window for the fund's peak")
+    profit_percentile: float = Field(
+        0.5, ge=0, le=1, description="profit_bands: PnL% quantile of the opposite side that opens the first band"
+    )
 
 
 class SocializeStage(Strict):
     stage: Literal["socialize"]
     weights: Literal["equity", "profit", "position"] = "equity"
     when: Literal["immediate", "settlement"] = "immediate"
+    scope: Literal["all_equity", "derivatives_only", "settlement_asset_holders"] = "all_equity"
+    delay_seconds: float = Field(
+        0.0, ge=0, le=86_400, description="when immediate: charge this many scenario seconds after the deficit"
+    )
+
+    @model_validator(mode="after")
+    def _delay_is_immediate(self):
+        if self.delay_seconds > 0 and self.when == "settlement":
+            raise ValueError("delay_seconds applies to when: immediate (settlement has its own timing)")
+        return self
 
 
 StageConfig = Annotated[
@@ -149,6 +162,11 @@ class FundGuard(Strict):
 
     threshold: float = Field(0.2, gt=0, le=10)
     max_leverage: float = Field(5.0, ge=1, le=200)
+    funding_adjustment: float = Field(
+        0.0, ge=0, le=0.01, description="extra funding rate per settlement while the guard is on, paid by "
+        "the side holding more lots above max_leverage"
+    )
+    window_seconds: float = Field(30 * 86_400.0, gt=0, description="averaging window of open-interest value")
 
 
 class Venue(Strict):

@@ -28,7 +28,7 @@ from simulator.venue.waterfall.backstop import BackstopStage
 from simulator.venue.waterfall.book import BookStage
 from simulator.venue.waterfall.cases import COVER_STAGES, Cases
 from simulator.venue.waterfall.insurance_fund import SURPLUS_POLICIES, InsuranceFundStage
-from simulator.venue.waterfall.socialize import TIMINGS, WEIGHTS, SocializeStage
+from simulator.venue.waterfall.socialize import SCOPES, TIMINGS, WEIGHTS, SocializeStage
 from simulator.venue.waterfall.stage import Stage
 
 STAGES: dict[str, type[Stage]] = {
@@ -36,7 +36,7 @@ STAGES: dict[str, type[Stage]] = {
 }
 
 __all__ = [
-    "ADL_PRICES", "COVER_STAGES", "REASONS", "STAGES", "SURPLUS_POLICIES", "TIMINGS", "TRIGGERS", "WEIGHTS",
+    "ADL_PRICES", "COVER_STAGES", "REASONS", "SCOPES", "STAGES", "SURPLUS_POLICIES", "TIMINGS", "TRIGGERS", "WEIGHTS",
     "ADLStage", "BackstopStage", "BookStage", "Cases", "InsuranceFundStage", "SocializeStage", "Stage",
     "build_waterfall", "cover_engine_inventory", "run_cover", "run_round",
 ]

@@ -68,7 +68,8 @@ class ADLStage(Stage):
             (module docstring).
         drawdown_threshold: ``fund_drawdown``: fall from the window's peak, as a fraction of it.
         window_seconds: ``fund_drawdown``: look-back window for the peak, scenario seconds.
-        step_seconds: scenario seconds per step (set by the model; converts the window).
+        profit_percentile: ``profit_bands`` only: the PnL% quantile of the opposite side at or
+            above which a profitable position is in the first band (``simulator.venue.adl``).
     """
 
     name: ClassVar[str] = "adl"
@@ -77,17 +78,19 @@ class ADLStage(Stage):
     trigger: str = "fund_cannot_pay"
     drawdown_threshold: float = 0.3
     window_seconds: float = 28_800.0
-    step_seconds: float = 1.0
+    profit_percentile: float = 0.5
 
     def __post_init__(self):
+        if not 0 <= self.profit_percentile <= 1:
+            raise ValueError(f"ADL profit_percentile {self.profit_percentile!r} must be in [0, 1]")
         if self.ranking not in adl_rank.RANKINGS:
             raise ValueError(f"ranking {self.ranking!r}; allowed: {adl_rank.RANKINGS}")
         if self.price not in ADL_PRICES:
             raise ValueError(f"ADL price {self.price!r}; allowed: {ADL_PRICES}")
         if self.trigger not in TRIGGERS:
             raise ValueError(f"ADL trigger {self.trigger!r}; allowed: {TRIGGERS}")
-        if not 0 < self.drawdown_threshold < 1 or self.window_seconds <= 0 or self.step_seconds <= 0:
-            raise ValueError("drawdown_threshold must be in (0, 1), window_seconds and step_seconds > 0")
+        if not 0 < self.drawdown_threshold < 1 or self.window_seconds <= 0:
+            raise ValueError("drawdown_threshold must be in (0, 1) and window_seconds > 0")
         self._fund_seen: list[tuple[int, int]] = []  # (step, fund balance) at liquidation rounds
 
     def fund_drawdown(self, venue) -> float:
@@ -96,7 +99,7 @@ class ADLStage(Stage):
         fund = venue.insurance_fund
         bal = max(0, min(int(venue.ledger.wallet[fund]), int(venue.equity(np.array([fund]))[0])))
         step = int(venue.step)
-        window_steps = self.window_seconds / self.step_seconds
+        window_steps = self.window_seconds / venue.config.step_seconds  # the venue's clock
         seen = [(t, b) for t, b in self._fund_seen if step - t <= window_steps]
         seen.append((step, bal))
         # keep only balances that can still be a peak: drop older ones not above a newer one
@@ -175,11 +178,13 @@ class ADLStage(Stage):
         cv = int(venue.contract_values[m])
         mark = int(venue.marks[m])
         lots = np.abs(led.qty[candidates, m])
+        u = led.qty[candidates, m] * mark * cv - led.cost[candidates, m]
+        if self.ranking == "profit_bands":
+            lots = np.where(u > 0, lots, 0)  # ranked (for the queue quantile) but never taken
         need = min(int(lots_needed.sum()), int(lots.sum()))
         if need == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         eq = venue.equity(candidates)
-        u = led.qty[candidates, m] * mark * cv - led.cost[candidates, m]
         venue.adl_profitable[candidates[u > 0]] = True
         if self.ranking == "pro_rata":
             take = adl_rank.allocate_pro_rata(lots, u > 0, need)
@@ -192,7 +197,8 @@ class ADLStage(Stage):
                 self.ranking, qty=led.qty[candidates, m], cost=led.cost[candidates, m],
                 wallet=led.wallet[candidates], equity=eq, mark=mark, cv=cv,
                 mm=venue.maintenance(candidates).sum(axis=1), cash_per_usd=1 / venue.markets[m].cash_unit,
-                rng=venue.rng,
+                rng=venue.rng, percentile=self.profit_percentile,
+                mark_high=float(venue.prices.mark_high[m]), mark_low=float(venue.prices.mark_low[m]),
             )
             take = adl_rank.allocate_queue(score, lots, need)
         rank_quantile = adl_rank.queue_quantile(score)

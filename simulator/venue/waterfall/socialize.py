@@ -13,6 +13,7 @@ from simulator.venue.waterfall.stage import Stage
 
 WEIGHTS = ("equity", "profit", "position")
 TIMINGS = ("immediate", "settlement")
+SCOPES = ("all_equity", "derivatives_only", "settlement_asset_holders")
 
 
 @dataclass
@@ -27,14 +28,36 @@ class SocializeStage(Stage):
             the ``socialize_pending`` cover) and the charge is made at the end of the window (a
             clawback of profits that looked final); what the charge cannot collect then is
             the venue's loss.
+        scope: who can be charged: ``all_equity`` (every account, spot wallets included: the
+            seed article), ``derivatives_only`` (spot wallets, ``Venue.spot`` rows such as
+            isolated traders' spare capital, are insulated), ``settlement_asset_holders``
+            (everyone holding the settlement asset: the same as ``all_equity`` on this
+            single-asset venue, where every balance is in the settlement asset; kept so a design
+            says what it means and stays right once balances in other assets exist).
+        delay_seconds: with ``when: immediate``, charge this many scenario seconds after the
+            deficit (the reference: adjustments land within 90 s of the final deficit
+            confirmation; equity moves in between). The loss pool fronts the deficit (the
+            ``socialize_pending`` cover) and the charge is made at the first liquidation pass at
+            or after ``time + delay_seconds`` (``Stage.due``); collected -> ``cover`` stage
+            ``socialize`` on the loss pool row, uncollectable -> venue loss, as at settlement.
+            0: no delay.
     """
 
     name: ClassVar[str] = "socialize"
     weights: str = "equity"
     when: str = "immediate"
+    scope: str = "all_equity"
+    delay_seconds: float = 0.0
     pending_markets: set = field(default_factory=set, repr=False)
+    delayed: list = field(default_factory=list, repr=False)  # [(due time, amount fronted)]
 
     def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ValueError(f"socialize scope {self.scope!r}; allowed: {SCOPES}")
+        if not self.delay_seconds >= 0:
+            raise ValueError(f"socialize delay_seconds {self.delay_seconds!r} must be >= 0")
+        if self.delay_seconds > 0 and self.when == "settlement":
+            raise ValueError("socialize delay_seconds applies to when: immediate; settlement has its own timing")
         if self.weights not in WEIGHTS:
             raise ValueError(f"socialize weights {self.weights!r}; allowed: {WEIGHTS}")
         if self.when not in TIMINGS:
@@ -46,10 +69,12 @@ class SocializeStage(Stage):
         if not hit.any():
             return
         self.pending_markets.update(np.flatnonzero(cases.markets_held[hit].any(axis=0)).tolist())
-        if self.when == "settlement":
+        if self.when == "settlement" or self.delay_seconds > 0:
             venue.ledger.transfer(venue.loss_pool, cases.accounts[hit], need[hit])
             venue.events.add("socialize_pending", stage=self.name, account=cases.accounts[hit], amount=need[hit])
             cases.update(venue, "socialize_pending")
+            if self.delay_seconds > 0:
+                self.delayed.append((venue.time + self.delay_seconds, int(need[hit].sum())))
             return
         collected = self._charge(venue, int(need.sum()), exclude=cases.accounts)
         self.pending_markets.clear()
@@ -60,7 +85,24 @@ class SocializeStage(Stage):
 
     def settle(self, venue) -> None:
         """Charge what the loss pool fronted; what cannot be collected is the venue's loss."""
-        owed = -int(venue.ledger.wallet[venue.loss_pool])
+        if self.delay_seconds > 0:
+            return  # charged when due, not at settlement
+        self._collect(venue, -int(venue.ledger.wallet[venue.loss_pool]))
+        self.pending_markets.clear()
+
+    def due(self, venue) -> None:
+        """Delayed socialization: charge the fronted deficits whose delay has run out."""
+        if not self.delayed:
+            return
+        now = venue.time + 1e-9  # a float clock: 0.1 x 900 steps is 90 s
+        owed = sum(a for t, a in self.delayed if t <= now)
+        self.delayed = [(t, a) for t, a in self.delayed if t > now]
+        self._collect(venue, owed)
+        if not self.delayed:
+            self.pending_markets.clear()
+
+    def _collect(self, venue, owed: int) -> None:
+        """Charge ``owed`` (fronted by the loss pool) to the payers; the rest is the venue's loss."""
         if owed > 0:
             collected = self._charge(venue, owed, exclude=np.zeros(0, dtype=np.int64))
             pool = venue.loss_pool
@@ -72,7 +114,6 @@ class SocializeStage(Stage):
                 venue.ledger.inject(pool, short, "venue_loss")
                 venue.events.add("venue_loss", account=pool, amount=short)
                 venue.events.add("cover", stage="venue", account=pool, amount=short)
-        self.pending_markets.clear()
 
     def weights_of(self, venue) -> np.ndarray:
         led = venue.ledger
@@ -84,7 +125,8 @@ class SocializeStage(Stage):
             markets = sorted(self.pending_markets) or list(range(venue.n_markets))
             value = (venue.marks * venue.contract_values)[markets]
             w = (np.abs(led.qty[:, markets]) * value[None, :]).sum(axis=1)
-        return np.where(led.is_venue(), 0, np.clip(w, 0, None))
+        excluded = led.is_venue() | venue.spot if self.scope == "derivatives_only" else led.is_venue()
+        return np.where(excluded, 0, np.clip(w, 0, None))
 
     def _charge(self, venue, amount: int, exclude) -> int:
         """Charge ``amount`` to the payers into the loss pool; returns what was collected."""

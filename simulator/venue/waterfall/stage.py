@@ -3,7 +3,8 @@
 A round runs in two passes over the scenario's stage list (see ``simulator.venue.waterfall``):
 ``close`` (take positions off the cases: book, backstop and fund takeovers, ADL), then
 ``cover`` (pay what is still owed: fund, backstop vault, socialization). A stage implements
-the passes it takes part in; ``settle`` runs at the end of each settlement window.
+the passes it takes part in; ``settle`` runs at the end of each settlement window and ``due``
+at the start of every liquidation pass.
 """
 
 from __future__ import annotations
@@ -29,3 +30,7 @@ class Stage:
 
     def settle(self, venue) -> None:
         """End of a settlement window (funding time). Default: nothing deferred."""
+
+    def due(self, venue) -> None:
+        """Start of every liquidation pass (``venue.time`` is the scenario time): charge what
+        has come due. Default: nothing deferred."""
