@@ -1,6 +1,7 @@
 """The ``perpstress`` command line: one module per command group.
 
-``run_cmd`` (validate, run), ``batch_cmd`` (batch, compare), ``plot_cmd`` (plot, report) and
+``run_cmd`` (validate, run), ``batch_cmd`` (batch, compare), ``plot_cmd`` (plot, report),
+``calibrate_cmd`` (calibrate, fit) and
 ``_common`` (shared helpers). This package may import anything below it (experiments, figures,
 world); the command modules import ``_common`` only, never this package or each other, so
 there are no import cycles. ``main`` is the ``perpstress`` entry point.
@@ -11,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simulator.cli import batch_cmd, plot_cmd, run_cmd
+from simulator.cli import batch_cmd, calibrate_cmd, plot_cmd, run_cmd
 from simulator.world.scenario import ScenarioError
 
-COMMAND_GROUPS = (run_cmd, batch_cmd, plot_cmd)
+COMMAND_GROUPS = (run_cmd, batch_cmd, plot_cmd, calibrate_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
