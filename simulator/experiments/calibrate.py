@@ -45,7 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from simulator.experiments.batch import batch_scenario, load_results, make_cell_ids, plan_tasks, run_batch
 from simulator.experiments.batch.plan import task_seed_sequence
 from simulator.world.scenario import ScenarioError, apply_overrides, validate
-from simulator.world.targets import Targets, check_markets, fit_table, load_targets, loss, run_metrics
+from simulator.world.targets import (
+    Targets, check_markets, fit_table, ledger_snapshot, load_targets, loss, run_metrics, window_steps,
+)
 
 DESIGN = "default"
 CANDIDATES = "candidates"
@@ -106,15 +108,27 @@ def calibration_run_fn(scenario: dict, task, targets: dict) -> dict:
     (bound with ``functools.partial``)."""
     from simulator.experiments import run
 
+    from simulator.world import metrics
+    from simulator.world.model import PerpModel
+
     tg = Targets.model_validate(targets)
     data = apply_overrides(scenario, task.cell) if task.cell else scenario
     sc = validate(data, scenario.get("name", "<calibration scenario>"))
-    result = run.run_scenario(sc, seed=task_seed_sequence(task))
-    out = dict(result.summary)
-    out.update(run_metrics(result.events, sc, tg))
+    # the same run as run.run_scenario, paused at the targets' window end for the ledger
+    # snapshot some targets need (positions and cash of the ADL'd accounts then)
+    model = PerpModel(sc, task_seed_sequence(task), base_dir=getattr(sc, "_base_dir", None))
+    _, hi = window_steps(tg.window, sc)
+    while model.t < min(hi, model.n_steps):
+        model.step()
+    snapshot = ledger_snapshot(model)
+    model.run()
+    ts = model.timeseries()
+    ev = model.venue.events.to_frame()
+    out = dict(metrics.summarize(ts, ev, run.run_meta(model)))
+    out.update(run_metrics(ev, sc, tg, snapshot))
     for t in tg.targets:
         if t.metric.startswith("summary."):
-            out[t.key] = float(result.summary.get(t.metric[len("summary."):], math.nan))
+            out[t.key] = float(out.get(t.metric[len("summary."):], math.nan))
     return out
 
 

@@ -24,9 +24,16 @@ match it, and is computed over the targets' window (the real data's time span) o
 ``adl_liq_ratio``  ADL'd notional / liquidated notional (every stage, the ADL'd case's side
     included: the real liquidation fills include the backstop fills paired with ADL fills)
 ``backstop_share``  share of the liquidated notional taken by the backstop vault
-``adl_median_leverage``  median over the ADL'd accounts of their account leverage (gross
-    notional at mark / equity) just before their first ADL fill in the window
-``adl_share_profitable``  share of ADL fills that closed a profitable position (pnl > 0)
+``adl_median_leverage``  as the source computes it (ConejoCapital/HyperMultiAssetedADL,
+    ``full_analysis_realtime.py``): per ADL fill in the window, the ADL'd account's position in
+    that coin at the window's end x the fill price / the account's cash (wallet, unrealised PnL
+    excluded; 0 when the cash is <= 0) at the window's end; the median over the fills. (The
+    source replays the account states to the window's end before measuring, so a position ADL'd
+    to zero counts 0x: the figure is low by construction, and so is ours.)
+``adl_median_account_leverage``  a stricter reading: median over the ADL'd accounts of their
+    account leverage (gross notional at mark / equity) just before their first ADL fill
+``adl_share_profitable``  share of ADL fills that closed a profitable position (pnl > 0; the
+    source's ``pnl_percent > 0`` per fill)
 ``first_adl_delay_s``  seconds from the first liquidation in the window to the first ADL fill
     (NaN without ADL)
 ``adl_profile``  ADL fills per minute from the first liquidation in the window, as shares of
@@ -48,11 +55,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 METRICS = (
     "liq_notional", "adl_notional", "adl_liq_ratio", "backstop_share", "adl_median_leverage",
-    "adl_share_profitable", "first_adl_delay_s", "adl_profile",
+    "adl_median_account_leverage", "adl_share_profitable", "first_adl_delay_s", "adl_profile",
 )
 #: metrics defined per market (the others are venue-wide; their ``market`` must be ``all``)
 PER_MARKET = ("liq_notional", "adl_notional", "adl_liq_ratio", "backstop_share")
 PREFIX = "target."
+CASH_UNIT = 1e-6  # quote currency per ledger cash unit (simulator.world.model.CASH_UNIT)
 
 
 class TargetsError(ValueError):
@@ -207,8 +215,16 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
 
-def run_metrics(events: pd.DataFrame, scenario, targets: Targets) -> dict[str, float]:
-    """The simulated value of every target of ``targets`` for one run (keys ``Target.key``)."""
+def ledger_snapshot(model) -> dict[str, np.ndarray]:
+    """Positions (lots), cash (wallet, cash units) and marks (ticks) of every account now."""
+    led = model.venue.ledger
+    return {"qty": led.qty.copy(), "wallet": led.wallet.copy(), "mark": np.asarray(model.venue.marks).copy()}
+
+
+def run_metrics(events: pd.DataFrame, scenario, targets: Targets, snapshot: dict | None = None) -> dict[str, float]:
+    """The simulated value of every target of ``targets`` for one run (keys ``Target.key``).
+    ``snapshot`` (``ledger_snapshot`` at the window's end) is needed by ``adl_median_leverage``
+    (NaN without it)."""
     lo, hi = window_steps(targets.window, scenario)
     names = [m.name for m in scenario.markets]
     ticks = np.array([m.tick_size for m in scenario.markets])
@@ -244,6 +260,16 @@ def run_metrics(events: pd.DataFrame, scenario, targets: Targets) -> dict[str, f
         if t.metric in PER_MARKET:
             v = per_market(t.metric, t.market)
         elif t.metric == "adl_median_leverage":
+            if len(adl) and snapshot is not None:
+                acc = adl["account"].to_numpy()
+                mk = adl["market"].to_numpy()
+                cash = snapshot["wallet"][acc].astype(float) * CASH_UNIT
+                pos = np.abs(snapshot["qty"][acc, mk]) * adl["price"].to_numpy(dtype=float) * ticks[mk] * lots[mk]
+                lev = np.where(cash > 0, pos / np.where(cash > 0, cash, 1), 0.0)
+                v = float(np.median(lev))
+            else:
+                v = math.nan
+        elif t.metric == "adl_median_account_leverage":
             if len(adl):
                 first = adl.sort_values(["step", "round"], kind="stable").drop_duplicates("account")
                 v = float(np.median(first["weight"].to_numpy(dtype=float)))
