@@ -141,13 +141,17 @@ def _round(v: Any) -> Any:
     return v
 
 
+def _value(p: Param, sampled: Any) -> Any:
+    return p.values[int(sampled)] if p.values is not None else _round(sampled)
+
+
 def _distributions(space: ParamSpace):
     import optuna
 
     out = {}
     for name, p in space.params.items():
-        if p.values is not None:
-            out[name] = optuna.distributions.CategoricalDistribution(p.values)
+        if p.values is not None:  # the sampler picks an index: values may be lists or mappings
+            out[name] = optuna.distributions.CategoricalDistribution(list(range(len(p.values))))
         elif p.integer:
             out[name] = optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
         else:
@@ -213,11 +217,12 @@ def calibrate(
     dists = _distributions(space)
     seen: dict[str, dict] = {}
     rows = []
+    best_by_trial: dict[int, dict] = {}
     n_gen = math.ceil(space.trials / space.batch)
     for g in range(n_gen):
         k = min(space.batch, space.trials - g * space.batch)
         trials = [study.ask(dists) for _ in range(k)]
-        params = [{n: _round(t.params[n]) for n in dists} for t in trials]
+        params = [{n: _value(space.params[n], t.params[n]) for n in dists} for t in trials]
         fresh = []
         for p in params:
             if _key(p) not in seen and _key(p) not in [_key(f) for f in fresh]:
@@ -241,15 +246,16 @@ def calibrate(
         for t, p in zip(trials, params):
             s = seen[_key(p)]
             study.tell(t, s["loss"] if math.isfinite(s["loss"]) else 1e9)
-            rows.append({"trial": t.number, "generation": g, **p, "loss": s["loss"], "from_generation": s["generation"],
-                         **s["means"]})
+            rows.append({"trial": t.number, "generation": g, **{n: _cell_text(v) for n, v in p.items()}, "loss": s["loss"],
+                         "from_generation": s["generation"], "failed_runs": s["failed"], **s["means"]})
+            best_by_trial[t.number] = p
         best = min(rows, key=lambda r: r["loss"])
         log(f"generation {g + 1}/{n_gen}: best loss so far {best['loss']:.4g}")
     trials_df = pd.DataFrame(rows)
     trials_df.to_csv(out / "trials.csv", index=False)
 
     best = trials_df.loc[trials_df["loss"].idxmin()]
-    best_params = {n: _plain(best[n]) for n in dists}
+    best_params = {n: _plain(v) for n, v in best_by_trial[int(best["trial"])].items()}
     (out / "best_params.yaml").write_text(
         f"# best of {len(trials_df)} candidates (loss {best['loss']:.6g}); use as --set FIELD=VALUE overrides\n"
         + yaml.safe_dump(best_params, sort_keys=False)
@@ -290,6 +296,10 @@ def _probe_value(p: Param):
     if p.values is not None:
         return p.values[0]
     return int(p.low) if p.integer else p.low
+
+
+def _cell_text(v: Any) -> Any:
+    return v if v is None or isinstance(v, (bool, int, float, str)) else yaml.safe_dump(v, default_flow_style=True).strip()
 
 
 def _plain(v):
