@@ -16,7 +16,8 @@ A parameter space (``PARAMS.yaml``) names scenario fields by their dotted path a
 The search is optuna's ask/tell: each generation of ``batch`` candidates is one batch
 (``plan_tasks`` with a sweep cell per candidate, ``run_batch`` on the chosen executor; Dask
 scales it) written to ``OUT/candidates/gen-NNN``. Each run returns its summary plus the
-targets' simulated metrics (``simulator.world.targets``); a candidate's loss is the weighted
+targets' simulated metrics (``simulator.world.targets``; a run stops at the end of the targets'
+window: nothing later is scored, so its summary covers the run up to there); a candidate's loss is the weighted
 mean squared scale-free miss of its mean over the runs. The sampler is seeded and every loss is
 read back from disk, so re-running the same command proposes the same candidates and
 ``run_batch(resume=True)`` runs only what is missing: an interrupted calibration resumes, and a
@@ -114,14 +115,13 @@ def calibration_run_fn(scenario: dict, task, targets: dict) -> dict:
     tg = Targets.model_validate(targets)
     data = apply_overrides(scenario, task.cell) if task.cell else scenario
     sc = validate(data, scenario.get("name", "<calibration scenario>"))
-    # the same run as run.run_scenario, paused at the targets' window end for the ledger
-    # snapshot some targets need (positions and cash of the ADL'd accounts then)
+    # the same run as run.run_scenario, stopped at the targets' window end (nothing later is
+    # scored), with the ledger snapshot some targets need (the ADL'd accounts' positions and cash)
     model = PerpModel(sc, task_seed_sequence(task), base_dir=getattr(sc, "_base_dir", None))
     _, hi = window_steps(tg.window, sc)
     while model.t < min(hi, model.n_steps):
         model.step()
     snapshot = ledger_snapshot(model)
-    model.run()
     ts = model.timeseries()
     ev = model.venue.events.to_frame()
     out = dict(metrics.summarize(ts, ev, run.run_meta(model)))

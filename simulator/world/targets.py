@@ -133,10 +133,11 @@ class Target(_Strict):
 
     def error(self, simulated: float) -> float:
         """Scale-free miss: distance outside the bounds and from the real value, in units of
-        the tolerance (else of |real| / 4, at least 0.05); 10 for an undefined simulation."""
+        the tolerance (else a quarter of the largest of |real|, |min|, |max|, at least 0.05);
+        10 for an undefined simulation."""
         if simulated is None or not math.isfinite(simulated):
             return 10.0
-        scale = self.tolerance or max(abs(self.real) / 4, 0.05)
+        scale = self.tolerance or max(abs(self.real), abs(self.min or 0), abs(self.max or 0), 0.2) / 4
         e = 0.0
         if self.tolerance is not None:
             e = abs(simulated - self.real) / scale
