@@ -172,9 +172,11 @@ def _entry_side(pop: TraderPopulation, idx, rng, trend, deviation) -> np.ndarray
 def _entry_lots(pop: TraderPopulation, idx, venue, equity, fraction, rng) -> np.ndarray:
     m = pop.market[idx]
     price = venue.marks[m] * venue.contract_values[m]  # cash per lot
+    # the trader's leverage, capped by the market's maximum (the venue's setting for the account)
+    lev = np.minimum(pop.leverage[idx], venue.leverage[pop.accounts[idx], m])
     # an isolated position uses all the margin posted to it; a cross account a fraction of equity
     # (0.98 leaves room for the taker fee in the initial-margin check)
     use = np.where(pop.isolated[idx], 0.98, fraction) * rng.uniform(0.5, 1.0, len(idx)) * pop.size_share[idx]
-    size = np.clip(equity, 0, None) * pop.leverage[idx] * use
+    size = np.clip(equity, 0, None) * lev * use
     return np.floor(size / price).astype(np.int64)
 
