@@ -33,6 +33,8 @@ def fit_figure(fit: pd.DataFrame, runs: pd.DataFrame, keys: list[str]):
         if _finite(r["tolerance"]):
             lo = max(lo, real - r["tolerance"]) if lo is not None else real - r["tolerance"]
             hi = min(hi, real + r["tolerance"]) if hi is not None else real + r["tolerance"]
+        if r["metric"] == "adl_profile":
+            lo = 0.0  # a distance: never below 0
         span = [v for v in (lo, hi, real, *x) if _finite(v)]
         left, right = min(span), max(span)
         pad = 0.1 * (right - left) or 0.1 * abs(right) or 0.1
