@@ -18,8 +18,11 @@ STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
 class TraderPopulation:
     """Per-trader parameters as arrays (index = slot)."""
 
-    def __init__(self, accounts, market, strategy, leverage, capital, cfg, isolated=None, wallets=None):
+    def __init__(self, accounts, market, strategy, leverage, capital, cfg, isolated=None, wallets=None, size_share=None):
         self.accounts = accounts
+        # share of the account's buying power one slot uses: 1 for a one-market trader, 1/k for
+        # a cross-margin trader holding k markets on one account (one slot per market)
+        self.size_share = np.ones(len(accounts)) if size_share is None else size_share
         self.isolated = np.zeros(len(accounts), dtype=bool) if isolated is None else isolated
         self.wallets = wallets  # isolated traders' spot wallets (no positions), -1 for cross
         self.market = market
@@ -42,6 +45,10 @@ def draw_population(model, cfg, n_markets: int, rng: np.random.Generator) -> Tra
     shares = np.array([cfg.strategies.get(s, 0.0) for s in STRATEGIES])
     strategy = rng.choice(len(STRATEGIES), size=n, p=shares / shares.sum())
     market = rng.integers(0, n_markets, size=n)
+    if cfg.hedger_leverage is not None:
+        # hedgers (short perp against spot held elsewhere) run their own, often sub-1x, leverage
+        hedger = strategy == STRATEGIES.index("hedger")
+        leverage = np.where(hedger, np.maximum(_lognormal(rng, cfg.hedger_leverage, n), 0.05), leverage)
     venue = model.venue
     # isolated margin: the position's account holds only the margin posted to it (margin checks
     # are per ledger row, so a row with one position is an isolated position); the rest of the
@@ -54,7 +61,25 @@ def draw_population(model, cfg, n_markets: int, rng: np.random.Generator) -> Tra
     if isolated.any():
         rest = venue.markets[0].cash(capital[isolated] - posted[isolated])
         wallets[isolated] = venue.add_accounts(int(isolated.sum()), "trader", rest, leverage=1.0, spot=True)
-    return TraderPopulation(accounts, market, strategy, leverage, capital, cfg, isolated, wallets)
+    size_share = np.ones(n)
+    if cfg.multi_market_share > 0 and n_markets > 1:
+        # cross-margin traders holding every market on one account: one extra slot per other
+        # market (same account, capital, leverage and strategy); each slot sizes its entries
+        # on 1/n_markets of the account's buying power, so a loss in one coin eats the margin
+        # of the others and can liquidate them (drawn last: no other draw moves)
+        multi = np.flatnonzero((rng.random(n) < cfg.multi_market_share) & ~isolated)
+        size_share[multi] = 1.0 / n_markets
+        slot = np.repeat(multi, n_markets - 1)
+        others = (market[multi][:, None] + np.arange(1, n_markets)[None, :]) % n_markets
+        accounts = np.concatenate([accounts, accounts[slot]])
+        market = np.concatenate([market, others.reshape(-1)])
+        strategy = np.concatenate([strategy, strategy[slot]])
+        leverage = np.concatenate([leverage, leverage[slot]])
+        capital = np.concatenate([capital, capital[slot]])
+        isolated = np.concatenate([isolated, isolated[slot]])
+        wallets = np.concatenate([wallets, wallets[slot]])
+        size_share = np.concatenate([size_share, size_share[slot]])
+    return TraderPopulation(accounts, market, strategy, leverage, capital, cfg, isolated, wallets, size_share)
 
 
 def _lognormal(rng, dist, n):
@@ -147,9 +172,11 @@ def _entry_side(pop: TraderPopulation, idx, rng, trend, deviation) -> np.ndarray
 def _entry_lots(pop: TraderPopulation, idx, venue, equity, fraction, rng) -> np.ndarray:
     m = pop.market[idx]
     price = venue.marks[m] * venue.contract_values[m]  # cash per lot
+    # the trader's leverage, capped by the market's maximum (the venue's setting for the account)
+    lev = np.minimum(pop.leverage[idx], venue.leverage[pop.accounts[idx], m])
     # an isolated position uses all the margin posted to it; a cross account a fraction of equity
     # (0.98 leaves room for the taker fee in the initial-margin check)
-    use = np.where(pop.isolated[idx], 0.98, fraction) * rng.uniform(0.5, 1.0, len(idx))
-    size = np.clip(equity, 0, None) * pop.leverage[idx] * use
+    use = np.where(pop.isolated[idx], 0.98, fraction) * rng.uniform(0.5, 1.0, len(idx)) * pop.size_share[idx]
+    size = np.clip(equity, 0, None) * lev * use
     return np.floor(size / price).astype(np.int64)
 

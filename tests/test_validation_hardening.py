@@ -97,6 +97,9 @@ def _replay_scenario(tmp_path, csv_text: str | bytes | None, **model):
     data = yaml.safe_load((ROOT / "scenarios/october_2025.yaml").read_text())
     data["steps"] = 100
     data["shocks"] = []
+    data["markets"] = data["markets"][:1]  # one replayed market: the CSV under test
+    data["index"]["models"] = data["index"]["models"][:1]
+    data["agents"]["traders"].pop("multi_market_share", None)
     if csv_text is None:
         (tmp_path / "prices").mkdir()
         data["index"]["models"][0] = {"kind": "replay", "path": "prices", **model}

@@ -1,7 +1,7 @@
 """The ``perpstress`` command line: one module per command group.
 
 ``run_cmd`` (validate, run, scenarios), ``batch_cmd`` (batch, compare), ``plot_cmd`` (plot,
-report), ``verify_cmd`` (verify) and ``_common`` (shared helpers). This package may import anything below it
+report), ``verify_cmd`` (verify), ``calibrate_cmd`` (calibrate, fit) and ``_common`` (shared helpers). This package may import anything below it
 (experiments, figures, world); the command modules import ``_common`` only, never this package
 or each other, so there are no import cycles. ``main`` is the ``perpstress`` entry point.
 
@@ -17,10 +17,10 @@ import errno
 import signal
 import sys
 
-from simulator.cli import batch_cmd, plot_cmd, run_cmd, verify_cmd
+from simulator.cli import batch_cmd, calibrate_cmd, plot_cmd, run_cmd, verify_cmd
 from simulator.world.scenario import ScenarioError
 
-COMMAND_GROUPS = (run_cmd, batch_cmd, plot_cmd, verify_cmd)
+COMMAND_GROUPS = (run_cmd, batch_cmd, plot_cmd, verify_cmd, calibrate_cmd)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -38,7 +38,7 @@ KINDS = (
     "backstop_payout",  # the backstop vault paid a flat case's deficit
     "fund_surplus",  # insurance fund received a surplus or clearance fee
     "takeover",  # backstop or fund took a position (qty) and the margin (amount, signed)
-    "adl",  # one ADL fill: amount = paid vs mark in the price, pnl = unrealised PnL closed, reason = why ADL fired, rank_quantile = queue position (1 = front)
+    "adl",  # one ADL fill: amount = paid vs mark in the price, pnl = unrealised PnL closed, reason = why ADL fired, rank_quantile = queue position (1 = front), equity = the counterparty's equity and weight = its account leverage (gross notional at mark / equity) before the fill
     "adl_haircut",  # cash a counterparty paid (amount > 0) or got to settle at bankruptcy
     "socialize",  # one charge: amount, weight = share; qty = payer's open lots (0: no position), score = its equity before
     "socialize_pending",  # a deficit parked until the next settlement

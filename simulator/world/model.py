@@ -142,6 +142,11 @@ class PerpModel(mesa.Model):
         self.venue.settle_period()  # the first profit window starts after set-up
 
         self.series = {k: np.full(self.n_steps, np.nan) for k in SERIES}
+        # several markets: per-market prices as well (market 0 keeps the plain columns)
+        self.market_names = [m.name for m in scenario.markets] if len(scenario.markets) > 1 else []
+        for name in self.market_names:
+            for k in ("index", "mark", "last", "open_interest"):
+                self.series[f"{k}_{name}"] = np.full(self.n_steps, np.nan)
         self.residual_max = 0
         self.audit = SnapshotRecorder(scenario.step_seconds)  # balance snapshots every 60 s
 
@@ -318,6 +323,12 @@ class PerpModel(mesa.Model):
         s["rejections"][t] = venue.rejections
         s["long_share"][t] = self.traders.long_share
         s["fund_guard"][t] = float(venue.fund_guard_active())
+        for m, name in enumerate(self.market_names):
+            tk = venue.markets[m].tick_size
+            s[f"index_{name}"][t] = self.index_path[t, m]
+            s[f"mark_{name}"][t] = venue.marks[m] * tk
+            s[f"last_{name}"][t] = venue.prices.last[m] * tk
+            s[f"open_interest_{name}"][t] = venue.ledger.open_interest()[m] * venue.markets[m].lot_size * venue.marks[m] * tk
         residual = venue.conservation_residual()
         s["residual"][t] = residual
         if residual != 0 or (venue.ledger.qty.sum(axis=0) != 0).any():
@@ -338,6 +349,8 @@ class PerpModel(mesa.Model):
         df = df.iloc[: self.t]
         ev = self.venue.events.to_frame()
         per_step = step_aggregates(ev, self.venue)
+        if self.market_names:
+            per_step = per_step.merge(market_aggregates(ev, self.venue, self.market_names), on="step", how="outer")
         return df.merge(per_step, on="step", how="left").fillna(
             {c: 0 for c in per_step.columns if c != "step"}
         )
@@ -373,6 +386,27 @@ def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
     out["deficit"] = out.step.map(g(e[e.kind == "deficit"], "cash")).fillna(0)
     for c in COVERS:
         out[f"cover_{c}"] = out.step.map(g(covers[covers.stage == c], "cash")).fillna(0)
+    return out
+
+
+def market_aggregates(events: pd.DataFrame, venue, names) -> pd.DataFrame:
+    """Per step and market: liquidated and ADL'd notional (``liq_notional_<name>``,
+    ``liq_backstop_<name>``, ``adl_notional_<name>``), quote currency."""
+    cols = [f"{k}_{n}" for n in names for k in ("liq_notional", "liq_backstop", "adl_notional")]
+    if events.empty:
+        return pd.DataFrame(columns=["step", *cols]).astype({"step": np.int64})
+    tick = np.array([m.tick_size for m in venue.markets])
+    lot = np.array([m.lot_size for m in venue.markets])
+    mk = events["market"].to_numpy().clip(0)
+    quote = (events["qty"].abs() * events["price"].fillna(0) * tick[mk] * lot[mk]).to_numpy()
+    e = events.assign(quote=quote)
+    out = pd.DataFrame({"step": np.arange(int(events["step"].max()) + 1)})
+    for m, name in enumerate(names):
+        em = e[e["market"] == m]
+        liq = em[em.kind == "liquidation"]
+        out[f"liq_notional_{name}"] = out.step.map(liq.groupby("step")["quote"].sum()).fillna(0)
+        out[f"liq_backstop_{name}"] = out.step.map(liq[liq.stage == "backstop"].groupby("step")["quote"].sum()).fillna(0)
+        out[f"adl_notional_{name}"] = out.step.map(em[em.kind == "adl"].groupby("step")["quote"].sum()).fillna(0)
     return out
 
 

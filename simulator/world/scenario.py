@@ -222,6 +222,13 @@ class Traders(Strict):
     take_profit: float | None = Field(None, gt=0, description="close at this gain, fraction of margin")
     trend_lookback: int = Field(30, ge=1)
     initial_positions: float = Field(0.5, ge=0, le=1, description="share of traders holding a position at step 0")
+    multi_market_share: float = Field(
+        0.0, ge=0, le=1,
+        description="share of cross-margin traders holding every market on one account (a loss in one coin can liquidate the others)",
+    )
+    hedger_leverage: Distribution | None = Field(
+        None, description="hedgers' own leverage distribution (may be below 1x); None: the traders' leverage"
+    )
 
     @field_validator("strategies")
     @classmethod

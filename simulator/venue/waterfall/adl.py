@@ -185,6 +185,8 @@ class ADLStage(Stage):
         if need == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         eq = venue.equity(candidates)
+        # the counterparties' account leverage before the fill: gross notional at mark / equity
+        gross = (np.abs(led.qty[candidates]) * venue.marks * venue.contract_values).sum(axis=1).astype(float)
         venue.adl_profitable[candidates[u > 0]] = True
         if self.ranking == "pro_rata":
             take = adl_rank.allocate_pro_rata(lots, u > 0, need)
@@ -228,7 +230,8 @@ class ADLStage(Stage):
                          equity=case_equity[sel[ci]])
         venue.events.add("adl", stage=self.name, account=cp_acc, counterparty=case_acc, market=m,
                          qty=side * sizes, price=shown, bankruptcy_price=p_b, amount=paid_in_price, pnl=pnl,
-                         score=score[cj], rank_quantile=rank_quantile[cj], reason=why)
+                         score=score[cj], rank_quantile=rank_quantile[cj], reason=why,
+                         equity=eq[cj], weight=gross[cj] / np.maximum(eq[cj], 1))
         return sel[ci], cp_acc, sizes * mark * cv
 
     def _settle_at_bankruptcy(self, venue, cases, eq_before, notional_before, case_i, cpty, weight):
