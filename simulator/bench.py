@@ -74,8 +74,10 @@ def _warm() -> bool:
     # import (and compile) everything a run needs before the clock starts
     from simulator.experiments import run  # noqa: F401
     from simulator.world import metrics  # noqa: F401
-    from simulator.venue import kernels
-
+    try:
+        from simulator.venue import kernels
+    except ImportError:  # a checkout from before the kernels (benchmarking an old version)
+        return False
     kernels.warm_up()
     return True
 

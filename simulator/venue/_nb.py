@@ -78,3 +78,70 @@ def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers,
         if (eq < mm and mm > 0) or (wallet[a] < 0 and not has):
             out[a] = True
     return out
+
+
+@njit
+def match(book_price, book_qty, book_owner, book_oid, incoming_buy, index, owners, qtys, limits):
+    """Match incoming orders one after the other against one side of the book (priority order).
+
+    Each order takes what rests at or better than its limit, from the front, until it is
+    filled; one fill per (incoming order, resting order) pair, in execution order. Returns the
+    fills (taker, maker, qty, price, order_index, maker_order_id) and the resting lots left.
+    """
+    nb = len(book_qty)
+    cap = len(qtys) + nb
+    f_taker = np.empty(cap, np.int64)
+    f_maker = np.empty(cap, np.int64)
+    f_qty = np.empty(cap, np.int64)
+    f_price = np.empty(cap, np.int64)
+    f_index = np.empty(cap, np.int64)
+    f_oid = np.empty(cap, np.int64)
+    left = book_qty.copy()
+    k = 0
+    j = 0
+    for i in range(len(qtys)):
+        want = qtys[i]
+        lim = limits[i]
+        while want > 0 and j < nb:
+            p = book_price[j]
+            if incoming_buy:
+                if p > lim:
+                    break
+            elif p < lim:
+                break
+            if left[j] <= 0:
+                j += 1
+                continue
+            take = min(want, left[j])
+            f_taker[k] = owners[i]
+            f_maker[k] = book_owner[j]
+            f_qty[k] = take
+            f_price[k] = p
+            f_index[k] = index[i]
+            f_oid[k] = book_oid[j]
+            k += 1
+            want -= take
+            left[j] -= take
+            if left[j] == 0:
+                j += 1
+    return f_taker[:k], f_maker[:k], f_qty[:k], f_price[:k], f_index[:k], f_oid[:k], left
+
+
+@njit
+def ledger_totals(wallet, qty, cost, marks, cv):
+    """One pass: (sum of wallets, sum of unrealised PnL at mark, net lots per market, long lots
+    per market); each sum wraps exactly like numpy's int64 ``sum``."""
+    n, m_count = qty.shape
+    w = np.int64(0)
+    u = np.int64(0)
+    net = np.zeros(m_count, np.int64)
+    oi = np.zeros(m_count, np.int64)
+    for a in range(n):
+        w += wallet[a]
+        for m in range(m_count):
+            lots = qty[a, m]
+            u += lots * (marks[m] * cv[m]) - cost[a, m]
+            net[m] += lots
+            if lots > 0:
+                oi[m] += lots
+    return w, u, net, oi

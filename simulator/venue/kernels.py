@@ -50,3 +50,6 @@ def warm_up() -> None:
     tiers = (np.zeros((1, 1), dtype=np.int64), np.full((1, 1), 5000, dtype=np.int64),
              np.zeros((1, 1), dtype=np.int64), one)
     k.liquidatable(w, q, c, one, one, *tiers, np.zeros(2, dtype=np.bool_))
+    k.match(one, one, one, one, True, one, one, one, one)
+    k.match(one, one, one, one, False, one, one, one, one)
+    k.ledger_totals(w, q, c, one, one)

@@ -260,6 +260,15 @@ class Ledger:
         held = int(self.wallet.sum()) + int(self.unrealised(marks).sum())
         return held - (self.deposits - self.withdrawals + self.injections)
 
+    def totals(self, marks) -> tuple[int, np.ndarray, np.ndarray]:
+        """One pass over the ledger: (conservation residual, net lots per market, long lots per
+        market). The residual is exactly ``conservation_residual(marks)``."""
+        k = kernels.get()
+        if k is None:
+            return self.conservation_residual(marks), self.qty.sum(axis=0), self.open_interest()
+        w, u, net, oi = k.ledger_totals(self.wallet, self.qty, self.cost, kernels.i64(marks), self.contract_values)
+        return int(w) + int(u) - (self.deposits - self.withdrawals + self.injections), net, oi
+
     def open_interest(self) -> np.ndarray:
         """Lots held long per market (equal to lots held short)."""
         return np.clip(self.qty, 0, None).sum(axis=0)
