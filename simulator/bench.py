@@ -54,15 +54,16 @@ def one_run(scenario_path: str, traders: int, seed: int, steps: int | None, sets
     if steps is not None:
         sc = run.with_overrides(sc, {"steps": int(steps)})
     model = PerpModel(sc, seed, base_dir=getattr(sc, "_base_dir", None))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     model.run()
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     summary = metrics.summarize(model.timeseries(), model.venue.events.to_frame(), run.run_meta(model))
     t3 = time.perf_counter()
     return {
         "traders": traders,
         "steps": sc.steps,
         "loop_s": t2 - t1,
+        "loop_cpu_s": c2 - c1,
         "total_s": t3 - t0,
         "two_sided_pre_shock": float(summary["two_sided_share_pre_shock"]),
         "residual": summary["conservation_residual_max_abs"],
@@ -165,9 +166,11 @@ def main(argv=None) -> int:
             pool.shutdown()
 
     print()
-    print(f"{'traders':>8} {'two-sided':>9}  {'step loop M trader-steps/s':>27}  {'end-to-end':>10}  {'ms/step':>8}  {'peak RSS':>9}")
-    print(f"{'':>8} {'pre-shock':>9}  {'median':>9} {'min':>8} {'max':>8}  {'median':>10}  {'median':>8}  {'MB':>9}")
-    live_sizes, live_sps = [], []
+    print(f"{'traders':>8} {'two-sided':>9}  {'step loop M trader-steps/s':>27}  {'end-to-end':>10}  {'ms/step':>8}  "
+          f"{'CPU-time':>9}  {'peak RSS':>9}")
+    print(f"{'':>8} {'pre-shock':>9}  {'median':>9} {'min':>8} {'max':>8}  {'median':>10}  {'median':>8}  "
+          f"{'M t-s/s':>9}  {'MB':>9}")
+    live_sizes, live_sps, live_cpu = [], [], []
     refused = []
     for n in sizes:
         rs = results[n]
@@ -180,14 +183,19 @@ def main(argv=None) -> int:
         loop = sorted(n * x["steps"] / x["loop_s"] / 1e6 for x in rs)
         total = statistics.median(n * x["steps"] / x["total_s"] / 1e6 for x in rs)
         sps = statistics.median(x["loop_s"] / x["steps"] for x in rs)
+        cpu = statistics.median(x["loop_cpu_s"] / x["steps"] for x in rs)
         rss = max(x["maxrss_mb"] for x in rs)
         live_sizes.append(n)
         live_sps.append(sps)
+        live_cpu.append(cpu)
         print(f"{n:>8} {share:>9.1%}  {statistics.median(loop):>9.2f} {loop[0]:>8.2f} {loop[-1]:>8.2f}  "
-              f"{total:>10.2f}  {sps * 1e3:>8.3f}  {rss:>9.0f}")
+              f"{total:>10.2f}  {sps * 1e3:>8.3f}  {n / cpu / 1e6:>9.2f}  {rss:>9.0f}")
     if len(live_sizes) >= 2:
         fixed, per = fit(live_sizes, live_sps)
         print(f"\nfit over {len(live_sizes)} sizes: fixed {fixed * 1e3:.3f} ms/step + {per * 1e9:.1f} ns per trader-step")
+        fixed, per = fit(live_sizes, live_cpu)
+        print(f"  the same on CPU time (what a loaded machine does not distort): fixed {fixed * 1e3:.3f} ms/step"
+              f" + {per * 1e9:.1f} ns per trader-step")
     elif live_sizes:
         print("\nfit: needs two live sizes")
 
