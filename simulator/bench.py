@@ -1,9 +1,20 @@
 """Speed benchmark (not a test): ``python -m simulator.bench``.
 
-Prints trader-steps per second for the full cascade scenario at 1,000 and 10,000 traders (end
-to end: model set-up, every step, metrics), as the median of several runs, and runs per minute
-of a small batch on the process pool and serially. Figures depend on the machine: quote them
-with its core count.
+Runs the bundled cascade scenario, a live market (liquidity scales with the population:
+``agents.scale_with_traders``), at 1,000, 10,000 and 100,000 traders and prints:
+
+- trader-steps per second of the step loop (median, min and max of ``--repeats`` >= 3 runs;
+  the runs of the sizes are interleaved) and of the whole run (set-up, steps, summary);
+- the fixed cost per step and the cost per trader per step, from a least-squares fit of
+  seconds per step over the sizes (``time/step = fixed + per_trader x traders``);
+- the peak resident memory of each size (each size runs in its own fresh process);
+- runs per minute of a small batch, serial and on the process pool, and the speed-up;
+- the machine: cores usable, load average.
+
+A figure is printed only for a live market: a size whose book was two-sided on less than 95 %
+of the steps before the shock (``two_sided_share_pre_shock``) prints ``REFUSED`` instead, and
+the exit code is 1. ``--quick`` is a smoke run (small sizes, short runs) whose figures mean
+little; the test suite runs it to check the output, never a timing.
 """
 
 from __future__ import annotations
@@ -11,31 +22,87 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "cascade.yaml"
+LIVE_SHARE = 0.95
+SIZES = (1_000, 10_000, 100_000)
+QUICK_SIZES = (300, 1_000)
+QUICK_STEPS = 330  # the cascade's shock is at step 300: 300 pre-shock steps
 
 
-def trader_steps_per_second(traders: int, repeats: int, steps: int | None) -> tuple[float, float]:
+def _overrides(traders: int, sets: dict) -> dict:
+    return {**sets, "agents.traders.count": traders}
+
+
+def one_run(scenario_path: str, traders: int, seed: int, steps: int | None, sets: dict) -> dict:
+    """One timed run in this process: step-loop and end-to-end seconds, market health, peak RSS."""
+    import resource
+
     from simulator.experiments import run
+    from simulator.world import metrics
+    from simulator.world.model import PerpModel
 
-    sc = run.load_scenario(SCENARIO, {"agents.traders.count": traders})
-    n_steps = steps or sc.steps
-    rates = []
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        run.run_scenario(sc, seed=r, steps=n_steps)
-        rates.append(traders * n_steps / (time.perf_counter() - t0))
-    return statistics.median(rates), min(rates)
+    t0 = time.perf_counter()
+    sc = run.load_scenario(scenario_path, _overrides(traders, sets))
+    if steps is not None:
+        sc = run.with_overrides(sc, {"steps": int(steps)})
+    model = PerpModel(sc, seed, base_dir=getattr(sc, "_base_dir", None))
+    t1, c1 = time.perf_counter(), time.process_time()
+    model.run()
+    t2, c2 = time.perf_counter(), time.process_time()
+    summary = metrics.summarize(model.timeseries(), model.venue.events.to_frame(), run.run_meta(model))
+    t3 = time.perf_counter()
+    return {
+        "traders": traders,
+        "steps": sc.steps,
+        "loop_s": t2 - t1,
+        "loop_cpu_s": c2 - c1,
+        "total_s": t3 - t0,
+        "two_sided_pre_shock": float(summary["two_sided_share_pre_shock"]),
+        "residual": summary["conservation_residual_max_abs"],
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
-def batch_runs_per_minute(executor: str, runs: int, traders: int, workers: int | None) -> float:
+def _warm() -> bool:
+    # import (and compile) everything a run needs before the clock starts
+    from simulator.experiments import run  # noqa: F401
+    from simulator.world import metrics  # noqa: F401
+    try:
+        from simulator.venue import kernels
+    except ImportError:  # a checkout from before the kernels (benchmarking an old version)
+        return False
+    kernels.warm_up()
+    return True
+
+
+def fit(sizes, seconds_per_step) -> tuple[float, float]:
+    """Least squares ``s = a + b n``: (fixed seconds per step, seconds per trader per step)."""
+    n = len(sizes)
+    mx = sum(sizes) / n
+    my = sum(seconds_per_step) / n
+    sxx = sum((x - mx) ** 2 for x in sizes)
+    if sxx == 0:
+        return my, 0.0
+    b = sum((x - mx) * (y - my) for x, y in zip(sizes, seconds_per_step)) / sxx
+    return my - b * mx, b
+
+
+def batch_runs_per_minute(executor: str, runs: int, traders: int, steps: int | None, workers: int | None,
+                          sets: dict) -> float:
     from simulator.experiments.batch import batch_scenario, plan_tasks, run_batch, scenario_run_fn
 
-    data, designs = batch_scenario(SCENARIO, None, [], [], {"agents.traders.count": traders})
+    over = _overrides(traders, sets)
+    if steps is not None:
+        over["steps"] = int(steps)
+    data, designs = batch_scenario(SCENARIO, None, [], [], over)
     tasks = plan_tasks(runs, designs, None, data["seed"])
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
@@ -46,22 +113,104 @@ def batch_runs_per_minute(executor: str, runs: int, traders: int, workers: int |
     return runs / elapsed * 60
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--repeats", type=int, default=3)
+def _parse_sets(items) -> dict:
+    out = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        import yaml
+
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: small sizes, short runs, tiny batch")
+    p.add_argument("--sizes", default=None, help="comma-separated trader counts (default 1000,10000,100000)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per size (at least 3)")
     p.add_argument("--steps", type=int, default=None, help="default: the scenario's 900 steps")
     p.add_argument("--batch-runs", type=int, default=8)
+    p.add_argument("--batch-traders", type=int, default=1_000)
+    p.add_argument("--workers", type=int, default=None, help="process pool size (default: the cores)")
     p.add_argument("--skip-batch", action="store_true")
-    args = p.parse_args()
-    print(f"machine: {os.cpu_count()} cores; scenario {SCENARIO.name}")
-    for traders in (1_000, 10_000):
-        med, worst = trader_steps_per_second(traders, args.repeats, args.steps)
-        print(f"{traders:>6} traders: {med / 1e6:6.2f} M trader-steps/s (median of {args.repeats}; slowest {worst / 1e6:.2f} M)")
+    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
+                   help="scenario override, as for perpstress run (e.g. to bench another market)")
+    args = p.parse_args(argv)
+    sets = _parse_sets(args.sets)
+    sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else (QUICK_SIZES if args.quick else SIZES)
+    steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else None)
+    repeats = max(3, args.repeats)
+    batch_runs = 2 if args.quick else args.batch_runs
+    batch_traders = 300 if args.quick else args.batch_traders
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()
+    print(f"machine: {cores} cores usable ({os.cpu_count()} online); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"python {sys.version.split()[0]}; scenario {SCENARIO.name}; steps {steps or 'scenario default'}; "
+          f"{repeats} runs per size, interleaved{'; QUICK smoke run: figures are not comparable' if args.quick else ''}")
+    if sets:
+        print(f"overrides: {sets}")
+
+    # one fresh process per size (its peak RSS is that size's), runs interleaved across sizes
+    ctx = get_context("spawn")
+    pools = {n: ProcessPoolExecutor(max_workers=1, mp_context=ctx) for n in sizes}
+    results: dict[int, list[dict]] = {n: [] for n in sizes}
+    try:
+        for n in sizes:
+            pools[n].submit(_warm).result()
+        for r in range(repeats):
+            for n in sizes:
+                results[n].append(pools[n].submit(one_run, str(SCENARIO), n, r, steps, sets).result())
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+
+    print()
+    print(f"{'traders':>8} {'two-sided':>9}  {'step loop M trader-steps/s':>27}  {'end-to-end':>10}  {'ms/step':>8}  "
+          f"{'CPU-time':>9}  {'peak RSS':>9}")
+    print(f"{'':>8} {'pre-shock':>9}  {'median':>9} {'min':>8} {'max':>8}  {'median':>10}  {'median':>8}  "
+          f"{'M t-s/s':>9}  {'MB':>9}")
+    live_sizes, live_sps, live_cpu = [], [], []
+    refused = []
+    for n in sizes:
+        rs = results[n]
+        share = min(x["two_sided_pre_shock"] for x in rs)
+        if not share >= LIVE_SHARE:
+            refused.append(n)
+            print(f"{n:>8} {share:>9.1%}  REFUSED: book two-sided on {share:.1%} of pre-shock steps "
+                  f"(< {LIVE_SHARE:.0%}): a dead market, no figure")
+            continue
+        loop = sorted(n * x["steps"] / x["loop_s"] / 1e6 for x in rs)
+        total = statistics.median(n * x["steps"] / x["total_s"] / 1e6 for x in rs)
+        sps = statistics.median(x["loop_s"] / x["steps"] for x in rs)
+        cpu = statistics.median(x["loop_cpu_s"] / x["steps"] for x in rs)
+        rss = max(x["maxrss_mb"] for x in rs)
+        live_sizes.append(n)
+        live_sps.append(sps)
+        live_cpu.append(cpu)
+        print(f"{n:>8} {share:>9.1%}  {statistics.median(loop):>9.2f} {loop[0]:>8.2f} {loop[-1]:>8.2f}  "
+              f"{total:>10.2f}  {sps * 1e3:>8.3f}  {n / cpu / 1e6:>9.2f}  {rss:>9.0f}")
+    if len(live_sizes) >= 2:
+        fixed, per = fit(live_sizes, live_sps)
+        print(f"\nfit over {len(live_sizes)} sizes: fixed {fixed * 1e3:.3f} ms/step + {per * 1e9:.1f} ns per trader-step")
+        fixed, per = fit(live_sizes, live_cpu)
+        print(f"  the same on CPU time (what a loaded machine does not distort): fixed {fixed * 1e3:.3f} ms/step"
+              f" + {per * 1e9:.1f} ns per trader-step")
+    elif live_sizes:
+        print("\nfit: needs two live sizes")
+
     if not args.skip_batch:
+        print()
+        rpm = {}
         for executor in ("serial", "process"):
-            rpm = batch_runs_per_minute(executor, args.batch_runs, 1_000, None)
-            print(f"batch, 1,000 traders, {executor:>7}: {rpm:6.1f} runs/minute ({args.batch_runs} runs)")
+            rpm[executor] = batch_runs_per_minute(executor, batch_runs, batch_traders, steps, args.workers, sets)
+            print(f"batch, {batch_traders:,} traders, {executor:>7}: {rpm[executor]:7.1f} runs/minute ({batch_runs} runs)")
+        print(f"batch speed-up, process pool ({args.workers or cores} workers) vs serial: "
+              f"{rpm['process'] / rpm['serial']:.2f}x")
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.venue import kernels
+
 BUY, SELL = 1, -1
 NO_LIMIT_BUY = np.iinfo(np.int64).max
 NO_LIMIT_SELL = 0
@@ -235,6 +237,24 @@ class OrderBook:
         return fills
 
     def _match(self, book: _Side, side: int, index, owners, qtys, limits) -> Fills:
+        k = kernels.get()
+        if k is None or (qtys < 0).any():
+            return self._match_reference(book, side, index, owners, qtys, limits)
+        if len(book.qty) == 0:
+            return Fills.empty()
+        i64 = kernels.i64
+        taker, maker, qty, price, order_index, maker_oid, left = k.match(
+            book.price, book.qty, book.owner, book.oid, side == BUY, i64(index), i64(owners), i64(qtys), i64(limits))
+        if len(qty) == 0:
+            return Fills.empty()
+        fills = Fills(taker=taker, maker=maker, taker_side=np.full(len(qty), side, dtype=np.int64), qty=qty,
+                      price=price, order_index=order_index, maker_order_id=maker_oid)
+        book.qty = left
+        book.remove(left > 0)
+        return fills
+
+    def _match_reference(self, book: _Side, side: int, index, owners, qtys, limits) -> Fills:
+        """``_match`` in numpy (the reference the compiled kernel is tested against)."""
         available = book.lots_at_or_better(limits)
         # taken[i]: cumulative lots consumed after incoming order i (sequential: each order
         # takes what is left at or better than its own limit)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulator.venue import kernels
 from simulator.venue.fixedpoint import muldiv
 
 ACCOUNT_KINDS = (
@@ -154,6 +155,24 @@ class Ledger:
         price = np.broadcast_to(np.asarray(price, dtype=np.int64), buyers.shape)
         if (qty < 0).any() or (price <= 0).any():
             raise ValueError("fills need non-negative qty and positive price")
+        k = kernels.get()
+        if k is not None:
+            k.trade(self.wallet, self.qty, self.cost, int(market), kernels.i64(buyers), kernels.i64(sellers),
+                    kernels.i64(qty), kernels.i64(price), int(self.contract_values[market]))
+            return
+        self._trade_numpy(market, buyers, sellers, qty, price)
+
+    def trade_reference(self, market: int, buyers, sellers, qty, price) -> None:
+        """``trade`` in numpy only (the reference the compiled kernel is tested against)."""
+        buyers = np.atleast_1d(np.asarray(buyers, dtype=np.int64))
+        sellers = np.broadcast_to(np.asarray(sellers, dtype=np.int64), buyers.shape)
+        qty = np.broadcast_to(np.asarray(qty, dtype=np.int64), buyers.shape)
+        price = np.broadcast_to(np.asarray(price, dtype=np.int64), buyers.shape)
+        if (qty < 0).any() or (price <= 0).any():
+            raise ValueError("fills need non-negative qty and positive price")
+        self._trade_numpy(market, buyers, sellers, qty, price)
+
+    def _trade_numpy(self, market, buyers, sellers, qty, price) -> None:
         live = (buyers != sellers) & (qty > 0)
         if not live.all():
             buyers, sellers, qty, price = buyers[live], sellers[live], qty[live], price[live]
@@ -240,6 +259,15 @@ class Ledger:
         marks = np.asarray(marks, dtype=np.int64)
         held = int(self.wallet.sum()) + int(self.unrealised(marks).sum())
         return held - (self.deposits - self.withdrawals + self.injections)
+
+    def totals(self, marks) -> tuple[int, np.ndarray, np.ndarray]:
+        """One pass over the ledger: (conservation residual, net lots per market, long lots per
+        market). The residual is exactly ``conservation_residual(marks)``."""
+        k = kernels.get()
+        if k is None:
+            return self.conservation_residual(marks), self.qty.sum(axis=0), self.open_interest()
+        w, u, net, oi = k.ledger_totals(self.wallet, self.qty, self.cost, kernels.i64(marks), self.contract_values)
+        return int(w) + int(u) - (self.deposits - self.withdrawals + self.injections), net, oi
 
     def open_interest(self) -> np.ndarray:
         """Lots held long per market (equal to lots held short)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulator.venue import kernels
 from simulator.venue.book import BUY, SELL, Fills, OrderBook
 from simulator.venue.events import EventLog
 from simulator.venue.fixedpoint import PPM, muldiv_ceil
@@ -96,6 +97,7 @@ class Venue:
         self.loss_pool = self.add_accounts(1, "loss_pool")[0]
         self.engine = self.add_accounts(1, "engine")[0]  # the liquidation engine's own book
         self.waterfall = build_waterfall(config.waterfall)
+        self._tier_arrays = None  # padded maintenance tiers for the compiled scan
         self.step = 0
         self.rejections = 0
         self.quote_rejections = 0  # resting orders refused for initial margin (post_quotes)
@@ -158,6 +160,17 @@ class Venue:
 
     def liquidatable(self) -> np.ndarray:
         """Accounts below maintenance (cross margin), venue rows excluded."""
+        k = kernels.get()
+        if k is None:
+            return self.liquidatable_reference()
+        led = self.ledger
+        if self._tier_arrays is None:
+            self._tier_arrays = _tier_arrays(self.tiers)
+        return k.liquidatable(led.wallet, led.qty, led.cost, kernels.i64(self.marks),
+                              self.contract_values, *self._tier_arrays, led.is_venue())
+
+    def liquidatable_reference(self) -> np.ndarray:
+        """``liquidatable`` in numpy only (the reference the compiled kernel is tested against)."""
         led = self.ledger
         # a flat account with a negative wallet (a reducing order filled deep in a thin book)
         # is bankrupt too: its loss must go through the waterfall, not hide in the wallet
@@ -450,3 +463,18 @@ class Venue:
 
     def conservation_residual(self) -> int:
         return self.ledger.conservation_residual(self.marks)
+
+
+def _tier_arrays(tiers) -> tuple[np.ndarray, ...]:
+    """Maintenance tiers of every market as padded int64 arrays (floors, rates, deductions,
+    tier count) for ``kernels.liquidatable``."""
+    width = max(len(t.floors) for t in tiers)
+    floors = np.zeros((len(tiers), width), dtype=np.int64)
+    mmr = np.zeros((len(tiers), width), dtype=np.int64)
+    ded = np.zeros((len(tiers), width), dtype=np.int64)
+    for m, t in enumerate(tiers):
+        k = len(t.floors)
+        floors[m, :k] = t.floors
+        mmr[m, :k] = t.mmr_ppm
+        ded[m, :k] = t.deductions
+    return floors, mmr, ded, np.array([len(t.floors) for t in tiers], dtype=np.int64)

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 YEAR_SECONDS = 365 * 24 * 3600
@@ -393,6 +392,8 @@ def _resolve(model: Replay, base_dir: Path | str | None) -> Path:
 @functools.lru_cache(maxsize=32)
 def _read_trades(path: str, _mtime_ns: int, ts_col: str, price_col: str, unit: str) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps (int64 ns, sorted) and prices (float64) of a trades CSV; cached per file version."""
+    import pandas as pd  # lazy: only replays read CSVs (keeps ``perpstress --help`` fast)
+
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if b"\x00" in head:
@@ -454,6 +455,8 @@ def _load(model: Replay, base_dir) -> tuple[Path, np.ndarray, np.ndarray]:
 
 
 def _fmt_ns(ns: int) -> str:
+    import pandas as pd
+
     return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat()
 
 

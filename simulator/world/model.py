@@ -313,7 +313,9 @@ class PerpModel(mesa.Model):
         lot_quote = spec.lot_size * ref * tick
         s["depth_bid_1pct"][t] = dbid * lot_quote
         s["depth_ask_1pct"][t] = dask * lot_quote
-        s["open_interest"][t] = venue.ledger.open_interest()[0] * spec.lot_size * venue.marks[0] * tick
+        # one pass over the ledger: conservation residual, net lots and open interest
+        residual, net_lots, long_lots = venue.ledger.totals(venue.marks)
+        s["open_interest"][t] = long_lots[0] * spec.lot_size * venue.marks[0] * tick
         s["funding_rate"][t] = np.nan if self.exchange.funding_rate is None else self.exchange.funding_rate[0]
         eq = venue.equity(np.array([venue.insurance_fund, venue.backstop, venue.engine]))
         s["insurance_fund"][t] = eq[0] * CASH_UNIT
@@ -328,10 +330,9 @@ class PerpModel(mesa.Model):
             s[f"index_{name}"][t] = self.index_path[t, m]
             s[f"mark_{name}"][t] = venue.marks[m] * tk
             s[f"last_{name}"][t] = venue.prices.last[m] * tk
-            s[f"open_interest_{name}"][t] = venue.ledger.open_interest()[m] * venue.markets[m].lot_size * venue.marks[m] * tk
-        residual = venue.conservation_residual()
+            s[f"open_interest_{name}"][t] = long_lots[m] * venue.markets[m].lot_size * venue.marks[m] * tk
         s["residual"][t] = residual
-        if residual != 0 or (venue.ledger.qty.sum(axis=0) != 0).any():
+        if residual != 0 or (net_lots != 0).any():
             raise RuntimeError(f"ledger broke conservation at step {t}: residual {residual}")
 
     def run(self, progress=None) -> None:

@@ -1,0 +1,147 @@
+"""numba kernels behind ``simulator.venue.kernels`` (imported lazily: numba is slow to import)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+PPM = 1_000_000
+njit = numba.njit(cache=True, nogil=True)
+
+
+@njit
+def muldiv(x, num, den):
+    q = x // den
+    r = x % den
+    return q * num + (r * num) // den
+
+@njit
+def trade(wallet, qty, cost, market, buyers, sellers, qtys, prices, cv):
+    """Settle fills one at a time in order (``Ledger.trade``'s definition)."""
+    for i in range(len(qtys)):
+        b = buyers[i]
+        s = sellers[i]
+        lots = qtys[i]
+        if b == s or lots == 0:
+            continue
+        value = lots * prices[i] * cv
+        for side in range(2):
+            if side == 0:
+                a = b
+                dq = lots
+                dv = value
+            else:
+                a = s
+                dq = -lots
+                dv = -value
+            q = qty[a, market]
+            c = cost[a, market]
+            if q == 0 or (q > 0) == (dq > 0):  # opens or grows
+                cost[a, market] = c + dv
+            else:
+                aq = abs(q)
+                adq = abs(dq)
+                if adq > aq:  # flips: the closing part is |q|/|dq| of the value
+                    close_value = muldiv(dv, aq, adq)
+                    wallet[a] += -close_value - c
+                    cost[a, market] = dv - close_value
+                else:  # reduces: the closed share of cost goes
+                    closed_cost = muldiv(c, adq, aq)
+                    wallet[a] += -dv - closed_cost
+                    cost[a, market] = c - closed_cost
+            qty[a, market] = q + dq
+
+@njit
+def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue):
+    """Cross margin: ``equity < sum_m MM_m`` with a position, or flat with a negative wallet;
+    venue rows excluded. One pass over the accounts."""
+    n, m_count = qty.shape
+    out = np.zeros(n, dtype=np.bool_)
+    for a in range(n):
+        if venue[a]:
+            continue
+        eq = wallet[a]
+        mm = 0
+        has = False
+        for m in range(m_count):
+            lots = qty[a, m]
+            px = marks[m] * cv[m]
+            eq += lots * px - cost[a, m]
+            if lots != 0:
+                has = True
+            notional = abs(lots) * px
+            t = 0
+            for k in range(1, n_tiers[m]):  # the tier whose floor is the largest <= N
+                if floors[m, k] <= notional:
+                    t = k
+            mm += -muldiv(-notional, mmr[m, t], PPM) - deductions[m, t]
+        if (eq < mm and mm > 0) or (wallet[a] < 0 and not has):
+            out[a] = True
+    return out
+
+
+@njit
+def match(book_price, book_qty, book_owner, book_oid, incoming_buy, index, owners, qtys, limits):
+    """Match incoming orders one after the other against one side of the book (priority order).
+
+    Each order takes what rests at or better than its limit, from the front, until it is
+    filled; one fill per (incoming order, resting order) pair, in execution order. Returns the
+    fills (taker, maker, qty, price, order_index, maker_order_id) and the resting lots left.
+    """
+    nb = len(book_qty)
+    cap = len(qtys) + nb
+    f_taker = np.empty(cap, np.int64)
+    f_maker = np.empty(cap, np.int64)
+    f_qty = np.empty(cap, np.int64)
+    f_price = np.empty(cap, np.int64)
+    f_index = np.empty(cap, np.int64)
+    f_oid = np.empty(cap, np.int64)
+    left = book_qty.copy()
+    k = 0
+    j = 0
+    for i in range(len(qtys)):
+        want = qtys[i]
+        lim = limits[i]
+        while want > 0 and j < nb:
+            p = book_price[j]
+            if incoming_buy:
+                if p > lim:
+                    break
+            elif p < lim:
+                break
+            if left[j] <= 0:
+                j += 1
+                continue
+            take = min(want, left[j])
+            f_taker[k] = owners[i]
+            f_maker[k] = book_owner[j]
+            f_qty[k] = take
+            f_price[k] = p
+            f_index[k] = index[i]
+            f_oid[k] = book_oid[j]
+            k += 1
+            want -= take
+            left[j] -= take
+            if left[j] == 0:
+                j += 1
+    return f_taker[:k], f_maker[:k], f_qty[:k], f_price[:k], f_index[:k], f_oid[:k], left
+
+
+@njit
+def ledger_totals(wallet, qty, cost, marks, cv):
+    """One pass: (sum of wallets, sum of unrealised PnL at mark, net lots per market, long lots
+    per market); each sum wraps exactly like numpy's int64 ``sum``."""
+    n, m_count = qty.shape
+    w = np.int64(0)
+    u = np.int64(0)
+    net = np.zeros(m_count, np.int64)
+    oi = np.zeros(m_count, np.int64)
+    for a in range(n):
+        w += wallet[a]
+        for m in range(m_count):
+            lots = qty[a, m]
+            u += lots * (marks[m] * cv[m]) - cost[a, m]
+            net[m] += lots
+            if lots > 0:
+                oi[m] += lots
+    return w, u, net, oi

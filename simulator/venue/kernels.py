@@ -1,0 +1,55 @@
+"""Compiled hot-path kernels (numba, ``cache=True``), exact int64.
+
+Each kernel computes exactly what the numpy code it replaces computes, bit for bit: integer
+``//`` and ``%`` keep Python's floor semantics in numba as in numpy, and int64 products wrap
+the same way in both (the ledger's limits keep every product in range anyway). The numpy
+versions stay next to the callers as the reference (``Ledger.trade_reference``,
+``Venue.liquidatable_reference``) and the tests compare the two.
+
+Import this module lazily (``simulator.venue.kernels.get()``): importing numba costs a few
+hundred milliseconds that ``perpstress --help`` should not pay. Without numba, ``get()``
+returns None and the callers use the numpy versions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PPM = 1_000_000
+_KERNELS = None
+_TRIED = False
+
+
+def get():
+    """The compiled kernels module namespace, or None when numba is not installed."""
+    global _KERNELS, _TRIED
+    if not _TRIED:
+        _TRIED = True
+        try:
+            from simulator.venue import _nb as _KERNELS
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _KERNELS = None
+    return _KERNELS
+
+
+def i64(a) -> np.ndarray:
+    """``a`` as a C-contiguous, writable int64 array (one compiled signature per kernel)."""
+    return np.require(a, np.int64, ["C", "W"])
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) every kernel on tiny inputs."""
+    k = get()
+    if k is None:
+        return
+    w = np.zeros(2, dtype=np.int64)
+    q = np.zeros((2, 1), dtype=np.int64)
+    c = np.zeros((2, 1), dtype=np.int64)
+    one = np.ones(1, dtype=np.int64)
+    k.trade(w, q, c, 0, np.zeros(1, dtype=np.int64), one, one, one, 1)
+    tiers = (np.zeros((1, 1), dtype=np.int64), np.full((1, 1), 5000, dtype=np.int64),
+             np.zeros((1, 1), dtype=np.int64), one)
+    k.liquidatable(w, q, c, one, one, *tiers, np.zeros(2, dtype=np.bool_))
+    k.match(one, one, one, one, True, one, one, one, one)
+    k.match(one, one, one, one, False, one, one, one, one)
+    k.ledger_totals(w, q, c, one, one)

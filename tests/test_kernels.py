@@ -1,0 +1,92 @@
+"""The compiled kernels (simulator/venue/kernels.py) against the numpy references they replace:
+bit-for-bit equal on random inputs (never a timing)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.venue import kernels
+from simulator.venue.book import BUY, SELL, OrderBook
+from simulator.venue.ledger import Ledger
+from simulator.venue.margin import MarginTiers
+from simulator.venue.venue import Venue, VenueConfig
+
+from conftest import unit_market
+
+K = kernels.get()
+
+
+def test_numba_kernels_are_available():
+    assert K is not None  # numba is a dependency: the fast path must be the one that runs
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 6), st.integers(1, 40))
+def test_trade_kernel_equals_numpy_reference(seed, n_acc, n_fills):
+    rng = np.random.default_rng(seed)
+    led = Ledger(np.array([int(rng.integers(1, 1000))]))
+    led.add_accounts(n_acc, "trader", 10**12)
+    # some positions to reduce and flip
+    buyers = rng.integers(0, n_acc, n_fills)
+    sellers = rng.integers(0, n_acc, n_fills)
+    qty = rng.integers(0, 50, n_fills)
+    price = rng.integers(1, 10**6, n_fills)
+    ref = copy.deepcopy(led)
+    led.trade(0, buyers, sellers, qty, price)
+    ref.trade_reference(0, buyers, sellers, qty, price)
+    for _ in range(2):  # a second batch on top of the positions of the first
+        b2, s2 = rng.integers(0, n_acc, n_fills), rng.integers(0, n_acc, n_fills)
+        q2, p2 = rng.integers(0, 80, n_fills), rng.integers(1, 10**6, n_fills)
+        led.trade(0, b2, s2, q2, p2)
+        ref.trade_reference(0, b2, s2, q2, p2)
+    assert np.array_equal(led.wallet, ref.wallet)
+    assert np.array_equal(led.qty, ref.qty)
+    assert np.array_equal(led.cost, ref.cost)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.integers(1, 30))
+def test_match_kernel_equals_numpy_reference(seed, n_rest, n_in):
+    rng = np.random.default_rng(seed)
+    books = [OrderBook(), OrderBook()]
+    for b in books:
+        r = np.random.default_rng(seed)
+        b.post(r.integers(0, 9, n_rest), np.where(r.random(n_rest) < 0.5, BUY, SELL),
+               np.where(r.random(n_rest) < 0.5, r.integers(90, 100, n_rest), r.integers(101, 111, n_rest)),
+               r.integers(1, 20, n_rest))
+    owners, qtys = rng.integers(10, 20, n_in), rng.integers(1, 30, n_in)
+    sides = np.where(rng.random(n_in) < 0.5, BUY, SELL)
+    limits = rng.integers(85, 116, n_in)
+    fast = books[0].submit(owners, sides, qtys, limits)
+    ref_book = books[1]
+    ref_book._match = ref_book._match_reference  # the numpy path
+    slow = ref_book.submit(owners, sides, qtys, limits)
+    for f in fast.__dataclass_fields__:
+        assert np.array_equal(getattr(fast, f), getattr(slow, f)), f
+    for side in ("bids", "asks"):
+        for col in ("price", "qty", "owner", "oid"):
+            assert np.array_equal(getattr(getattr(books[0], side), col), getattr(getattr(ref_book, side), col))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60))
+def test_liquidatable_and_totals_kernels_equal_numpy_reference(seed, n):
+    rng = np.random.default_rng(seed)
+    tiers = MarginTiers((0, 5_000, 50_000), (10_000, 20_000, 50_000))
+    v = Venue(VenueConfig(markets=[unit_market("A", tiers=tiers), unit_market("B")]), rng)
+    acc = v.add_accounts(n, "trader", rng.integers(0, 3_000, n))
+    lots = rng.integers(0, 40, n)
+    v.opening_auction(0, np.r_[acc, acc], np.r_[lots, -lots[::-1]], 100)
+    v.opening_auction(1, acc, rng.integers(-30, 30, n) * (np.arange(n) % 2 * 2 - 1), 50)
+    v.ledger.wallet[acc[: n // 3]] -= rng.integers(0, 5_000, n // 3)  # some below maintenance, some flat and negative
+    for mark in (100, 80, 125):
+        v.prices.mark[:] = [mark, 50]
+        assert np.array_equal(v.liquidatable(), v.liquidatable_reference())
+        residual, net, oi = v.ledger.totals(v.marks)
+        assert residual == v.ledger.conservation_residual(v.marks)
+        assert np.array_equal(net, v.ledger.qty.sum(axis=0))
+        assert np.array_equal(oi, v.ledger.open_interest())
