@@ -99,7 +99,7 @@ class Ledger:
         return ids
 
     def is_venue(self) -> np.ndarray:
-        """Boolean mask of the venue's own rows (fund, backstop, fee pool, loss pool)."""
+        """Boolean mask of the venue's own rows (fund, backstop, fee pool, loss pool, engine)."""
         return self._venue_mask
 
     # ------------------------------------------------------------ external flows
