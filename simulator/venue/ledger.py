@@ -104,20 +104,22 @@ class Ledger:
 
     # ------------------------------------------------------------ external flows
     def deposit(self, ids, amounts) -> None:
-        ids, amounts = _pair(ids, amounts)
-        if (amounts < 0).any():
-            raise ValueError("a deposit must be non-negative")
-        np.add.at(self.wallet, ids, amounts)
-        self.deposits += int(amounts.sum())
-        self.flows.extend(CashFlow(int(a), "deposit", int(x)) for a, x in zip(ids, amounts))
+        self._external(ids, amounts, "deposit", 1)
 
     def withdraw(self, ids, amounts) -> None:
+        self._external(ids, amounts, "withdrawal", -1)
+
+    def _external(self, ids, amounts, kind: str, sign: int) -> None:
+        """Cash in (``sign`` 1) or out (-1) of the ledger, counted and logged."""
         ids, amounts = _pair(ids, amounts)
         if (amounts < 0).any():
-            raise ValueError("a withdrawal must be non-negative")
-        np.subtract.at(self.wallet, ids, amounts)
-        self.withdrawals += int(amounts.sum())
-        self.flows.extend(CashFlow(int(a), "withdrawal", int(x)) for a, x in zip(ids, amounts))
+            raise ValueError(f"a {kind} must be non-negative")
+        np.add.at(self.wallet, ids, sign * amounts)
+        if sign > 0:
+            self.deposits += int(amounts.sum())
+        else:
+            self.withdrawals += int(amounts.sum())
+        self.flows.extend(CashFlow(int(a), kind, int(x)) for a, x in zip(ids, amounts))
 
     def inject(self, account: int, amount: int, reason: str) -> None:
         """Money from outside the ledger (the venue's own balance sheet), logged with a reason."""
