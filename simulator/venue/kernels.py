@@ -13,11 +13,14 @@ returns None and the callers use the numpy versions.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 PPM = 1_000_000
 _KERNELS = None
 _TRIED = False
+_MODULES: dict = {}
 
 
 def get():
@@ -30,6 +33,26 @@ def get():
         except ImportError:  # pragma: no cover - numba is a dependency
             _KERNELS = None
     return _KERNELS
+
+
+def _load(name: str):
+    """A compiled-kernel module of this package by name, or None without numba."""
+    if name not in _MODULES:
+        try:
+            _MODULES[name] = importlib.import_module(f"simulator.venue.{name}")
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _MODULES[name] = None
+    return _MODULES[name]
+
+
+def scan():
+    """Whole-ledger scans (``_nb_scan``: maintenance scan, ledger totals), or None."""
+    return _load("_nb_scan")
+
+
+def book():
+    """Order-book and quote kernels (``_nb_book``), or None."""
+    return _load("_nb_book")
 
 
 def i64(a) -> np.ndarray:

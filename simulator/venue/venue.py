@@ -160,7 +160,7 @@ class Venue:
 
     def liquidatable(self) -> np.ndarray:
         """Accounts below maintenance (cross margin), venue rows excluded."""
-        k = kernels.get()
+        k = kernels.scan()
         if k is None:
             return self.liquidatable_reference()
         led = self.ledger
