@@ -248,6 +248,26 @@ class Venue:
         position no larger than the current one is always accepted (it cannot add exposure);
         the fund health guard caps leverage as for market orders.
         """
+        k = kernels.book()
+        if k is None:
+            return self.quote_margin_ok_reference(market, owners, sides, qtys)
+        i64 = kernels.i64
+        owners, sides, qtys = (i64(a) for a in (owners, sides, qtys))
+        led = self.ledger
+        u, inv = np.unique(owners, return_inverse=True)
+        u = i64(u)
+        buys = np.empty((len(u), self.n_markets), dtype=np.int64)
+        sells = np.empty_like(buys)
+        for m, book in enumerate(self.books):
+            buys[:, m], sells[:, m] = book.resting_lots_of(u)
+        guard = self.fund_guard_active()
+        return k.quote_margin(int(market), owners, sides, qtys, u, i64(inv.reshape(-1)), buys, sells, led.wallet,
+                              led.qty, led.cost, i64(self.marks), self.contract_values,
+                              np.ascontiguousarray(self.leverage[u], dtype=float), guard,
+                              float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0))
+
+    def quote_margin_ok_reference(self, market: int, owners, sides, qtys) -> np.ndarray:
+        """``quote_margin_ok`` in numpy (the reference of the compiled kernel)."""
         owners, sides, qtys = (np.asarray(a, dtype=np.int64) for a in (owners, sides, qtys))
         led = self.ledger
         u, inv = np.unique(owners, return_inverse=True)

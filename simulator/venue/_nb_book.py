@@ -1,0 +1,217 @@
+"""Order-book and resting-quote kernels, compiled (numba, ``cache=True``), exact int64.
+
+The market makers cancel and re-quote every step: a few dozen orders, where numpy's per-call
+overhead (not the arithmetic) was the cost. Each kernel computes exactly what the numpy code
+kept next to its caller computes (``OrderBook.cancel_owners_reference``,
+``OrderBook.postable_reference``, ``_Side.insert_reference``,
+``OrderBook.resting_lots_of_reference``, ``Venue.quote_margin_ok_reference``); the tests
+compare them bit for bit. Imported lazily through ``kernels.book()``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+PPM = 1_000_000
+BUY = 1
+SELL = -1
+njit = numba.njit(cache=True, nogil=True)
+
+
+@njit
+def cancel(price, qty, owner, oid, owners):
+    """Drop the resting orders whose owner is in ``owners``; returns the kept columns and the
+    number dropped."""
+    n = len(qty)
+    keep = np.empty(n, np.bool_)
+    k = 0
+    for i in range(n):
+        hit = False
+        for o in owners:
+            if owner[i] == o:
+                hit = True
+                break
+        keep[i] = not hit
+        if not hit:
+            k += 1
+    if k == n:
+        return price, qty, owner, oid, 0
+    p2 = np.empty(k, np.int64)
+    q2 = np.empty(k, np.int64)
+    o2 = np.empty(k, np.int64)
+    d2 = np.empty(k, np.int64)
+    j = 0
+    for i in range(n):
+        if keep[i]:
+            p2[j] = price[i]
+            q2[j] = qty[i]
+            o2[j] = owner[i]
+            d2[j] = oid[i]
+            j += 1
+    return p2, q2, o2, d2, n - k
+
+
+@njit
+def postable(sides, prices, qtys, has_bid, best_bid, has_ask, best_ask):
+    """Which post-only orders rest: positive size and price, not crossing the book, and, when
+    the batch crosses itself, not crossing the orders of the batch accepted before them."""
+    n = len(qtys)
+    ok = np.empty(n, np.bool_)
+    max_buy = np.int64(0)
+    min_sell = np.int64(0)
+    any_buy = False
+    any_sell = False
+    for i in range(n):
+        s = sides[i]
+        p = prices[i]
+        crosses = (s == BUY and has_ask and p >= best_ask) or (s == SELL and has_bid and p <= best_bid)
+        ok[i] = (not crosses) and qtys[i] > 0 and p > 0
+        if ok[i] and s == BUY:
+            max_buy = p if not any_buy else max(max_buy, p)
+            any_buy = True
+        elif ok[i] and s == SELL:
+            min_sell = p if not any_sell else min(min_sell, p)
+            any_sell = True
+    if any_buy and any_sell and max_buy >= min_sell:
+        bb, ba = best_bid, best_ask
+        hb, ha = has_bid, has_ask
+        for i in range(n):
+            ok[i] = False
+            q = qtys[i]
+            p = prices[i]
+            if q <= 0 or p <= 0:
+                continue
+            if sides[i] == BUY and ((not ha) or p < ba):
+                ok[i] = True
+                bb = p if not hb else max(bb, p)
+                hb = True
+            elif sides[i] == SELL and ((not hb) or p > bb):
+                ok[i] = True
+                ba = p if not ha else min(ba, p)
+                ha = True
+    return ok
+
+
+@njit
+def insert(price, qty, owner, oid, new_price, new_qty, new_owner, new_oid, is_bid):
+    """Merge new orders into one side kept in priority order (bids highest price first, asks
+    lowest first, then order id): the result of re-sorting everything, without re-sorting."""
+    m = len(new_qty)
+    key_new = np.empty(m, np.int64)
+    for i in range(m):
+        key_new[i] = -new_price[i] if is_bid else new_price[i]
+    # new orders by (key, oid): a stable sort on the key, then oid breaks the remaining ties
+    order = np.argsort(key_new, kind="mergesort")
+    for a in range(1, m):  # insertion pass on oid within equal keys (ids are usually ascending)
+        b = a
+        while b > 0 and key_new[order[b - 1]] == key_new[order[b]] and new_oid[order[b - 1]] > new_oid[order[b]]:
+            order[b - 1], order[b] = order[b], order[b - 1]
+            b -= 1
+    n = len(qty)
+    t = n + m
+    p2 = np.empty(t, np.int64)
+    q2 = np.empty(t, np.int64)
+    o2 = np.empty(t, np.int64)
+    d2 = np.empty(t, np.int64)
+    i = 0
+    j = 0
+    for k in range(t):
+        take_old = False
+        if j >= m:
+            take_old = True
+        elif i < n:
+            ko = -price[i] if is_bid else price[i]
+            kn = key_new[order[j]]
+            take_old = ko < kn or (ko == kn and oid[i] < new_oid[order[j]])
+        if take_old:
+            p2[k] = price[i]
+            q2[k] = qty[i]
+            o2[k] = owner[i]
+            d2[k] = oid[i]
+            i += 1
+        else:
+            r = order[j]
+            p2[k] = new_price[r]
+            q2[k] = new_qty[r]
+            o2[k] = new_owner[r]
+            d2[k] = new_oid[r]
+            j += 1
+    return p2, q2, o2, d2
+
+
+@njit
+def resting_lots(owner, qty, accounts):
+    """Resting lots of each of ``accounts`` (sorted, unique) on one side."""
+    out = np.zeros(len(accounts), np.int64)
+    for i in range(len(qty)):
+        k = np.searchsorted(accounts, owner[i])
+        if k < len(accounts) and accounts[k] == owner[i]:
+            out[k] += qty[i]
+    return out
+
+
+@njit
+def _muldiv(x, num, den):
+    return (x // den) * num + ((x % den) * num) // den
+
+
+@njit
+def _round_half_even(x):
+    r = np.floor(x)
+    d = x - r
+    if d > 0.5 or (d == 0.5 and r % 2 != 0):
+        r += 1.0
+    return np.int64(r)
+
+
+@njit
+def quote_margin(market, owners, sides, qtys, accounts, inverse, buys, sells, wallet, qty, cost, marks, cv,
+                 leverage, guard, guard_leverage, fee_ppm):
+    """``Venue.quote_margin_ok`` in one pass: per new order, does the owner's equity less the
+    maker fee cover the initial margin of its worst case once the order's side fills up to
+    it (cumulative per owner and side, in the given order), or does the order not add
+    exposure? ``accounts`` are the sorted unique owners, ``inverse`` each order's index in it,
+    ``buys``/``sells`` their resting lots per market, ``leverage`` their leverage rows."""
+    nu, m_count = buys.shape
+    n = len(qtys)
+    run = np.zeros((nu, 2), np.int64)
+    lev_ppm = np.empty((nu, m_count), np.int64)
+    equity = np.empty(nu, np.int64)
+    for a in range(nu):
+        acc = accounts[a]
+        u = np.int64(0)
+        for m in range(m_count):
+            lev = leverage[a, m]
+            if guard:
+                lev = min(lev, guard_leverage)
+            lev_ppm[a, m] = max(_round_half_even(lev * PPM), 1)
+            u += qty[acc, m] * (marks[m] * cv[m]) - cost[acc, m]
+        equity[a] = wallet[acc] + u
+    mark_value = marks[market] * cv[market]
+    ok = np.empty(n, np.bool_)
+    for i in range(n):
+        a = inverse[i]
+        acc = accounts[a]
+        s = sides[i]
+        col = 1 if s == BUY else 0
+        run[a, col] += qtys[i]
+        rest = buys[a, market] if s == BUY else sells[a, market]
+        side_lots = rest + run[a, col]
+        q0 = qty[acc, market]
+        exposure = abs(q0 + s * side_lots)
+        im = np.int64(0)
+        for m in range(m_count):
+            if m == market:
+                lots = exposure
+            else:
+                q = qty[acc, m]
+                lots = max(abs(q + buys[a, m]), abs(q - sells[a, m]))
+            notional = abs(lots) * (marks[m] * cv[m])
+            lp = lev_ppm[a, m]
+            d = notional // lp
+            r = notional % lp
+            im += d * PPM + -((-(r * PPM)) // lp)
+        fee = -_muldiv(-(side_lots * mark_value), fee_ppm, PPM)
+        ok[i] = exposure <= abs(q0) or equity[a] - fee >= im
+    return ok
