@@ -57,6 +57,10 @@ def book():
 
 def i64(a) -> np.ndarray:
     """``a`` as a C-contiguous, writable int64 array (one compiled signature per kernel)."""
+    if type(a) is np.ndarray and a.dtype == np.int64:
+        flags = a.flags
+        if flags.c_contiguous and flags.writeable:
+            return a  # the common case, without np.require's overhead
     return np.require(a, np.int64, ["C", "W"])
 
 
