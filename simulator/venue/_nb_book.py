@@ -215,3 +215,51 @@ def quote_margin(market, owners, sides, qtys, accounts, inverse, buys, sells, wa
         fee = -_muldiv(-(side_lots * mark_value), fee_ppm, PPM)
         ok[i] = exposure <= abs(q0) or equity[a] - fee >= im
     return ok
+
+
+@njit
+def order_margin(market, owners, sides, qtys, reduce_only, has_reduce_only, wallet, qty, cost, marks, cv, leverage,
+                 guard, guard_leverage, taker_fee_ppm):
+    """``Venue.submit_orders``' checks in one pass: a reduce-only order is cut to the position it
+    reduces; an order that grows a position is refused when the owner's equity less the taker
+    fee is below the initial margin of all its positions after it. Returns (lots to send,
+    accepted, refused count among orders with lots > 0)."""
+    n = len(qtys)
+    m_count = qty.shape[1]
+    out_q = np.empty(n, np.int64)
+    ok = np.empty(n, np.bool_)
+    refused_count = 0
+    px_m = marks[market] * cv[market]
+    for i in range(n):
+        a = owners[i]
+        s = sides[i]
+        q = qtys[i]
+        pos = qty[a, market]
+        pos_sign = 1 if pos > 0 else (-1 if pos < 0 else 0)
+        if has_reduce_only and reduce_only[i]:
+            q = min(q, abs(pos)) if pos_sign == -s else 0
+        out_q[i] = q
+        new_pos = pos + s * q
+        good = q > 0
+        if abs(new_pos) > abs(pos):
+            im = np.int64(0)
+            u = np.int64(0)
+            for m in range(m_count):
+                lots = new_pos if m == market else qty[a, m]
+                px = marks[m] * cv[m]
+                u += qty[a, m] * px - cost[a, m]
+                lev = leverage[a, m]
+                if guard:
+                    lev = min(lev, guard_leverage)
+                lp = max(_round_half_even(lev * PPM), 1)
+                notional = abs(lots) * px
+                d = notional // lp
+                r = notional % lp
+                im += d * PPM + -((-(r * PPM)) // lp)
+            fee = -_muldiv(-(abs(q) * px_m), taker_fee_ppm, PPM)
+            if wallet[a] + u - fee < im:
+                if good:
+                    refused_count += 1
+                good = False
+        ok[i] = good
+    return out_q, ok, refused_count

@@ -185,6 +185,34 @@ class Venue:
         fall below the initial margin of all its positions after it; reduce-only orders are cut
         to the position they reduce.
         """
+        k = kernels.book()
+        if k is None:
+            return self.submit_orders_reference(market, owners, sides, qtys, limits, reduce_only)
+        i64 = kernels.i64
+        owners, sides, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, qtys))
+        if reduce_only is None:
+            ro = np.zeros(0, dtype=bool)
+        else:
+            ro = np.ascontiguousarray(np.broadcast_to(np.asarray(reduce_only, dtype=bool), qtys.shape))
+        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+        led = self.ledger
+        qtys, ok, refused = k.order_margin(
+            int(market), owners, sides, qtys, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
+            i64(self.marks), self.contract_values, np.ascontiguousarray(self.leverage, dtype=float), guard,
+            float(self.config.fund_guard_max_leverage),
+            int(self.markets[market].taker_fee_ppm))
+        self.rejections += int(refused)
+        if not ok.any():
+            return Fills.empty()
+        idx = np.flatnonzero(ok)
+        if limits is not None:
+            limits = np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape)[idx]
+        fills = self.books[market].submit(owners[idx], sides[idx], qtys[idx], limits)
+        self.settle(market, fills, fees=True)
+        return fills
+
+    def submit_orders_reference(self, market: int, owners, sides, qtys, limits=None, reduce_only=None) -> Fills:
+        """``submit_orders`` with the checks in numpy (the reference of ``order_margin``)."""
         owners, sides, qtys = (np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (owners, sides, qtys))
         if limits is not None:
             limits = np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape)
