@@ -94,6 +94,19 @@ class LeveragedTrader(AccountAgent):
         super().__init__(model, account)
         self.slot = slot  # index into the population's arrays
 
+    @classmethod
+    def made_for(cls, model, account: int, slot: int, unique_id: int) -> "LeveragedTrader":
+        """The agent of population slot ``slot``, with a unique id reserved beforehand (the
+        model makes trader agents only when asked for them; see ``PerpModel.agents``)."""
+        agent = cls.__new__(cls)
+        agent.model = model
+        agent.unique_id = unique_id
+        agent.pos = None
+        agent.account = account
+        agent.slot = slot
+        model.register_agent(agent)
+        return agent
+
     @staticmethod
     def initial_orders(pop: TraderPopulation, venue, rng, share: float):
         """Sizes and sides of the positions a share of traders hold at step 0 (opening auction)."""
