@@ -263,3 +263,129 @@ def order_margin(market, owners, sides, qtys, reduce_only, has_reduce_only, wall
                 good = False
         ok[i] = good
     return out_q, ok, refused_count
+
+
+@njit
+def pay_fees(wallet, taker, maker, qty, price, cv, taker_fee_ppm, maker_fee_ppm, fee_pool):
+    """Taker and maker fees of fills, ``ceil(qty x price x cv x rate / PPM)`` each (a negative
+    rate is a rebate, paid by the pool), moved to the fee pool (``Venue.settle``)."""
+    for i in range(len(qty)):
+        value = qty[i] * price[i] * cv
+        t = -_muldiv(-value, taker_fee_ppm, PPM)
+        mk = -_muldiv(-value, maker_fee_ppm, PPM)
+        wallet[taker[i]] -= t
+        wallet[fee_pool] += t
+        wallet[maker[i]] -= mk
+        wallet[fee_pool] += mk
+
+
+@njit
+def _match_side(price, qty, owner, oid, incoming_buy, owners, sides, qtys, limits, side,
+                f_taker, f_maker, f_qty, f_price, f_index, f_oid, k):
+    """Match the incoming orders of ``side`` (in batch order) against one book side; fills are
+    written from slot ``k``; returns (next slot, lots left per resting order)."""
+    nb = len(qty)
+    left = qty.copy()
+    j = 0
+    for i in range(len(qtys)):
+        if sides[i] != side:
+            continue
+        want = qtys[i]
+        lim = limits[i]
+        while want > 0 and j < nb:
+            p = price[j]
+            if incoming_buy:
+                if p > lim:
+                    break
+            elif p < lim:
+                break
+            if left[j] <= 0:
+                j += 1
+                continue
+            take = min(want, left[j])
+            f_taker[k] = owners[i]
+            f_maker[k] = owner[j]
+            f_qty[k] = take
+            f_price[k] = p
+            f_index[k] = i
+            f_oid[k] = oid[j]
+            k += 1
+            want -= take
+            left[j] -= take
+            if left[j] == 0:
+                j += 1
+    return k, left
+
+
+@njit
+def _keep_left(price, owner, oid, left):
+    n = 0
+    for j in range(len(left)):
+        if left[j] > 0:
+            n += 1
+    p2 = np.empty(n, np.int64)
+    q2 = np.empty(n, np.int64)
+    o2 = np.empty(n, np.int64)
+    d2 = np.empty(n, np.int64)
+    n = 0
+    for j in range(len(left)):
+        if left[j] > 0:
+            p2[n] = price[j]
+            q2[n] = left[j]
+            o2[n] = owner[j]
+            d2[n] = oid[j]
+            n += 1
+    return p2, q2, o2, d2
+
+
+@njit
+def submit(bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners, sides, qtys,
+           limits):
+    """``OrderBook.submit`` of IOC orders (no resting remainder) in one call: buys take asks,
+    sells take bids, each in batch order from the front of the queue up to its limit; the fills
+    come back in arrival order (by incoming order, then queue position) with both sides of the
+    book as left (a side that filled anything loses its emptied orders)."""
+    n = len(qtys)
+    cap_b = n + len(ask_qty)
+    cap_s = n + len(bid_qty)
+    cols = np.empty((6, cap_b + cap_s), np.int64)
+    f_taker, f_maker, f_qty, f_price, f_index, f_oid = cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+    has_buy = False
+    has_sell = False
+    for i in range(n):
+        if sides[i] == BUY:
+            has_buy = True
+        elif sides[i] == SELL:
+            has_sell = True
+    kb = 0
+    if has_buy and len(ask_qty) > 0:
+        kb, ask_left = _match_side(ask_price, ask_qty, ask_owner, ask_oid, True, owners, sides, qtys, limits, BUY,
+                                   f_taker, f_maker, f_qty, f_price, f_index, f_oid, 0)
+        if kb > 0:
+            ask_price, ask_qty, ask_owner, ask_oid = _keep_left(ask_price, ask_owner, ask_oid, ask_left)
+    ks = kb
+    if has_sell and len(bid_qty) > 0:
+        ks, bid_left = _match_side(bid_price, bid_qty, bid_owner, bid_oid, False, owners, sides, qtys, limits, SELL,
+                                   f_taker, f_maker, f_qty, f_price, f_index, f_oid, kb)
+        if ks > kb:
+            bid_price, bid_qty, bid_owner, bid_oid = _keep_left(bid_price, bid_owner, bid_oid, bid_left)
+    # merge the two runs (each already in arrival order) by incoming order index
+    out = np.empty((7, ks), np.int64)
+    a = 0
+    b = kb
+    for r in range(ks):
+        if b >= ks or (a < kb and f_index[a] <= f_index[b]):
+            src = a
+            a += 1
+            out[2, r] = BUY
+        else:
+            src = b
+            b += 1
+            out[2, r] = SELL
+        out[0, r] = f_taker[src]
+        out[1, r] = f_maker[src]
+        out[3, r] = f_qty[src]
+        out[4, r] = f_price[src]
+        out[5, r] = f_index[src]
+        out[6, r] = f_oid[src]
+    return out, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid

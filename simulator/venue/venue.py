@@ -372,6 +372,13 @@ class Venue:
         self.volume[market] += int(fills.qty.sum())
         if fees:
             spec = self.markets[market]
+            k = kernels.book()
+            if k is not None:
+                i64 = kernels.i64
+                k.pay_fees(self.ledger.wallet, i64(fills.taker), i64(fills.maker), i64(fills.qty), i64(fills.price),
+                           int(self.contract_values[market]), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm),
+                           int(self.fee_pool))
+                return
             value = fills.qty * fills.price * self.contract_values[market]
             taker_fee = muldiv_ceil(value, spec.taker_fee_ppm, PPM)
             maker_fee = muldiv_ceil(value, spec.maker_fee_ppm, PPM)
