@@ -180,6 +180,15 @@ def test_quote_and_order_margin_kernels_equal_numpy_reference(seed, guard):
     fast = v.quote_margin_ok(market, owners, sides, qtys)
     assert fast.tolist() == v.quote_margin_ok_reference(market, owners, sides, qtys).tolist()
 
+    # a maker batch: ladders near to far on both sides, some crossing the book or each other
+    ref = copy.deepcopy(v)
+    prices = np.where(sides == BUY, rng.integers(92, 104, n), rng.integers(97, 109, n))
+    o1 = v.post_quotes(market, owners, sides, prices, qtys)
+    o2 = ref.post_quotes_reference(market, owners, sides, prices, qtys)
+    assert o1.tolist() == o2.tolist() and v.quote_rejections == ref.quote_rejections
+    assert v.books[market]._next_oid == ref.books[market]._next_oid
+    assert _side_columns(v.books[market]) == _side_columns(ref.books[market])
+
     ref = copy.deepcopy(v)
     reduce_only = rng.random(n) < 0.3
     limits = rng.integers(90, 111, n)

@@ -389,3 +389,59 @@ def submit(bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner
         out[5, r] = f_index[src]
         out[6, r] = f_oid[src]
     return out, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
+
+
+@njit
+def post_quotes(market, owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty,
+                ask_owner, ask_oid, accounts, buys, sells, wallet, qty, cost, marks, cv, leverage, guard,
+                guard_leverage, fee_ppm, next_oid):
+    """``Venue.post_quotes`` on one book in one call: drop what the book would not rest
+    (``postable``), refuse what fails the quote margin check (``quote_margin``), post the rest
+    (``OrderBook.post``: ids in batch order, ``postable`` again, merged into the sides).
+    ``accounts`` are the sorted unique owners; ``buys``/``sells`` their resting lots in the
+    other markets (this market's column is filled here from the book). Returns (order ids,
+    -1 where dropped or refused; refused count; next order id; the two sides)."""
+    n = len(qtys)
+    out = np.full(n, -1, np.int64)
+    ok = postable(sides, prices, qtys, len(bid_qty) > 0, bid_price[0] if len(bid_qty) else 0,
+                  len(ask_qty) > 0, ask_price[0] if len(ask_qty) else 0)
+    buys[:, market] = resting_lots(bid_owner, bid_qty, accounts)
+    sells[:, market] = resting_lots(ask_owner, ask_qty, accounts)
+    sel = np.flatnonzero(ok)
+    refused = 0
+    if len(sel):
+        o_s = owners[sel]
+        inverse = np.searchsorted(accounts, o_s)
+        fits = quote_margin(market, o_s, sides[sel], qtys[sel], accounts, inverse, buys, sells, wallet, qty, cost,
+                            marks, cv, leverage, guard, guard_leverage, fee_ppm)
+        for j in range(len(sel)):
+            if not fits[j]:
+                refused += 1
+                ok[sel[j]] = False
+    post = np.flatnonzero(ok)
+    m = len(post)
+    if m == 0:
+        return out, refused, next_oid, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
+    p_sides, p_prices, p_qtys, p_owners = sides[post], prices[post], qtys[post], owners[post]
+    oids = next_oid + np.arange(m)
+    next_oid += m
+    ok2 = postable(p_sides, p_prices, p_qtys, len(bid_qty) > 0, bid_price[0] if len(bid_qty) else 0,
+                   len(ask_qty) > 0, ask_price[0] if len(ask_qty) else 0)
+    nb = 0
+    na = 0
+    for j in range(m):
+        if ok2[j]:
+            out[post[j]] = oids[j]
+            if p_sides[j] == BUY:
+                nb += 1
+            elif p_sides[j] == SELL:
+                na += 1
+    if nb:
+        kb = np.flatnonzero(ok2 & (p_sides == BUY))
+        bid_price, bid_qty, bid_owner, bid_oid = insert(bid_price, bid_qty, bid_owner, bid_oid, p_prices[kb],
+                                                        p_qtys[kb], p_owners[kb], oids[kb], True)
+    if na:
+        ka = np.flatnonzero(ok2 & (p_sides == SELL))
+        ask_price, ask_qty, ask_owner, ask_oid = insert(ask_price, ask_qty, ask_owner, ask_oid, p_prices[ka],
+                                                        p_qtys[ka], p_owners[ka], oids[ka], False)
+    return out, refused, next_oid, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid

@@ -252,6 +252,35 @@ class Venue:
         order of the owner on one side fills (``quote_margin_ok``). Returns the order ids, ``-1``
         for a dropped or refused order.
         """
+        k = kernels.book()
+        if k is not None:
+            return self._post_quotes_compiled(k, market, owners, sides, prices, qtys)
+        return self.post_quotes_reference(market, owners, sides, prices, qtys)
+
+    def _post_quotes_compiled(self, k, market: int, owners, sides, prices, qtys) -> np.ndarray:
+        i64 = kernels.i64
+        owners, sides, prices, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, prices, qtys))
+        book = self.books[market]
+        led = self.ledger
+        u = i64(np.unique(owners))
+        buys = np.zeros((len(u), self.n_markets), dtype=np.int64)
+        sells = np.zeros_like(buys)
+        for m, other in enumerate(self.books):
+            if m != market:
+                buys[:, m], sells[:, m] = other.resting_lots_of(u)
+        b, a = book.bids, book.asks
+        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+        oids, refused, book._next_oid, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid = k.post_quotes(
+            int(market), owners, sides, prices, qtys, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid,
+            u, buys, sells, led.wallet, led.qty, led.cost, i64(self.marks), self.contract_values,
+            np.ascontiguousarray(self.leverage[u], dtype=float), guard, float(self.config.fund_guard_max_leverage),
+            max(self.markets[market].maker_fee_ppm, 0), int(book._next_oid))
+        self.quote_rejections += int(refused)
+        return oids
+
+    def post_quotes_reference(self, market: int, owners, sides, prices, qtys) -> np.ndarray:
+        """``post_quotes`` step by step (postable, margin check, post): the reference of the
+        compiled ``_nb_book.post_quotes``."""
         owners, sides, prices, qtys = (np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (owners, sides, prices, qtys))
         book = self.books[market]
         ok = book.postable(sides, prices, qtys)
