@@ -298,3 +298,28 @@ def test_conservation_break_is_caught_in_the_step_it_happens():
     model.venue.ledger.wallet[trader] += 1  # one cash unit out of nowhere, no deposit recorded
     with pytest.raises(RuntimeError, match="ledger broke conservation at step 12: residual 1"):
         model.step()
+
+
+def test_snapshots_keep_only_changed_accounts_and_rebuild_every_table():
+    from types import SimpleNamespace
+
+    from simulator.venue import audit
+
+    led = SimpleNamespace(wallet=np.array([5, 7, 9]), qty=np.zeros((3, 1), np.int64), cost=np.zeros((3, 1), np.int64))
+    venue = SimpleNamespace(ledger=led, insurance_fund=1, equity=lambda a: led.wallet[a])
+    rec = audit.SnapshotRecorder(step_seconds=60.0)
+    rec.record(0, venue)
+    led.wallet[1] = 8  # account 1 pays
+    led.qty[2, 0], led.cost[2, 0] = 3, 300  # account 2 opens 3 lots
+    rec.record(1, venue)
+    led.wallet = np.array([5, 8, 9, 4])  # an account opened after the start (a whale)
+    led.qty = np.zeros((4, 1), np.int64)
+    led.cost = np.zeros((4, 1), np.int64)
+    led.qty[2, 0], led.cost[2, 0] = 3, 300
+    rec.record(2, venue)
+    assert [r["changed"].tolist() for r in rec.rows] == [[0, 1, 2], [1, 2], [3]]
+    table = rec.balances_frame()
+    assert table["snapshot"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
+    assert table["wallet"].tolist() == [5, 7, 9, 5, 8, 9, 5, 8, 9, 4]
+    assert table["qty_0"].tolist() == [0, 0, 0, 0, 0, 3, 0, 0, 3, 0]
+    assert table["cost_0"].tolist() == [0, 0, 0, 0, 0, 300, 0, 0, 300, 0]
