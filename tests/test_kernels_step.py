@@ -66,6 +66,24 @@ def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
         assert int(w) + int(u) - led.deposits == v.conservation_residual() == -cut
 
 
+@pytest.mark.parametrize("lots, mm", [(600, 1_450), (40, 40), (100, 150), (5_000, 23_450)])
+def test_scan_at_the_maintenance_boundary_by_hand(lots, mm):
+    # tiers 1 % from 0, 2 % from 5,000, 5 % from 50,000: deductions 0, 5,000 x 1 % = 50,
+    # 50 + 50,000 x 3 % = 1,550. At mark 100: 600 lots = 60,000 -> 3,000 - 1,550 = 1,450;
+    # 40 lots = 4,000 -> 40; 100 lots = 10,000 -> 200 - 50 = 150; 5,000 lots = 500,000 -> 23,450.
+    # Equity one unit below the margin is liquidatable, at or above it is not.
+    tiers = MarginTiers((0, 5_000, 50_000), (10_000, 20_000, 50_000))
+    v = Venue(VenueConfig(markets=[unit_market(tiers=tiers)]), np.random.default_rng(0))
+    accounts = v.add_accounts(3, "trader", [mm - 1, mm, mm + 1])
+    short = v.add_accounts(1, "trader", 10**9)[0]
+    v.set_index([100])
+    v.update_marks()
+    v.opening_auction(0, np.r_[accounts, short], [lots, lots, lots, -3 * lots], 100)
+    assert v.maintenance(accounts).sum(axis=1).tolist() == [mm] * 3
+    assert v.liquidatable()[accounts].tolist() == [True, False, False]
+    assert v.liquidatable_reference()[accounts].tolist() == [True, False, False]
+
+
 # ------------------------------------------------------------------ book kernels
 def _random_book(rng, n_rest) -> OrderBook:
     b = OrderBook()
