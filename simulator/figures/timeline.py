@@ -120,6 +120,13 @@ def _label_lows(ax, lows, step) -> None:
                     arrowprops={"arrowstyle": "-", "color": c, "lw": 0.6})
 
 
+def _empty_strip(ax, text: str) -> None:
+    """Turn a panel with nothing to draw into a strip that says so: no y axis, no grid."""
+    ax.set_yticks([])
+    ax.set_ylabel("")
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
 def plot_timeline(
     folder,
     *,
@@ -186,8 +193,12 @@ def plot_timeline(
     loss_bars.attrs["bin_steps"] = width
     per = "per step" if width == 1 else f"per {width} steps"
 
+    total_liq = float(np.nansum(liq["total"]))
+    total_deficit = float(np.nansum(losses["deficit"]))
     fig = _new_figure(figsize, dpi)
-    axes = fig.subplots(5, 1, sharex=True, height_ratios=[3, 2, 1.7, 1.5, 1.5])
+    # a panel with nothing to show is a one-line strip (its text), not an empty pair of axes
+    axes = fig.subplots(5, 1, sharex=True, height_ratios=[3, 2 if total_liq > 0 else 0.45,
+                                                          1.7 if total_deficit > 0 else 0.45, 1.5, 1.5])
     desc = str(scenario.get("description") or "").strip()
     fig.suptitle(title + (f"\n{desc}" if desc else ""), fontsize=13, fontweight="bold")
 
@@ -219,15 +230,14 @@ def plot_timeline(
     ax.set_title(f"Liquidated notional {per}, by the stage that absorbed it (total {_usd(np.nansum(liq['total']))})",
                  loc="left", fontsize=11)
     ax.yaxis.set_major_formatter(USD_FORMATTER)
-    if np.nansum(liq["total"]) > 0:
+    if total_liq > 0:
         ax.legend(loc="upper right", fontsize=9, framealpha=0.85)
+        ax.grid(alpha=0.25)
     else:
-        ax.text(0.5, 0.5, "no liquidations", transform=ax.transAxes, ha="center", va="center", color="0.4")
-    ax.grid(alpha=0.25)
+        _empty_strip(ax, "no liquidations")
 
     # bad debt, split by who covered it
     ax = axes[2]
-    total_deficit = float(np.nansum(losses["deficit"]))
     _bars(ax, loss_bars, COVER_COLUMNS, width)
     _shade(ax, shocks)
     ax.set_ylabel(f"{per} (USD)")
@@ -235,9 +245,9 @@ def plot_timeline(
     ax.yaxis.set_major_formatter(USD_FORMATTER)
     if total_deficit > 0:
         ax.legend(loc="upper right", fontsize=9, framealpha=0.85)
+        ax.grid(alpha=0.25)
     else:
-        ax.text(0.5, 0.5, "no bad debt", transform=ax.transAxes, ha="center", va="center", color="0.4")
-    ax.grid(alpha=0.25)
+        _empty_strip(ax, "no bad debt")
 
     # insurance fund and backstop
     ax = axes[3]
