@@ -98,7 +98,9 @@ class SocializeStage(Stage):
         """Charge what the loss pool fronted; what cannot be collected is the venue's loss."""
         if self.delay_seconds > 0 or self.weights == "withdrawal_factor":
             return  # charged when due / repaid by withdrawals, not at settlement
-        self._collect(venue, -int(venue.ledger.wallet[venue.loss_pool]))
+        # what the loss pool fronted, less what a withdrawal factor is recovering on its own
+        owed = -int(venue.ledger.wallet[venue.loss_pool]) - sum(getattr(s, "outstanding", 0) for s in venue.waterfall)
+        self._collect(venue, owed)
         self.pending_markets.clear()
 
     def due(self, venue) -> None:
