@@ -25,7 +25,7 @@ HEADLINE = (
     ("venue_loss", "  venue's own loss", "${:,.0f}"),
     ("withdrawn", "withdrawn (paid out)", "${:,.0f}"),
     ("withdrawal_haircut", "  kept by the withdrawal factor", "${:,.0f}"),
-    ("socialized_outstanding", "socialized loss still outstanding", "${:,.0f}"),
+    ("socialized_outstanding", "socialized loss outstanding", "${:,.0f}"),
     ("fund_end", "insurance fund at end", "${:,.0f}"),
     ("adl_notional", "ADL notional", "${:,.0f}"),
     ("adl_notional_fund_empty", "  fired: insurance fund empty", "${:,.0f}"),
