@@ -190,7 +190,8 @@ class Venue(Strict):
 
 
 class Design(Strict):
-    """A named waterfall design: stage order and settings, and optionally the fund's balance."""
+    """A named waterfall design: stage order and settings, and optionally the fund's and the
+    vault's capital, the funding rule and the fund health guard (each None: the scenario's)."""
 
     name: str = Field(min_length=1)
     description: str = ""
