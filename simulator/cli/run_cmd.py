@@ -23,6 +23,9 @@ HEADLINE = (
     ("covered_socialize", "  socialized", "${:,.0f}"),
     ("socialize_pending", "  socialization pending", "${:,.0f}"),
     ("venue_loss", "  venue's own loss", "${:,.0f}"),
+    ("withdrawn", "withdrawn (paid out)", "${:,.0f}"),
+    ("withdrawal_haircut", "  kept by the withdrawal factor", "${:,.0f}"),
+    ("socialized_outstanding", "socialized loss outstanding", "${:,.0f}"),
     ("fund_end", "insurance fund at end", "${:,.0f}"),
     ("adl_notional", "ADL notional", "${:,.0f}"),
     ("adl_notional_fund_empty", "  fired: insurance fund empty", "${:,.0f}"),
@@ -44,10 +47,10 @@ HEADLINE = (
 
 def summary_table(summary: dict) -> str:
     """The printed summary. Every cover line of the deficit is printed (they add up to it); an
-    ADL reason line only when ADL fired for that reason."""
+    ADL reason line only when ADL fired for that reason, withdrawal lines only when there were any."""
     rows = []
     for key, label, fmt in HEADLINE:
-        if key.startswith("adl_notional_") and not summary.get(key):
+        if key.startswith(("adl_notional_", "withdraw", "socialized_outstanding")) and not summary.get(key):
             continue
         if key in summary and summary[key] is not None:
             try:

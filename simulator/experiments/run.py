@@ -109,6 +109,7 @@ def run_meta(model: PerpModel) -> dict:
         "profitable_accounts": int(venue.adl_profitable.sum()),
         "max_leverage_after_adl": venue.adl_leverage_after,
         "engine_equity_end": float(venue.equity([venue.engine])[0]) * CASH_UNIT,
+        "socialized_outstanding": -int(led.wallet[venue.loss_pool]) * CASH_UNIT,
         **_health_meta(model),
         "steps": model.t,
         "account_class": who_paid.account_classes(model),

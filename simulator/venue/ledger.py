@@ -106,7 +106,13 @@ class Ledger:
     def deposit(self, ids, amounts) -> None:
         self._external(ids, amounts, "deposit", 1)
 
-    def withdraw(self, ids, amounts) -> None:
+    def withdraw(self, ids, amounts, haircut=0, to=None) -> None:
+        """Cash out; ``haircut`` of each amount (a socialized loss factor) goes to row ``to``
+        instead of leaving the ledger, so only ``amounts - haircut`` is withdrawn."""
+        if to is not None:
+            ids, haircut = _pair(ids, haircut)
+            self.transfer(ids, to, haircut)
+            amounts = np.broadcast_to(np.asarray(amounts, dtype=np.int64), ids.shape) - haircut
         self._external(ids, amounts, "withdrawal", -1)
 
     def _external(self, ids, amounts, kind: str, sign: int) -> None:

@@ -310,10 +310,29 @@ class Venue:
         self.ledger.deposit(accounts, amounts)
         np.add.at(self.window_flows, np.atleast_1d(accounts), amounts)
 
-    def withdraw(self, accounts, amounts) -> None:
-        """External withdrawal; counted out of the profit window like a deposit."""
-        self.ledger.withdraw(accounts, amounts)
-        np.subtract.at(self.window_flows, np.atleast_1d(accounts), amounts)
+    def withdraw(self, accounts, amounts) -> np.ndarray:
+        """External withdrawals of ``amounts``, in order; returns what each paid out.
+
+        A stage that takes a share of withdrawals (``socialize`` with ``weights:
+        withdrawal_factor``) keeps its haircut in the loss pool; the rest leaves the ledger and
+        is counted out of the profit window like a deposit. Logged as ``withdrawal`` events
+        (amount paid out, weight = the share kept).
+        """
+        accounts = np.atleast_1d(np.asarray(accounts, dtype=np.int64))
+        amounts = np.broadcast_to(np.asarray(amounts, dtype=np.int64), accounts.shape)
+        if (amounts < 0).any():
+            raise ValueError("a withdrawal must be non-negative")
+        cut = np.zeros(len(accounts), dtype=np.int64)
+        for stage in self.waterfall:
+            kept = stage.withdrawal_haircut(self, accounts, amounts - cut)
+            if kept is not None:
+                cut += kept
+        self.ledger.withdraw(accounts, amounts, haircut=cut, to=self.loss_pool)
+        paid = amounts - cut
+        np.subtract.at(self.window_flows, accounts, paid)
+        share = np.divide(cut, amounts, out=np.zeros(len(amounts)), where=amounts > 0)
+        self.events.add("withdrawal", account=accounts, amount=paid, weight=share)
+        return paid
 
     def settle(self, market: int, fills: Fills, fees: bool = True) -> None:
         """Put fills on the ledger; with ``fees`` the taker and maker fees go to the fee pool."""

@@ -121,7 +121,9 @@ SUMMARY_KEYS: tuple[str, ...] = (
 #: What ADL and socialization cost hedging traders (``simulator.world.who_paid``); appended
 #: last, in their own tuple, so edits of the list above merge cleanly.
 HEDGER_KEYS: tuple[str, ...] = ("hedger_shortfall", "hedger_shortfall_pct")
-SUMMARY_KEYS = SUMMARY_KEYS + HEDGER_KEYS
+#: Withdrawals and the withdrawal factor (Paradex socialized loss factor); see ``summarize``.
+WITHDRAWAL_KEYS: tuple[str, ...] = ("withdrawn", "withdrawal_haircut", "socialized_outstanding")
+SUMMARY_KEYS = SUMMARY_KEYS + WITHDRAWAL_KEYS + HEDGER_KEYS
 
 _STAGES = ("book", "backstop", "insurance_fund", "adl", "engine")
 #: Why ADL fired (the ``reason`` of ``adl`` events; simulator.venue.waterfall.adl).
@@ -437,6 +439,14 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
         ``socialized_total`` charged to ``meta["zero_position_accounts"]`` (account ids, or
         (step, account) pairs to match each charge's step); NaN without that key or without a
         charge. ``venue_loss_occurred``: any venue loss.
+
+    Withdrawals (``withdrawal`` rows; ``socialize`` rows with reason ``withdrawal_factor``)
+        ``withdrawn``: cash paid out to withdrawing accounts. ``withdrawal_haircut``: what the
+        withdrawal factor kept of withdrawals (repaying the socialized loss; also counted in
+        ``covered_socialize`` and ``socialized_total``). ``socialized_outstanding``: socialized
+        loss the loss pool fronted and nobody has paid by the end of the run (not in any
+        ``covered_*``): ``meta["socialized_outstanding"]`` (the loss pool's balance) when given,
+        else from the events (``socialize_pending``; the two are equal).
     """
     cash = float(meta["cash_unit"])
     ev = events if events is not None else pd.DataFrame(columns=["kind"])
@@ -566,6 +576,11 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
         share_zero = float(soc["amount"].to_numpy(dtype=np.int64)[mask].sum()) / soc_total
     out["socialized_share_zero_position"] = share_zero
     out["venue_loss_occurred"] = bool(out["venue_loss"] > 0)
+    out["withdrawn"] = amount("withdrawal") * cash
+    out["withdrawal_haircut"] = amount(
+        "socialize", lambda r, a: r["reason"].astype(str).to_numpy() == "withdrawal_factor") * cash
+    owed = meta.get("socialized_outstanding")
+    out["socialized_outstanding"] = float(owed) if owed is not None else out["socialize_pending"]
     out.update(hedger_metrics(events, meta))  # HEDGER_KEYS
 
     out.update(market_health(ts, liq, meta))

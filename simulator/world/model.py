@@ -3,7 +3,8 @@
 One step (DESIGN.md §8): index -> market makers quote -> arbitrageurs and traders send orders
 -> book -> ledger -> mark -> funding -> backstop unwind -> liquidation rounds and waterfall ->
 record. Every random draw comes from a Generator spawned from the run's SeedSequence, one per
-purpose, so adding a draw in one agent class never shifts another's.
+purpose, so adding a draw in one agent class never shifts another's (the withdrawal waves' stream
+is the seventh child: spawning it leaves the first six, and every earlier result, unchanged).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from agents.market_makers import MarketMaker
 from agents.traders import LeveragedTrader, draw_population
 from simulator.venue.fixedpoint import largest_remainder
 from simulator.world.index import index_paths
-from simulator.venue.margin import MarginTiers
+from simulator.venue.margin import MarginTiers, initial_margin
 from simulator.venue.market import MarketSpec
 from simulator.venue.prices import FundingConfig, MarkConfig
 from simulator.venue.prices import funding_due as settlement_due
@@ -34,6 +35,7 @@ from simulator.world.scenario import (
     OracleStall,
     Scenario,
     Whale,
+    WithdrawalWave,
     maker_opening_share,
 )
 from simulator.venue.venue import Venue, VenueConfig
@@ -105,7 +107,7 @@ class PerpModel(mesa.Model):
             ss = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
         else:
             ss = np.random.SeedSequence(scenario.seed if seed is None else seed)
-        s_model, s_index, s_venue, s_traders, s_makers, s_setup = ss.spawn(6)
+        s_model, s_index, s_venue, s_traders, s_makers, s_setup, s_withdrawals = ss.spawn(7)
         super().__init__(rng=np.random.default_rng(s_model))
         self.scenario = scenario
         self.n_steps = scenario.steps
@@ -113,6 +115,7 @@ class PerpModel(mesa.Model):
         self.trader_rng = np.random.default_rng(s_traders)
         self.arb_rng = np.random.default_rng(s_makers)
         setup_rng = np.random.default_rng(s_setup)
+        self.withdrawal_rng = np.random.default_rng(s_withdrawals)
 
         index_moves = [s for s in scenario.shocks if isinstance(s, IndexMove)]
         self.index_path = index_paths(
@@ -268,6 +271,29 @@ class PerpModel(mesa.Model):
     def liquidity_withdrawn(self) -> float:
         return max([s.fraction for s in self._active(LiquidityWithdrawal)], default=0.0)
 
+    def withdrawal_wave(self, wave: WithdrawalWave) -> np.ndarray:
+        """A bank run (``WithdrawalWave``): each trader row withdraws with probability
+        ``share`` (one uniform draw per row, in row order, from the withdrawal stream) a
+        ``fraction`` of its free collateral, ``min(wallet, equity - initial margin)``, rounded
+        down to the cash unit. Returns the rows that withdrew something."""
+        venue = self.venue
+        led = venue.ledger
+        rows = np.flatnonzero(led.kind == "trader")
+        draw = self.withdrawal_rng.random(len(rows))
+        rows = rows[draw < wave.share]
+        if len(rows) == 0:
+            return rows
+        leverage = venue.leverage[rows]
+        if venue.fund_guard_active():
+            leverage = np.minimum(leverage, venue.config.fund_guard_max_leverage)
+        im = initial_margin(led.qty[rows], venue.marks, venue.contract_values, leverage).sum(axis=1)
+        free = np.minimum(led.wallet[rows], venue.equity(rows) - im)
+        amount = np.floor(np.clip(free, 0, None) * wave.fraction).astype(np.int64)
+        go = amount > 0
+        if go.any():
+            venue.withdraw(rows[go], amount[go])
+        return rows[go]
+
     # ------------------------------------------------------------------- step
     def step(self) -> None:
         t = self.t
@@ -285,6 +311,9 @@ class PerpModel(mesa.Model):
                 venue.submit_orders(s.market, [acc], [int(np.sign(q))], [abs(q)])
         Arbitrageur.step_all(self)
         LeveragedTrader.step_all(self)
+        for s in self.scenario.shocks:
+            if isinstance(s, WithdrawalWave) and s.step == t:
+                self.withdrawal_wave(s)
         spikes = self._active(FundingSpike)
         premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
         funding_due = settlement_due(t, self.scenario.step_seconds, self.scenario.venue.funding.interval_seconds)

@@ -107,7 +107,7 @@ class ADLStage(Strict):
 
 class SocializeStage(Strict):
     stage: Literal["socialize"]
-    weights: Literal["equity", "profit", "position"] = "equity"
+    weights: Literal["equity", "profit", "position", "withdrawal_factor"] = "equity"
     when: Literal["immediate", "settlement"] = "immediate"
     scope: Literal["all_equity", "derivatives_only", "settlement_asset_holders"] = "all_equity"
     delay_seconds: float = Field(
@@ -118,6 +118,11 @@ class SocializeStage(Strict):
     def _delay_is_immediate(self):
         if self.delay_seconds > 0 and self.when == "settlement":
             raise ValueError("delay_seconds applies to when: immediate (settlement has its own timing)")
+        if self.weights == "withdrawal_factor" and (self.when != "immediate" or self.delay_seconds > 0):
+            raise ValueError(
+                "weights: withdrawal_factor is repaid by later withdrawals (Paradex socialized loss factor); "
+                "it takes when: immediate and delay_seconds: 0"
+            )
         return self
 
 
@@ -185,7 +190,8 @@ class Venue(Strict):
 
 
 class Design(Strict):
-    """A named waterfall design: stage order and settings, and optionally the fund's balance."""
+    """A named waterfall design: stage order and settings, and optionally the fund's and the
+    vault's capital, the funding rule and the fund health guard (each None: the scenario's)."""
 
     name: str = Field(min_length=1)
     description: str = ""
@@ -193,6 +199,7 @@ class Design(Strict):
     insurance_fund: float | None = Field(None, ge=0)
     backstop_capital: float | None = Field(None, ge=0)
     funding: Funding | None = Field(None, description="the venue's funding rule; None: the scenario's")
+    fund_guard: FundGuard | None = Field(None, description="the venue's fund health guard; None: the scenario's")
 
 
 # -------------------------------------------------------------------------- agents
@@ -340,8 +347,21 @@ class Whale(_Shock):
     market: int = Field(0, ge=0)
 
 
+class WithdrawalWave(Strict):
+    """A bank run: at ``step`` a random ``share`` of the traders' accounts (every trader row:
+    cross accounts, isolated positions and their spot wallets, whales) each withdraws
+    ``fraction`` of its free collateral: equity above the initial margin of its positions, at
+    most the cash in its wallet. Drawn from the run's own withdrawal stream."""
+
+    kind: Literal["withdrawal_wave"]
+    step: int = Field(ge=0)
+    share: float = Field(gt=0, le=1, description="share of trader accounts that withdraw")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of its free collateral each withdraws")
+    of: Literal["free_collateral"] = Field("free_collateral", description="what the fraction is of")
+
+
 Shock = Annotated[
-    Union[IndexMove, LiquidityWithdrawal, OracleStall, FundingSpike, Crowding, Whale],
+    Union[IndexMove, LiquidityWithdrawal, OracleStall, FundingSpike, Crowding, Whale, WithdrawalWave],
     Field(discriminator="kind"),
 ]
 
@@ -409,6 +429,8 @@ class Scenario(Strict):
                     venue = venue.model_copy(update={"backstop_capital": d.backstop_capital})
                 if d.funding is not None:
                     venue = venue.model_copy(update={"funding": d.funding})
+                if d.fund_guard is not None:
+                    venue = venue.model_copy(update={"fund_guard": d.fund_guard})
                 return self.model_copy(update={"venue": venue})
         raise ScenarioError(f"{self.name}: no design named {name!r}; designs: {[d.name for d in self.designs]}")
 
