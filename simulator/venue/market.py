@@ -61,7 +61,9 @@ class MarketSpec:
             cv, formula = self.lot_size / (self.tick_size * self.cash_unit), "lot_size / (tick_size * cash_unit)"
         else:
             cv, formula = self.lot_size * self.tick_size / self.cash_unit, "lot_size * tick_size / cash_unit"
-        if cv < 1 or abs(cv - round(cv)) > 1e-9 * cv:
+        # inverse: K is ~1e8 or more, so a whole number means to well under a unit
+        tolerance = 1e-6 + 1e-13 * cv if self.inverse else 1e-9 * cv
+        if cv < 1 or abs(cv - round(cv)) > tolerance:
             raise ValueError(f"{self.name}: {formula} = {cv} must be a whole number >= 1")
         return int(round(cv))
 
