@@ -44,14 +44,23 @@ class Strict(BaseModel):
 
 # ------------------------------------------------------------------------- market
 class Tier(Strict):
-    floor: float = Field(ge=0, description="notional floor of the tier, quote currency")
+    floor: float = Field(ge=0, description="notional floor of the tier, quote currency (inverse: converted to "
+                         "coin at the opening index price)")
     rate: float = Field(gt=0, lt=1, description="maintenance margin rate")
 
 
 class Market(Strict):
     name: str = "BTC-PERP"
     tick_size: float = Field(0.1, gt=0)
-    lot_size: float = Field(0.001, gt=0)
+    lot_size: float = Field(0.001, gt=0, description="linear: base units per lot; inverse: the contract's face "
+                            "value in the quote currency (BitMEX XBTUSD: 1 USD)")
+    settlement: Literal["linear", "inverse"] = Field(
+        "linear", description="linear: margin, PnL and every money amount in the quote currency (1e-6 USD cash "
+        "unit); inverse (coin-margined, BitMEX XBTUSD): margin, PnL, fees, funding and the insurance fund in the "
+        "base coin (1e-8 coin cash unit), a position of q contracts worth q x lot_size / price coin. Every market "
+        "of a scenario has the same settlement; in an inverse scenario the quote-currency amounts of the file "
+        "(insurance_fund, backstop_capital, capital, tier floors, cap_per_event) are converted to coin once, at "
+        "market 0's opening index price")
     max_leverage: float = Field(50.0, ge=1, le=200)
     taker_fee: float = Field(0.00045, ge=0, lt=0.01)
     maker_fee: float = Field(0.00015, ge=0, lt=0.01)
@@ -172,7 +181,8 @@ class FundGuard(Strict):
 class Venue(Strict):
     mark: Mark = Field(default_factory=Mark)
     funding: Funding = Field(default_factory=Funding)
-    insurance_fund: float = Field(1_000_000.0, ge=0, description="starting balance, quote")
+    insurance_fund: float = Field(1_000_000.0, ge=0, description="starting balance, quote (an inverse run holds "
+                                  "it in the coin: converted at the opening index price)")
     backstop_capital: float = Field(0.0, ge=0, description="backstop vault capital, quote")
     max_rounds: int = Field(20, ge=1, le=1000)
     unwind_fraction: float = Field(0.2, gt=0, le=1)
