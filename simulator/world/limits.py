@@ -92,6 +92,12 @@ def check_design(design, prefix: str) -> list[tuple[str, str]]:
     return problems
 
 
+def _with_contract(sc, design):
+    """``sc`` with its markets settled as ``design.contract`` says (no designs, no recursion)."""
+    patch = {k: v for k, v in design.contract.model_dump().items() if v is not None}
+    return sc.model_copy(update={"designs": [], "markets": [m.model_copy(update=patch) for m in sc.markets]})
+
+
 def check_scenario(sc) -> list[tuple[str, str]]:
     """Problems of a validated ``Scenario`` as ``(field path, message)``; empty when fine."""
     p: list[tuple[str, str]] = []
@@ -107,6 +113,10 @@ def check_scenario(sc) -> list[tuple[str, str]]:
         _money(p, f"venue.waterfall.{i}.cap_per_event", getattr(st, "cap_per_event", None))
     for i, d in enumerate(sc.designs):
         p += check_design(d, f"designs.{i}.")
+        if d.contract is not None:  # the markets as this design settles them must work too
+            patched = _with_contract(sc, d)
+            p += [(f"designs.{i}.contract", f"{field}: {msg}") for field, msg in check_scenario(patched)
+                  if field.startswith("markets")]
     t, mm, arb = a.traders, a.market_makers, a.arbitrageurs
     _money(p, "agents.traders.capital.median", t.capital.median)
     _money(p, "agents.traders.capital.cap", t.capital.cap)

@@ -58,6 +58,11 @@ def cash_unit(scenario: Scenario) -> float:
     return INVERSE_CASH_UNIT if is_inverse(scenario) else CASH_UNIT
 
 
+def settlement_asset(scenario: Scenario) -> str:
+    """What money is counted in: ``USD`` (linear) or the inverse markets' coin (e.g. ``BTC``)."""
+    return scenario.markets[0].coin if is_inverse(scenario) else "USD"
+
+
 def market_specs(scenario: Scenario, quote_per_coin: float = 1.0) -> list[MarketSpec]:
     """The markets; an inverse scenario's quote amounts (tier floors) become coin at
     ``quote_per_coin`` (the opening index price of market 0)."""

@@ -61,6 +61,8 @@ class Market(Strict):
         "of a scenario has the same settlement; in an inverse scenario the quote-currency amounts of the file "
         "(insurance_fund, backstop_capital, capital, tier floors, cap_per_event) are converted to coin once, at "
         "market 0's opening index price")
+    coin: str = Field("BTC", pattern=r"^[A-Za-z0-9]{1,10}$",
+                      description="inverse only: the settlement coin's symbol (reports; XBTUSD settles in BTC)")
     max_leverage: float = Field(50.0, ge=1, le=200)
     taker_fee: float = Field(0.00045, ge=0, lt=0.01)
     maker_fee: float = Field(0.00015, ge=0, lt=0.01)
@@ -194,8 +196,19 @@ class Venue(Strict):
     )
 
 
+class Contract(Strict):
+    """How a design's venue settles every market of the scenario (e.g. BitMEX's inverse XBTUSD):
+    the fields given replace the scenario's markets' own."""
+
+    settlement: Literal["linear", "inverse"]
+    lot_size: float | None = Field(None, gt=0, description="linear: base units per lot; inverse: face value, quote")
+    tick_size: float | None = Field(None, gt=0)
+    coin: str | None = Field(None, pattern=r"^[A-Za-z0-9]{1,10}$")
+
+
 class Design(Strict):
-    """A named waterfall design: stage order and settings, and optionally the fund's balance."""
+    """A named waterfall design: stage order and settings, and optionally the fund's balance
+    and the contract its markets settle with."""
 
     name: str = Field(min_length=1)
     description: str = ""
@@ -203,6 +216,8 @@ class Design(Strict):
     insurance_fund: float | None = Field(None, ge=0)
     backstop_capital: float | None = Field(None, ge=0)
     funding: Funding | None = Field(None, description="the venue's funding rule; None: the scenario's")
+    contract: Contract | None = Field(None, description="settlement of every market under this design (an "
+                                      "inverse contract holds margin and the fund in the coin); None: the scenario's")
 
 
 # -------------------------------------------------------------------------- agents
@@ -419,7 +434,11 @@ class Scenario(Strict):
                     venue = venue.model_copy(update={"backstop_capital": d.backstop_capital})
                 if d.funding is not None:
                     venue = venue.model_copy(update={"funding": d.funding})
-                return self.model_copy(update={"venue": venue})
+                update = {"venue": venue}
+                if d.contract is not None:
+                    patch = {k: v for k, v in d.contract.model_dump().items() if v is not None}
+                    update["markets"] = [m.model_copy(update=patch) for m in self.markets]
+                return self.model_copy(update=update)
         raise ScenarioError(f"{self.name}: no design named {name!r}; designs: {[d.name for d in self.designs]}")
 
 
