@@ -85,6 +85,9 @@ class Venue:
         self.tiers = [m.tiers for m in self.markets]
         self.ledger = Ledger(np.array([m.contract_value for m in self.markets], dtype=np.int64),
                              np.array([m.inverse for m in self.markets], dtype=bool))
+        # per-market inverse flags for the margin functions; None when every market is linear
+        # (their linear fast path, no per-call mask test)
+        self._inverse_mask = self.ledger.inverse if self.ledger.any_inverse else None
         self.books = [OrderBook() for _ in self.markets]
         self.prices = PriceState(len(self.markets), config.mark)
         self.events = EventLog()
@@ -179,11 +182,11 @@ class Venue:
     def maintenance(self, accounts=None) -> np.ndarray:
         """Maintenance margin per account and market (of ``accounts`` only, if given)."""
         qty = self.ledger.qty if accounts is None else self.ledger.qty[accounts]
-        return maintenance_margin(qty, self.marks, self.contract_values, self.tiers, self.inverse)
+        return maintenance_margin(qty, self.marks, self.contract_values, self.tiers, self._inverse_mask)
 
     def initial(self, qty=None) -> np.ndarray:
         q = self.ledger.qty if qty is None else qty
-        return initial_margin(q, self.marks, self.contract_values, self.leverage, self.inverse)
+        return initial_margin(q, self.marks, self.contract_values, self.leverage, self._inverse_mask)
 
     def liquidatable(self) -> np.ndarray:
         """Accounts below maintenance (cross margin), venue rows excluded."""
@@ -232,9 +235,9 @@ class Venue:
             leverage = self.leverage[owners]
             if self.fund_guard_active():
                 leverage = np.minimum(leverage, self.config.fund_guard_max_leverage)
-            im_after = initial_margin(q_all, self.marks, self.contract_values, leverage, self.inverse).sum(axis=1)
+            im_after = initial_margin(q_all, self.marks, self.contract_values, leverage, self._inverse_mask).sum(axis=1)
             fee = muldiv_ceil(notional(qtys[:, None], self.marks[market : market + 1], self.contract_values[market : market + 1],
-                                        self.inverse[market : market + 1])[:, 0], self.markets[market].taker_fee_ppm, PPM)
+                                        None if self._inverse_mask is None else self.inverse[market : market + 1])[:, 0], self.markets[market].taker_fee_ppm, PPM)
             eq = self.ledger.equity(self.marks, owners) - fee
             refused = grows & (eq < im_after)
             self.rejections += int((refused & ok).sum())
@@ -305,7 +308,7 @@ class Venue:
         leverage = self.leverage[u][inv]
         if self.fund_guard_active():
             leverage = np.minimum(leverage, self.config.fund_guard_max_leverage)
-        im = initial_margin(scenario, self.marks, self.contract_values, leverage, self.inverse).sum(axis=1)
+        im = initial_margin(scenario, self.marks, self.contract_values, leverage, self._inverse_mask).sum(axis=1)
         fee_ppm = max(self.markets[market].maker_fee_ppm, 0)  # a rebate is not counted as margin
         if self.inverse[market]:
             fee = muldiv_ceil(fill_notional(side_lots, int(self.marks[market]), int(self.contract_values[market]), True),
@@ -429,7 +432,7 @@ class Venue:
         rate = self.prices.funding_rate(self.config.funding)
         if self.config.fund_guard_funding_adjustment and self.fund_guard_active():
             rate = rate + self.config.fund_guard_funding_adjustment * self.fund_relief_side()
-        pay = funding_payments(self.ledger.qty, self.marks, self.contract_values, rate, self.inverse)
+        pay = funding_payments(self.ledger.qty, self.marks, self.contract_values, rate, self._inverse_mask)
         payers = np.flatnonzero(pay)
         self.ledger.transfer(payers, self.fee_pool, pay[payers])
         self.settle_period()
