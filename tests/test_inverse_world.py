@@ -57,6 +57,15 @@ def test_wrong_way_risk_fund_in_coin_loses_dollar_value_with_the_crash():
     assert sl["fund_start_usd"] == sl["fund_min_usd"] == sl["fund_start"] == 300_000.0
     assert si["fund_min_usd"] < sl["fund_min_usd"]
     assert si["conservation_residual_max_abs"] == 0
+    # perpstress run prints money in the coin and the fund's dollar value; notionals stay in USD
+    from simulator.cli.run_cmd import summary_table
+
+    text = summary_table(si)
+    assert "money in                         BTC (cash unit 1e-08 BTC); notionals in USD" in text
+    assert "insurance fund at end            3.00000000 BTC" in text
+    assert "insurance fund low (USD)         $240,000" in text
+    assert "liquidated notional              $0" in text
+    assert "BTC" not in summary_table(sl)
 
 
 def test_quote_amounts_become_coin_at_the_opening_price():

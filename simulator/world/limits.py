@@ -184,6 +184,13 @@ def check_scenario(sc) -> list[tuple[str, str]]:
                       f"start price {price:g}: prices cannot move"))
             continue
         lot_value = m.lot_size if m.settlement == "inverse" else m.lot_size * price  # quote currency
+        if i == 0 and m.settlement == "inverse" and not p:
+            # the scenario's quote money becomes satoshis at the opening price: it must fit int64
+            total = (v.insurance_fund + v.backstop_capital + mm.count * mm.capital + arb.count * arb.capital
+                     + t.count * _lognormal_mean(t.capital))
+            if total / price / INVERSE_CASH_UNIT > 2**62:
+                p.append(("index.models.0.start_price", f"{price:g}: the scenario's {total:.3g} of quote money is "
+                          f"{total / price:.3g} coin at that price, more satoshis than the ledger holds"))
         if m.settlement == "inverse" and (price / m.tick_size) * 1e3 * (m.lot_size / (m.tick_size * INVERSE_CASH_UNIT)) >= 2**63:
             p.append((f"markets.{i}.tick_size", f"inverse: {m.tick_size:g} is too fine for a start price of {price:g}: "
                       "price x contract constant would overflow the exact int64 division"))
