@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from simulator.venue.adl import RANKINGS
 from simulator.venue.book import BUY, SELL
-from simulator.venue.margin import MarginTiers, initial_margin
+from simulator.venue.margin import MarginTiers
 from simulator.venue.market import MarketSpec
 from simulator.venue.prices import FundingConfig, MarkConfig
 from simulator.venue.venue import Venue, VenueConfig
@@ -25,6 +25,9 @@ from simulator.venue.waterfall import ADL_PRICES, SCOPES, SURPLUS_POLICIES, TIMI
 
 # (tick_size, lot_size, cash_unit): contract values 1, 100, 5, 1
 SPEC_UNITS = [(1.0, 1.0, 1.0), (0.1, 0.001, 1e-6), (0.5, 0.1, 0.01), (0.01, 1.0, 0.01)]
+# inverse (tick_size, contract face value, cash_unit): K = 2e8 (BitMEX XBTUSD in sats), 1e8 (a
+# 100 USD contract in micro-coins), 1e5 (coarse: large rounding per fill)
+INVERSE_UNITS = [(0.5, 1.0, 1e-8), (1.0, 100.0, 1e-6), (0.1, 1.0, 1e-4)]
 
 STAGE_OPTIONS = {
     "book": st.fixed_dictionaries({}, optional={
@@ -90,7 +93,10 @@ withdrawal_factor_waterfalls = st.tuples(
 
 @st.composite
 def market_specs(draw, i: int):
-    tick, lot, cash = draw(st.sampled_from(SPEC_UNITS))
+    """A linear market, or (one time in three) an inverse one: the ledger supports any mix; a
+    scenario file allows one settlement per run."""
+    inverse = draw(st.integers(0, 2)) == 2
+    tick, lot, cash = draw(st.sampled_from(INVERSE_UNITS if inverse else SPEC_UNITS))
     two_tiers = draw(st.booleans())
     base = draw(st.sampled_from([4_000, 5_000, 10_000, 50_000]))
     if two_tiers:
@@ -100,7 +106,7 @@ def market_specs(draw, i: int):
     return MarketSpec(
         name=f"M{i}", tick_size=tick, lot_size=lot, cash_unit=cash, max_leverage=100.0,
         taker_fee_ppm=draw(st.sampled_from([0, 450])), maker_fee_ppm=draw(st.sampled_from([0, 150, -50])),
-        tiers=tiers,
+        tiers=tiers, settlement="inverse" if inverse else "linear",
     )
 
 
@@ -154,7 +160,8 @@ def venue_runs(draw):
 
 def build_venue(run):
     markets = run["markets"]
-    lot_value = np.array([int(m.to_ticks(p)) * m.contract_value for m, p in zip(markets, run["prices"])])
+    lot_value = np.array([m.contract_value // int(m.to_ticks(p)) if m.inverse else int(m.to_ticks(p)) * m.contract_value
+                          for m, p in zip(markets, run["prices"])])
     unit = int(lot_value.max())
     cfg = VenueConfig(
         markets=markets, waterfall=run["waterfall"], mark=MarkConfig(method=run["mark"]),
@@ -218,8 +225,7 @@ def play_step(venue, makers, traders, prices, unit, step, i, funding_every):
 
 def _free_collateral(venue, rows) -> np.ndarray:
     """Equity above the initial margin of the rows' positions, at most their cash."""
-    im = initial_margin(venue.ledger.qty[rows], venue.marks, venue.contract_values, venue.leverage[rows]).sum(axis=1)
-    return np.minimum(venue.ledger.wallet[rows], venue.equity(rows) - im)
+    return venue.free_collateral(rows)
 
 
 @st.composite

@@ -168,6 +168,11 @@ def plot_timeline(
         lo, hi = steps
         ts = ts[(ts["step"] >= lo) & (ts["step"] <= hi)].reset_index(drop=True)
     step = ts["step"].to_numpy()
+    # money panels are in the run's settlement asset: an inverse run (it records the fund's
+    # dollar value too) counts bad debt and the fund in its coin
+    m0 = ((scenario or {}).get("markets") or [{}])[0]
+    coin = m0.get("coin") or "BTC"
+    asset = coin if ("insurance_fund_usd" in ts.columns or m0.get("settlement") == "inverse") else "USD"
     prices = pd.DataFrame({"step": step, "index": _col(ts, "index"), "mark": _col(ts, "mark"), "last": _col(ts, "last")})
     liq = pd.DataFrame({"step": step})
     for s in LIQUIDATING:
@@ -240,9 +245,11 @@ def plot_timeline(
     ax = axes[2]
     _bars(ax, loss_bars, COVER_COLUMNS, width)
     _shade(ax, shocks)
-    ax.set_ylabel(f"{per} (USD)")
-    ax.set_title(f"Bad debt {per} (total {_usd(total_deficit)}), split by who covered it", loc="left", fontsize=11)
-    ax.yaxis.set_major_formatter(USD_FORMATTER)
+    ax.set_ylabel(f"{per} ({asset})")
+    total_text = _usd(total_deficit) if asset == "USD" else f"{total_deficit:,.4f} {asset}"
+    ax.set_title(f"Bad debt {per} (total {total_text}), split by who covered it", loc="left", fontsize=11)
+    if asset == "USD":
+        ax.yaxis.set_major_formatter(USD_FORMATTER)
     if total_deficit > 0:
         ax.legend(loc="upper right", fontsize=9, framealpha=0.85)
         ax.grid(alpha=0.25)
@@ -256,9 +263,11 @@ def plot_timeline(
         ax.plot(step, fund["backstop_equity"], color=STAGE_COLORS["backstop"], lw=1.4, label="backstop vault equity")
     ax.axhline(0, color="0.3", lw=0.8)
     _shade(ax, shocks)
-    ax.set_ylabel("balance (USD)")
-    ax.set_title("Insurance fund" + (" and backstop vault" if len(ax.lines) > 2 else ""), loc="left", fontsize=11)
-    ax.yaxis.set_major_formatter(USD_FORMATTER)
+    ax.set_ylabel(f"balance ({asset})")
+    ax.set_title("Insurance fund" + (" and backstop vault" if len(ax.lines) > 2 else "")
+                 + ("" if asset == "USD" else f" (held in {asset})"), loc="left", fontsize=11)
+    if asset == "USD":
+        ax.yaxis.set_major_formatter(USD_FORMATTER)
     ax.legend(loc="best", fontsize=9, framealpha=0.85)
     ax.grid(alpha=0.25)
 

@@ -204,8 +204,7 @@ class SocializeStage(Stage):
             w = venue.window_profit()
         else:
             markets = sorted(self.pending_markets) or list(range(venue.n_markets))
-            value = (venue.marks * venue.contract_values)[markets]
-            w = (np.abs(led.qty[:, markets]) * value[None, :]).sum(axis=1)
+            w = led.notional(led.qty, venue.marks)[:, markets].sum(axis=1)
         excluded = led.is_venue() | venue.spot if self.scope == "derivatives_only" else led.is_venue()
         return np.where(excluded, 0, np.clip(w, 0, None))
 
