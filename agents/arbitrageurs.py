@@ -29,11 +29,10 @@ class Arbitrageur(AccountAgent):
             book = venue.books[m]
             index = model.spot_ticks(m)  # the real spot price, not the venue's oracle
             bid, ask = book.best_bid(), book.best_ask()
-            cv = venue.contract_values[m]
-            lot_cash = index * cv
+            lot_cash = venue.lot_cash(m, index)
             pos = venue.ledger.qty[acc, m]
             cap_lots = np.floor(np.clip(equity, 0, None) * cfg.leverage * 0.9 / lot_cash).astype(np.int64)
-            trade_lots = int(spec.to_lots(cfg.max_trade_notional / (index * spec.tick_size)))
+            trade_lots = int(spec.lots_for_quote(cfg.max_trade_notional, index))
             if ask is not None and ask < index * (1 - cfg.threshold):
                 side, limit = BUY, int(index * (1 - cfg.threshold))
                 room = cap_lots - pos

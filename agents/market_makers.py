@@ -22,7 +22,7 @@ class MarketMaker(AccountAgent):
         """Cancel and re-quote every maker's ladder: the compiled ladder (``agents/_nb_makers``),
         bit for bit the quotes of ``step_all_reference``."""
         k = _kernels()
-        if k is None:
+        if k is None or model.venue.ledger.any_inverse:  # the compiled ladder values lots linearly
             return cls.step_all_reference(model)
         cfg = model.maker_config
         accounts = model.maker_accounts
@@ -38,7 +38,7 @@ class MarketMaker(AccountAgent):
             fair = model.spot_ticks(m)
             half = cfg.half_spread + cfg.spread_vol_multiplier * vol[m]
             size_quote = cfg.level_notional * np.exp(-cfg.vol_sensitivity * vol[m]) * (1 - withdraw)
-            base_lots = size_quote / (spec.lot_size * fair * spec.tick_size)
+            base_lots = size_quote / spec.lot_quote(fair)
             owners, sides, prices, lots = k.maker_ladder(
                 accounts, equity, qty, m, float(fair), int(venue.contract_values[m]), float(cfg.inventory_limit),
                 float(cfg.leverage), float(base_lots), float(half), float(cfg.level_spacing), int(cfg.levels))
@@ -62,13 +62,12 @@ class MarketMaker(AccountAgent):
         owners, sides, prices, qtys, markets = [], [], [], [], []
         for m, spec in enumerate(venue.markets):
             fair = model.spot_ticks(m)  # makers hedge on spot: they see the real index
-            cv = venue.contract_values[m]
-            inv = venue.ledger.qty[accounts, m] * fair * cv  # cash, signed
+            inv = venue.exposure_cash(venue.ledger.qty[accounts, m], m, fair)  # cash, signed
             limit = cfg.inventory_limit * np.clip(equity, 0, None) * cfg.leverage
             skew = np.clip(inv / np.maximum(limit, 1), -1, 1)
             half = cfg.half_spread + cfg.spread_vol_multiplier * vol[m]
             size_quote = cfg.level_notional * np.exp(-cfg.vol_sensitivity * vol[m]) * (1 - withdraw)
-            base_lots = size_quote / (spec.lot_size * fair * spec.tick_size)
+            base_lots = size_quote / spec.lot_quote(fair)
             # inventory skews size, not price: every maker quotes the same ladder, so makers
             # never cross each other, and the side that adds to inventory thins to nothing
             bid_lots = np.floor(base_lots * np.where(alive, 1 - np.clip(skew, 0, 1), 0)).astype(np.int64)

@@ -121,7 +121,7 @@ class LeveragedTrader(AccountAgent):
         """Every trader decides and sends its order: the compiled pass (``agents/_nb_traders``),
         with exactly the draws and results of ``step_all_reference``."""
         k = _kernels()
-        if k is None:
+        if k is None or model.venue.ledger.any_inverse:  # the compiled pass values lots linearly
             return cls.step_all_reference(model)
         pop: TraderPopulation = model.traders
         if len(pop) == 0:
@@ -175,8 +175,7 @@ class LeveragedTrader(AccountAgent):
         equity = venue.equity(acc)
         pos = led.qty[acc, market]
         cost = led.cost[acc, market]
-        cv = venue.contract_values[market]
-        u = pos * venue.marks[market] * cv - cost
+        u = venue.value_cash(pos, market, venue.marks[market]) - cost
         margin = np.maximum(np.abs(cost) / pop.leverage[idx], 1)
         has = pos != 0
         stop = np.zeros(len(idx), dtype=bool)
@@ -242,7 +241,7 @@ def _entry_side(pop: TraderPopulation, idx, rng, trend, deviation) -> np.ndarray
 
 def _entry_lots(pop: TraderPopulation, idx, venue, equity, fraction, rng) -> np.ndarray:
     m = pop.market[idx]
-    price = venue.marks[m] * venue.contract_values[m]  # cash per lot
+    price = venue.lot_cash(m, venue.marks[m])  # cash per lot
     # the trader's leverage, capped by the market's maximum (the venue's setting for the account)
     lev = np.minimum(pop.leverage[idx], venue.leverage[pop.accounts[idx], m])
     # an isolated position uses all the margin posted to it; a cross account a fraction of equity

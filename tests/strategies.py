@@ -5,8 +5,8 @@ batches of fills (buyer, seller, lots, price) in which accounts are often hit on
 
 ``venue_runs()`` draws a whole run: 2-3 markets with different contract values, a waterfall drawn
 from the registered stages and their options, a few market makers and cheap high-leverage
-traders, and a list of steps (index moves up to +-30 %, quotes, market orders, deposits and
-withdrawals). ``build_venue`` and ``play_step`` turn it into a ``Venue`` and drive one step the
+traders, and a list of steps (index moves up to +-30 %, quotes, market orders, deposits,
+withdrawals and withdrawal waves, through ``Venue.withdraw`` so a withdrawal factor applies). ``build_venue`` and ``play_step`` turn it into a ``Venue`` and drive one step the
 way the exchange agent does.
 """
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from simulator.venue.adl import RANKINGS
 from simulator.venue.book import BUY, SELL
-from simulator.venue.margin import MarginTiers, initial_margin
+from simulator.venue.margin import MarginTiers
 from simulator.venue.market import MarketSpec
 from simulator.venue.prices import FundingConfig, MarkConfig
 from simulator.venue.venue import Venue, VenueConfig
@@ -25,6 +25,9 @@ from simulator.venue.waterfall import ADL_PRICES, SCOPES, SURPLUS_POLICIES, TIMI
 
 # (tick_size, lot_size, cash_unit): contract values 1, 100, 5, 1
 SPEC_UNITS = [(1.0, 1.0, 1.0), (0.1, 0.001, 1e-6), (0.5, 0.1, 0.01), (0.01, 1.0, 0.01)]
+# inverse (tick_size, contract face value, cash_unit): K = 2e8 (BitMEX XBTUSD in sats), 1e8 (a
+# 100 USD contract in micro-coins), 1e5 (coarse: large rounding per fill)
+INVERSE_UNITS = [(0.5, 1.0, 1e-8), (1.0, 100.0, 1e-6), (0.1, 1.0, 1e-4)]
 
 STAGE_OPTIONS = {
     "book": st.fixed_dictionaries({}, optional={
@@ -63,6 +66,9 @@ STAGE_OPTIONS = {
 def _valid(opts: dict) -> dict:
     if opts.get("when") == "settlement":  # a delay is for immediate socialization only
         opts.pop("delay_seconds", None)
+    if opts.get("weights") == "withdrawal_factor":  # repaid by withdrawals: no timing of its own
+        opts.pop("when", None)
+        opts.pop("delay_seconds", None)
     return opts
 
 
@@ -77,11 +83,20 @@ stage_names = st.tuples(
     st.lists(st.sampled_from(CANONICAL), min_size=1, max_size=5, unique=True), st.booleans()
 ).map(lambda t: sorted(t[0], key=CANONICAL.index) if t[1] else t[0])
 waterfalls = stage_names.flatmap(lambda names: st.tuples(*(stage_entry(n) for n in names)).map(list))
+# a waterfall ending in the withdrawal factor (Paradex), so withdrawals often repay a fronted loss
+withdrawal_factor_waterfalls = st.tuples(
+    st.lists(st.sampled_from(["book", "insurance_fund"]), max_size=2, unique=True).flatmap(
+        lambda names: st.tuples(*(stage_entry(n) for n in names)).map(list)),
+    st.sampled_from(SCOPES),
+).map(lambda t: t[0] + [{"stage": "socialize", "weights": "withdrawal_factor", "scope": t[1]}])
 
 
 @st.composite
 def market_specs(draw, i: int):
-    tick, lot, cash = draw(st.sampled_from(SPEC_UNITS))
+    """A linear market, or (one time in three) an inverse one: the ledger supports any mix; a
+    scenario file allows one settlement per run."""
+    inverse = draw(st.integers(0, 2)) == 2
+    tick, lot, cash = draw(st.sampled_from(INVERSE_UNITS if inverse else SPEC_UNITS))
     two_tiers = draw(st.booleans())
     base = draw(st.sampled_from([4_000, 5_000, 10_000, 50_000]))
     if two_tiers:
@@ -91,7 +106,7 @@ def market_specs(draw, i: int):
     return MarketSpec(
         name=f"M{i}", tick_size=tick, lot_size=lot, cash_unit=cash, max_leverage=100.0,
         taker_fee_ppm=draw(st.sampled_from([0, 450])), maker_fee_ppm=draw(st.sampled_from([0, 150, -50])),
-        tiers=tiers,
+        tiers=tiers, settlement="inverse" if inverse else "linear",
     )
 
 
@@ -115,6 +130,8 @@ def steps(draw, n_markets: int, n_traders: int, n_steps: int):
                 min_size=1, max_size=3 * n_traders)),
             "deposit": draw(st.one_of(st.none(), st.tuples(st.integers(0, n_traders - 1), st.floats(0.0, 2.0)))),
             "withdraw": draw(st.one_of(st.none(), st.tuples(st.integers(0, n_traders - 1), st.floats(0.0, 1.0)))),
+            # a withdrawal wave: (share of traders, fraction of free collateral), as the model runs it
+            "wave": draw(st.one_of(st.none(), st.tuples(st.sampled_from([0.3, 1.0]), st.sampled_from([0.5, 1.0])))),
         })
     return out
 
@@ -126,7 +143,7 @@ def venue_runs(draw):
     return {
         "markets": [draw(market_specs(i)) for i in range(n_markets)],
         "prices": draw(st.lists(st.sampled_from([50.0, 1_000.0, 30_000.0]), min_size=n_markets, max_size=n_markets)),
-        "waterfall": draw(waterfalls),
+        "waterfall": draw(st.one_of(waterfalls, withdrawal_factor_waterfalls)),
         "mark": draw(st.sampled_from(["median", "index", "mid"])),
         "fund": draw(st.sampled_from([0.0, 0.5, 20.0])),  # in units of one lot's value
         "backstop": draw(st.sampled_from([0.0, 1.0, 50.0])),
@@ -143,7 +160,8 @@ def venue_runs(draw):
 
 def build_venue(run):
     markets = run["markets"]
-    lot_value = np.array([int(m.to_ticks(p)) * m.contract_value for m, p in zip(markets, run["prices"])])
+    lot_value = np.array([m.contract_value // int(m.to_ticks(p)) if m.inverse else int(m.to_ticks(p)) * m.contract_value
+                          for m, p in zip(markets, run["prices"])])
     unit = int(lot_value.max())
     cfg = VenueConfig(
         markets=markets, waterfall=run["waterfall"], mark=MarkConfig(method=run["mark"]),
@@ -188,17 +206,26 @@ def play_step(venue, makers, traders, prices, unit, step, i, funding_every):
     if step["withdraw"] is not None:
         t, x = step["withdraw"]
         a = int(traders[t])
-        im = int(initial_margin(venue.ledger.qty[a:a + 1], venue.marks, venue.contract_values,
-                                venue.leverage[a:a + 1]).sum())
-        free = min(int(venue.ledger.wallet[a]), int(venue.equity()[a]) - im)
+        free = _free_collateral(venue, np.array([a]))[0]
         if free > 0:
-            venue.ledger.withdraw([a], [int(free * x)])
+            venue.withdraw([a], [int(free * x)])
+    if step.get("wave") is not None:  # a bank run: the spot wallet and the first share of traders
+        share, x = step["wave"]
+        rows = np.concatenate([np.flatnonzero(venue.spot), traders[: max(1, int(len(traders) * share))]])
+        amount = (np.clip(_free_collateral(venue, rows), 0, None) * x).astype(np.int64)
+        if (amount > 0).any():
+            venue.withdraw(rows[amount > 0], amount[amount > 0])
     venue.update_marks()
     if (i + 1) % funding_every == 0:
         venue.apply_funding()
     venue.unwind_venue_positions()
     venue.liquidate()
     return prices
+
+
+def _free_collateral(venue, rows) -> np.ndarray:
+    """Equity above the initial margin of the rows' positions, at most their cash."""
+    return venue.free_collateral(rows)
 
 
 @st.composite

@@ -2,7 +2,9 @@
 
 After every step (index move, quotes, market orders, marks, funding, unwind, liquidation rounds):
 ``conservation_residual() == 0``, ``sum(qty) == 0`` per market, a flat position carries no cost,
-the books are not crossed, and the deficit events are exactly covered by the stages' events.
+the books are not crossed, and the deficit events are exactly covered by the stages' events
+(withdrawals and withdrawal waves included: a withdrawal factor's haircuts repay exactly what the
+loss pool fronted).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import os
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 
 from simulator.venue.margin import MarginTiers
 from simulator.venue.market import MarketSpec
@@ -102,7 +104,8 @@ def test_ledger_stays_exact_through_random_runs(run):
     venue, makers, traders, prices, unit = build_venue(run)
     led = venue.ledger
     assert venue.conservation_residual() == 0
-    deferred = any(s["stage"] == "socialize" and (s.get("when") == "settlement" or s.get("delay_seconds", 0) > 0)
+    deferred = any(s["stage"] == "socialize" and (s.get("when") == "settlement" or s.get("delay_seconds", 0) > 0
+                                                  or s.get("weights") == "withdrawal_factor")
                    for s in run["waterfall"])
     for i, step in enumerate(run["steps"]):
         prices = play_step(venue, makers, traders, prices, unit, step, i, run["funding_every"])
@@ -115,5 +118,17 @@ def test_ledger_stays_exact_through_random_runs(run):
         if not deferred:  # an immediate socialization pays out only what it collected
             assert led.wallet[venue.loss_pool] == 0
         assert attribution_gaps(venue) == (0, {})
-        pending = venue.events.to_frame().query("kind == 'cover' and stage == 'socialize_pending'").amount.sum()
+        ev = venue.events.to_frame()
+        pending = ev.query("kind == 'cover' and stage == 'socialize_pending'").amount.sum()
         assert led.wallet[venue.loss_pool] == -pending
+        # every withdrawal is logged with what it paid out; a withdrawal factor's outstanding
+        # loss is exactly what the loss pool is owed
+        assert led.withdrawals == ev.query("kind == 'withdrawal'").amount.sum()
+        for stage in venue.waterfall:
+            if getattr(stage, "weights", None) == "withdrawal_factor":
+                assert stage.outstanding == -led.wallet[venue.loss_pool] >= 0
+    ev = venue.events.to_frame()
+    if (ev.reason == "withdrawal_factor").any():  # --hypothesis-show-statistics: how often it was hit
+        event("withdrawal factor charged a withdrawal")
+    elif any(s.get("weights") == "withdrawal_factor" for s in run["waterfall"]) and len(ev.query("kind == 'socialize_pending'")):
+        event("withdrawal factor fronted a deficit, no withdrawal charged")

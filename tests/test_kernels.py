@@ -13,6 +13,7 @@ from simulator.venue import kernels
 from simulator.venue.book import BUY, SELL, OrderBook
 from simulator.venue.ledger import Ledger
 from simulator.venue.margin import MarginTiers
+from simulator.venue.market import MarketSpec
 from simulator.venue.venue import Venue, VenueConfig
 
 from conftest import unit_market
@@ -48,6 +49,27 @@ def test_trade_kernel_equals_numpy_reference(seed, n_acc, n_fills):
     assert np.array_equal(led.cost, ref.cost)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 6), st.integers(1, 40), st.sampled_from([10**5, 2 * 10**8, 10**11]))
+def test_inverse_trade_kernel_equals_numpy_reference(seed, n_acc, n_fills, k):
+    """Inverse fills (value ``-floor(q K / P)``): ``trade_values`` equals the numpy reference and
+    moves no cash in total (``sum(wallet) - sum(cost)`` stays 0)."""
+    rng = np.random.default_rng(seed)
+    led = Ledger(np.array([k]), np.array([True]))
+    led.add_accounts(n_acc, "trader", 10**12)
+    ref = copy.deepcopy(led)
+    for lots_hi in (50, 80, 10**6):
+        b, s = rng.integers(0, n_acc, n_fills), rng.integers(0, n_acc, n_fills)
+        q, p = rng.integers(0, lots_hi, n_fills), rng.integers(1, 10**6, n_fills)
+        led.trade(0, b, s, q, p)
+        ref.trade_reference(0, b, s, q, p)
+    assert np.array_equal(led.wallet, ref.wallet)
+    assert np.array_equal(led.qty, ref.qty)
+    assert np.array_equal(led.cost, ref.cost)
+    assert int(led.wallet.sum()) - int(led.cost.sum()) == n_acc * 10**12
+    assert led.conservation_residual([int(rng.integers(1, 10**6))]) == 0
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.integers(1, 30))
 def test_match_kernel_equals_numpy_reference(seed, n_rest, n_in):
@@ -73,11 +95,17 @@ def test_match_kernel_equals_numpy_reference(seed, n_rest, n_in):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 60))
-def test_liquidatable_and_totals_kernels_equal_numpy_reference(seed, n):
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.booleans())
+def test_liquidatable_and_totals_kernels_equal_numpy_reference(seed, n, inverse):
     rng = np.random.default_rng(seed)
     tiers = MarginTiers((0, 5_000, 50_000), (10_000, 20_000, 50_000))
-    v = Venue(VenueConfig(markets=[unit_market("A", tiers=tiers), unit_market("B")]), rng)
+    # ``inverse``: market A is an inverse contract with K = 10,000 (1 contract at 100 ticks is
+    # worth 100 cash units, like the linear one), so the mixed kernel runs
+    a = unit_market("A", tiers=tiers)
+    if inverse:
+        a = MarketSpec(name="A", tick_size=1.0, lot_size=100.0, cash_unit=0.01, settlement="inverse",
+                       max_leverage=100.0, tiers=tiers)
+    v = Venue(VenueConfig(markets=[a, unit_market("B")]), rng)
     acc = v.add_accounts(n, "trader", rng.integers(0, 3_000, n))
     lots = rng.integers(0, 40, n)
     v.opening_auction(0, np.r_[acc, acc], np.r_[lots, -lots[::-1]], 100)

@@ -79,7 +79,11 @@ def summary():
 def test_keys_and_plain_types(summary):
     assert list(summary) == list(SUMMARY_KEYS)
     for k, v in summary.items():
+        if k == "settlement_asset":  # the one label: what money figures are counted in
+            assert v == "USD"
+            continue
         assert type(v) in (int, float, bool), (k, type(v))
+    assert summary["cash_unit"] == 1e-6
     json.dumps(summary)  # serialisable (NaN allowed)
     assert summary["steps"] == 8
     assert summary["conservation_residual_max_abs"] == 0

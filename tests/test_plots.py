@@ -255,6 +255,22 @@ def test_timeline_window(run_folder):
     assert png_size(plots.figure_bytes(fig)) == (400, 450)
 
 
+def test_timeline_empty_panels_are_strips(run_folder):
+    # before the shock (step 200) nothing is liquidated and nothing goes bankrupt in this run
+    fig, data = plots.plot_timeline(run_folder, steps=(0, 150), figsize=(8, 9), dpi=50)
+    assert data["liquidations"]["total"].sum() == 0 and data["losses"]["deficit"].sum() == 0
+    fig.canvas.draw()
+    liq_ax, debt_ax, fund_ax = fig.axes[1], fig.axes[2], fig.axes[3]
+    for ax, text in ((liq_ax, "no liquidations"), (debt_ax, "no bad debt")):
+        assert [t.get_text() for t in ax.texts] == [text]
+        assert len(ax.get_yticks()) == 0 and ax.get_ylabel() == ""
+        # a strip: well under a third of a drawn panel's height (ratios 0.45 vs 1.5)
+        assert ax.get_position().height < 0.35 * fund_ax.get_position().height
+    # with bad debt, the panel is a full panel with its axis
+    fig, _ = plots.plot_timeline(run_folder, figsize=(8, 9), dpi=50)
+    assert len(fig.axes[2].get_yticks()) > 0 and "USD" in fig.axes[2].get_ylabel()
+
+
 def test_timeline_of_a_kept_batch_run(batch, tmp_path):
     cell = list(batch.cells)[1]
     fig, data = plots.plot_timeline(batch, design="adl_first", cell=cell, run_index=0)

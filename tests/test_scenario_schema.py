@@ -35,6 +35,21 @@ CASES = {
     "funding interval below a step": (lambda d: d.update(step_seconds=60) or d["venue"].update(funding={"interval_seconds": 30}),
                                       "venue.funding.interval_seconds = 30 is shorter than step_seconds (60)", "at most one settlement per step"),
     "strategy shares": (lambda d: d["agents"]["traders"].update(strategies={"trend": 0.5}), "agents.traders.strategies", "sum to 1"),
+    "withdrawal wave share": (lambda d: d["shocks"].append({"kind": "withdrawal_wave", "step": 10, "share": 1.5}),
+                              "shocks.1.withdrawal_wave.share", "less than or equal to 1"),
+    "withdrawal wave nobody": (lambda d: d["shocks"].append({"kind": "withdrawal_wave", "step": 10, "share": 0}),
+                               "shocks.1.withdrawal_wave.share", "greater than 0"),
+    "withdrawal wave fraction": (lambda d: d["shocks"].append({"kind": "withdrawal_wave", "step": 10, "share": 0.3, "fraction": 2}),
+                                 "shocks.1.withdrawal_wave.fraction", "less than or equal to 1"),
+    "withdrawal wave of": (lambda d: d["shocks"].append({"kind": "withdrawal_wave", "step": 10, "share": 0.3, "of": "equity"}),
+                           "shocks.1.withdrawal_wave.of", "'free_collateral'"),
+    "withdrawal wave after the end": (lambda d: d["shocks"].append({"kind": "withdrawal_wave", "step": 5000, "share": 0.3}),
+                                      "shocks[1].step", "after the last step"),
+    "withdrawal factor at settlement": (lambda d: d["venue"]["waterfall"].append(
+        {"stage": "socialize", "weights": "withdrawal_factor", "when": "settlement"}),
+        "venue.waterfall.3.socialize", "withdrawal_factor is repaid by later withdrawals"),
+    "design fund guard": (lambda d: d.update(designs=[{"name": "g", "waterfall": [{"stage": "book"}], "fund_guard": {"threshold": 0}}]),
+                          "designs.0.fund_guard.threshold", "greater than 0"),
 }
 
 

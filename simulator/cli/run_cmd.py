@@ -23,6 +23,9 @@ HEADLINE = (
     ("covered_socialize", "  socialized", "${:,.0f}"),
     ("socialize_pending", "  socialization pending", "${:,.0f}"),
     ("venue_loss", "  venue's own loss", "${:,.0f}"),
+    ("withdrawn", "withdrawn (paid out)", "${:,.0f}"),
+    ("withdrawal_haircut", "  kept by the withdrawal factor", "${:,.0f}"),
+    ("socialized_outstanding", "socialized loss outstanding", "${:,.0f}"),
     ("fund_end", "insurance fund at end", "${:,.0f}"),
     ("adl_notional", "ADL notional", "${:,.0f}"),
     ("adl_notional_fund_empty", "  fired: insurance fund empty", "${:,.0f}"),
@@ -42,17 +45,35 @@ HEADLINE = (
 )
 
 
+#: The inverse fund's dollar value (coin x mark), printed for a run not settled in USD.
+FUND_USD = (
+    ("fund_start_usd", "insurance fund at start (USD)", "${:,.0f}"),
+    ("fund_min_usd", "insurance fund low (USD)", "${:,.0f}"),
+    ("fund_end_usd", "insurance fund at end (USD)", "${:,.0f}"),
+)
+
+
 def summary_table(summary: dict) -> str:
     """The printed summary. Every cover line of the deficit is printed (they add up to it); an
-    ADL reason line only when ADL fired for that reason."""
+    ADL reason line only when ADL fired for that reason, withdrawal lines only when there were any. Money is in the run's settlement asset
+    (``$`` for USD; an inverse run's coin, e.g. ``1.23456789 BTC``, plus the fund's dollar
+    value); notionals are always in the quote currency."""
+    asset = summary.get("settlement_asset") or "USD"
     rows = []
-    for key, label, fmt in HEADLINE:
-        if key.startswith("adl_notional_") and not summary.get(key):
+    headline = HEADLINE
+    if asset != "USD":
+        rows.append(f"  {'money in':<32} {asset} (cash unit {summary.get('cash_unit', 1e-8):g} {asset}); notionals in USD")
+        headline = HEADLINE + FUND_USD
+    for key, label, fmt in headline:
+        if key.startswith(("adl_notional_", "withdraw", "socialized_outstanding")) and not summary.get(key):
             continue
         if key in summary and summary[key] is not None:
             try:
                 v = summary[key]
-                text = ("-" if v < 0 else "") + fmt.format(abs(v)) if fmt.startswith("$") else fmt.format(v)
+                if asset != "USD" and fmt.startswith("$") and "notional" not in key and not key.endswith("_usd"):
+                    text = f"{v:,.8f} {asset}"
+                else:
+                    text = ("-" if v < 0 else "") + fmt.format(abs(v)) if fmt.startswith("$") else fmt.format(v)
                 rows.append(f"  {label:<32} {text}")
             except (TypeError, ValueError):
                 rows.append(f"  {label:<32} {summary[key]}")

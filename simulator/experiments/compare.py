@@ -222,7 +222,7 @@ _MONEY_WORDS = (
     "notional", "deficit", "covered_", "venue_loss", "surplus", "fund_start", "fund_min", "fund_end",
     "fund_drawdown", "fund_paid", "fund_received", "adl_pnl_taken", "adl_profit_taken", "adl_haircut",
     "adl_shortfall", "adl_overshoot", "adl_paid_beyond", "socialized_total", "socialize_pending", "backstop_",
-    "engine_equity",
+    "engine_equity", "withdrawn", "withdrawal_haircut", "socialized_outstanding",
 )
 _FRACTIONS = ("overshoot", "max_drawdown", "adl_share_winners_hit", "socialized_share_zero_position",
               "fund_depleted", "adl_triggered", "socialization_triggered", "venue_loss_occurred")

@@ -21,7 +21,7 @@ import yaml
 
 from simulator.experiments import audit_trail
 from simulator.world import metrics, who_paid
-from simulator.world.model import CASH_UNIT, PerpModel
+from simulator.world.model import PerpModel, settlement_asset
 from simulator.world.scenario import Scenario, apply_overrides, first_shock_step, load, validate
 
 
@@ -88,7 +88,7 @@ def run_scenario(scenario: Scenario, seed=None, steps: int | None = None, progre
         seed_out = {"entropy": seed.entropy, "spawn_key": list(seed.spawn_key)}
     else:
         seed_out = scenario.seed if seed is None else int(seed)
-    extras = {"audit": model.audit, "who_paid": who_paid.who_paid(ev, meta["account_class"], CASH_UNIT)}
+    extras = {"audit": model.audit, "who_paid": who_paid.who_paid(ev, meta["account_class"], meta["cash_unit"])}
     return RunResult(scenario, seed_out, summary, ts, ev, extras)
 
 
@@ -98,17 +98,23 @@ def run_meta(model: PerpModel) -> dict:
     led = venue.ledger
     kinds, counts = np.unique(led.kind, return_counts=True)
     return {
-        "cash_unit": CASH_UNIT,
+        "cash_unit": model.cash_unit,
+        "settlement_asset": settlement_asset(model.scenario),
+        "inverse": [bool(m.inverse) for m in venue.markets],
+        "quote_per_coin": model.quote_per_coin,
         "tick_size": venue.markets[0].tick_size,
         "lot_size": venue.markets[0].lot_size,
         "tick_sizes": [m.tick_size for m in venue.markets],
         "lot_sizes": [m.lot_size for m in venue.markets],
-        "insurance_fund_start": model.scenario.venue.insurance_fund,
+        # in the settlement asset (an inverse fund: its coin at the opening price)
+        "insurance_fund_start": (venue.config.insurance_fund * model.cash_unit if venue.ledger.any_inverse
+                                 else model.scenario.venue.insurance_fund),
         "n_accounts_by_kind": {str(k): int(c) for k, c in zip(kinds, counts)},
         **_socialization_meta(venue.events.to_frame()),
         "profitable_accounts": int(venue.adl_profitable.sum()),
         "max_leverage_after_adl": venue.adl_leverage_after,
-        "engine_equity_end": float(venue.equity([venue.engine])[0]) * CASH_UNIT,
+        "engine_equity_end": float(venue.equity([venue.engine])[0]) * model.cash_unit,
+        "socialized_outstanding": -int(led.wallet[venue.loss_pool]) * model.cash_unit,
         **_health_meta(model),
         "steps": model.t,
         "account_class": who_paid.account_classes(model),

@@ -65,7 +65,7 @@ _USD_KEYS = (
     "notional", "deficit", "covered_", "venue_loss", "surplus", "fund_start", "fund_min", "fund_end",
     "fund_drawdown", "fund_paid", "fund_received", "adl_pnl_taken", "adl_profit_taken", "adl_haircut",
     "adl_shortfall", "adl_overshoot", "socialized_total", "socialize_pending", "backstop_", "engine_equity",
-    "adl_paid_beyond",
+    "adl_paid_beyond", "withdrawn", "withdrawal_haircut", "socialized_outstanding",
 )
 _PCT_KEYS = ("overshoot", "max_drawdown", "adl_share_winners_hit", "socialized_share_zero_position")
 _PRICE_KEYS = ("index_min", "last_min", "mark_min")

@@ -73,6 +73,7 @@ PRESET_COLORS = {
     "dydx_v4": "#1F78B4",
     "drift": "#E7298A",
     "seed_article": "#66A61E",
+    "paradex": "#B8860B",
 }
 #: Colours of other design names: the name's hash picks one (see ``design_color``).
 DESIGN_PALETTE = (

@@ -120,6 +120,13 @@ def _label_lows(ax, lows, step) -> None:
                     arrowprops={"arrowstyle": "-", "color": c, "lw": 0.6})
 
 
+def _empty_strip(ax, text: str) -> None:
+    """Turn a panel with nothing to draw into a strip that says so: no y axis, no grid."""
+    ax.set_yticks([])
+    ax.set_ylabel("")
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
 def plot_timeline(
     folder,
     *,
@@ -161,6 +168,11 @@ def plot_timeline(
         lo, hi = steps
         ts = ts[(ts["step"] >= lo) & (ts["step"] <= hi)].reset_index(drop=True)
     step = ts["step"].to_numpy()
+    # money panels are in the run's settlement asset: an inverse run (it records the fund's
+    # dollar value too) counts bad debt and the fund in its coin
+    m0 = ((scenario or {}).get("markets") or [{}])[0]
+    coin = m0.get("coin") or "BTC"
+    asset = coin if ("insurance_fund_usd" in ts.columns or m0.get("settlement") == "inverse") else "USD"
     prices = pd.DataFrame({"step": step, "index": _col(ts, "index"), "mark": _col(ts, "mark"), "last": _col(ts, "last")})
     liq = pd.DataFrame({"step": step})
     for s in LIQUIDATING:
@@ -186,8 +198,12 @@ def plot_timeline(
     loss_bars.attrs["bin_steps"] = width
     per = "per step" if width == 1 else f"per {width} steps"
 
+    total_liq = float(np.nansum(liq["total"]))
+    total_deficit = float(np.nansum(losses["deficit"]))
     fig = _new_figure(figsize, dpi)
-    axes = fig.subplots(5, 1, sharex=True, height_ratios=[3, 2, 1.7, 1.5, 1.5])
+    # a panel with nothing to show is a one-line strip (its text), not an empty pair of axes
+    axes = fig.subplots(5, 1, sharex=True, height_ratios=[3, 2 if total_liq > 0 else 0.45,
+                                                          1.7 if total_deficit > 0 else 0.45, 1.5, 1.5])
     desc = str(scenario.get("description") or "").strip()
     fig.suptitle(title + (f"\n{desc}" if desc else ""), fontsize=13, fontweight="bold")
 
@@ -219,25 +235,26 @@ def plot_timeline(
     ax.set_title(f"Liquidated notional {per}, by the stage that absorbed it (total {_usd(np.nansum(liq['total']))})",
                  loc="left", fontsize=11)
     ax.yaxis.set_major_formatter(USD_FORMATTER)
-    if np.nansum(liq["total"]) > 0:
+    if total_liq > 0:
         ax.legend(loc="upper right", fontsize=9, framealpha=0.85)
+        ax.grid(alpha=0.25)
     else:
-        ax.text(0.5, 0.5, "no liquidations", transform=ax.transAxes, ha="center", va="center", color="0.4")
-    ax.grid(alpha=0.25)
+        _empty_strip(ax, "no liquidations")
 
     # bad debt, split by who covered it
     ax = axes[2]
-    total_deficit = float(np.nansum(losses["deficit"]))
     _bars(ax, loss_bars, COVER_COLUMNS, width)
     _shade(ax, shocks)
-    ax.set_ylabel(f"{per} (USD)")
-    ax.set_title(f"Bad debt {per} (total {_usd(total_deficit)}), split by who covered it", loc="left", fontsize=11)
-    ax.yaxis.set_major_formatter(USD_FORMATTER)
+    ax.set_ylabel(f"{per} ({asset})")
+    total_text = _usd(total_deficit) if asset == "USD" else f"{total_deficit:,.4f} {asset}"
+    ax.set_title(f"Bad debt {per} (total {total_text}), split by who covered it", loc="left", fontsize=11)
+    if asset == "USD":
+        ax.yaxis.set_major_formatter(USD_FORMATTER)
     if total_deficit > 0:
         ax.legend(loc="upper right", fontsize=9, framealpha=0.85)
+        ax.grid(alpha=0.25)
     else:
-        ax.text(0.5, 0.5, "no bad debt", transform=ax.transAxes, ha="center", va="center", color="0.4")
-    ax.grid(alpha=0.25)
+        _empty_strip(ax, "no bad debt")
 
     # insurance fund and backstop
     ax = axes[3]
@@ -246,9 +263,11 @@ def plot_timeline(
         ax.plot(step, fund["backstop_equity"], color=STAGE_COLORS["backstop"], lw=1.4, label="backstop vault equity")
     ax.axhline(0, color="0.3", lw=0.8)
     _shade(ax, shocks)
-    ax.set_ylabel("balance (USD)")
-    ax.set_title("Insurance fund" + (" and backstop vault" if len(ax.lines) > 2 else ""), loc="left", fontsize=11)
-    ax.yaxis.set_major_formatter(USD_FORMATTER)
+    ax.set_ylabel(f"balance ({asset})")
+    ax.set_title("Insurance fund" + (" and backstop vault" if len(ax.lines) > 2 else "")
+                 + ("" if asset == "USD" else f" (held in {asset})"), loc="left", fontsize=11)
+    if asset == "USD":
+        ax.yaxis.set_major_formatter(USD_FORMATTER)
     ax.legend(loc="best", fontsize=9, framealpha=0.85)
     ax.grid(alpha=0.25)
 

@@ -67,11 +67,13 @@ def lorenz(amounts) -> pd.DataFrame:
     return out
 
 
-def _per_account(events: pd.DataFrame | None) -> dict[str, pd.Series]:
+def _per_account(events: pd.DataFrame | None, cash_unit: float = CASH_UNIT) -> dict[str, pd.Series]:
     """Per account, in USD: ``adl`` the ADL haircut actually lost (cash paid versus mark:
     positive ``amount`` of ``adl`` and ``adl_haircut`` events; their total is the summary's
     ``adl_haircut``), ``adl_profit`` the profit realised early by ADL (positive ``pnl`` of its
-    ADL fills: realised, not lost; the total is the summary's ``adl_profit_taken``) and ``socialize`` the socialization charges."""
+    ADL fills: realised, not lost; the total is the summary's ``adl_profit_taken``) and ``socialize`` the socialization charges.
+    ``cash_unit``: the run's (an inverse run counts satoshis of its coin: 1e-8)."""
+    CASH_UNIT = cash_unit  # noqa: N806
     out = {"adl": pd.Series(dtype=float), "adl_profit": pd.Series(dtype=float), "socialize": pd.Series(dtype=float)}
     if events is None or events.empty:
         return out
@@ -255,7 +257,7 @@ def plot_who_pays(
         designs = f.designs
         s = f.summary
         means = pd.DataFrame([{"design": designs[0], "n_runs": 1, **{c: float(s.get(c) or 0.0) for c in cols}}])
-        per_design_events = {designs[0]: (_per_account(f.events), None, None)}
+        per_design_events = {designs[0]: (_per_account(f.events, float(s.get("cash_unit") or CASH_UNIT)), None, None)}
         source = "Lorenz curves: the accounts of this run."
     else:
         res = f.select(cell)
@@ -275,7 +277,7 @@ def plot_who_pays(
             wc, wr = worst_path(f, cell)
             for d in designs:
                 r = replay(f, d, wc, wr)
-                per_design_events[d] = (_per_account(r.events), wc, wr)
+                per_design_events[d] = (_per_account(r.events, float(r.summary.get("cash_unit") or CASH_UNIT)), wc, wr)
             source = f"Lorenz curves: {worst_path_text(f, cell)}; replayed from its seed for every design."
         else:
             source = "Lorenz curves: not available (a batch keeps no per-account events)."

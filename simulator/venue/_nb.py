@@ -16,40 +16,58 @@ def muldiv(x, num, den):
     return q * num + (r * num) // den
 
 @njit
+def _settle_fill(wallet, qty, cost, market, b, s, lots, value):
+    """One fill of ``lots`` whose buyer's value is ``value`` (the seller's is ``-value``)."""
+    for side in range(2):
+        if side == 0:
+            a = b
+            dq = lots
+            dv = value
+        else:
+            a = s
+            dq = -lots
+            dv = -value
+        q = qty[a, market]
+        c = cost[a, market]
+        if q == 0 or (q > 0) == (dq > 0):  # opens or grows
+            cost[a, market] = c + dv
+        else:
+            aq = abs(q)
+            adq = abs(dq)
+            if adq > aq:  # flips: the closing part is |q|/|dq| of the value
+                close_value = muldiv(dv, aq, adq)
+                wallet[a] += -close_value - c
+                cost[a, market] = dv - close_value
+            else:  # reduces: the closed share of cost goes
+                closed_cost = muldiv(c, adq, aq)
+                wallet[a] += -dv - closed_cost
+                cost[a, market] = c - closed_cost
+        qty[a, market] = q + dq
+
+
+@njit
 def trade(wallet, qty, cost, market, buyers, sellers, qtys, prices, cv):
-    """Settle fills one at a time in order (``Ledger.trade``'s definition)."""
+    """Settle fills one at a time in order (``Ledger.trade``'s definition), linear value."""
     for i in range(len(qtys)):
         b = buyers[i]
         s = sellers[i]
         lots = qtys[i]
         if b == s or lots == 0:
             continue
-        value = lots * prices[i] * cv
-        for side in range(2):
-            if side == 0:
-                a = b
-                dq = lots
-                dv = value
-            else:
-                a = s
-                dq = -lots
-                dv = -value
-            q = qty[a, market]
-            c = cost[a, market]
-            if q == 0 or (q > 0) == (dq > 0):  # opens or grows
-                cost[a, market] = c + dv
-            else:
-                aq = abs(q)
-                adq = abs(dq)
-                if adq > aq:  # flips: the closing part is |q|/|dq| of the value
-                    close_value = muldiv(dv, aq, adq)
-                    wallet[a] += -close_value - c
-                    cost[a, market] = dv - close_value
-                else:  # reduces: the closed share of cost goes
-                    closed_cost = muldiv(c, adq, aq)
-                    wallet[a] += -dv - closed_cost
-                    cost[a, market] = c - closed_cost
-            qty[a, market] = q + dq
+        _settle_fill(wallet, qty, cost, market, b, s, lots, lots * prices[i] * cv)
+
+
+@njit
+def trade_values(wallet, qty, cost, market, buyers, sellers, qtys, values):
+    """``trade`` with each fill's buyer value given (inverse markets: ``-floor(q K / P)``)."""
+    for i in range(len(qtys)):
+        b = buyers[i]
+        s = sellers[i]
+        lots = qtys[i]
+        if b == s or lots == 0:
+            continue
+        _settle_fill(wallet, qty, cost, market, b, s, lots, values[i])
+
 
 @njit
 def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue):
@@ -70,6 +88,40 @@ def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers,
             if lots != 0:
                 has = True
             notional = abs(lots) * px
+            t = 0
+            for k in range(1, n_tiers[m]):  # the tier whose floor is the largest <= N
+                if floors[m, k] <= notional:
+                    t = k
+            mm += -muldiv(-notional, mmr[m, t], PPM) - deductions[m, t]
+        if (eq < mm and mm > 0) or (wallet[a] < 0 and not has):
+            out[a] = True
+    return out
+
+
+@njit
+def liquidatable_mixed(wallet, qty, cost, marks, cv, inverse, floors, mmr, deductions, n_tiers, venue):
+    """``liquidatable`` for a ledger with inverse markets: an inverse market's exposure is
+    ``sign(q) * floor(|q| K / M)`` and its value minus that (``simulator.venue.settlement``).
+    Linear-only ledgers use ``liquidatable``."""
+    n, m_count = qty.shape
+    out = np.zeros(n, dtype=np.bool_)
+    for a in range(n):
+        if venue[a]:
+            continue
+        eq = wallet[a]
+        mm = 0
+        has = False
+        for m in range(m_count):
+            lots = qty[a, m]
+            if inverse[m]:
+                notional = muldiv(abs(lots), cv[m], marks[m])
+                eq += (-notional if lots > 0 else notional) - cost[a, m]
+            else:
+                px = marks[m] * cv[m]
+                eq += lots * px - cost[a, m]
+                notional = abs(lots) * px
+            if lots != 0:
+                has = True
             t = 0
             for k in range(1, n_tiers[m]):  # the tier whose floor is the largest <= N
                 if floors[m, k] <= notional:

@@ -16,20 +16,27 @@ RANKINGS = ("pnl_x_leverage", "binance", "hyperliquid", "random", "pro_rata", "m
 
 
 def scores(ranking: str, *, qty, cost, wallet, equity, mark, cv, mm, cash_per_usd, rng,
-           percentile: float = 0.5, mark_high: float = 0.0, mark_low: float = 0.0) -> np.ndarray:
+           percentile: float = 0.5, mark_high: float = 0.0, mark_low: float = 0.0,
+           value=None, entry=None) -> np.ndarray:
     """Queue score per candidate (higher = deleveraged first).
 
     Args are per candidate in one market: ``qty`` signed lots, ``cost`` cash, ``wallet`` and
     ``equity`` of the whole account in cash, ``mm`` the account's maintenance margin in cash;
     ``mark`` ticks and ``cv`` the contract value (scalars). ``profit_bands`` also reads
     ``percentile`` and the mark's running extremes ``mark_high`` / ``mark_low`` (ticks).
+    ``value`` (the positions' signed value ``V`` at mark, cash) and ``entry`` (entry prices,
+    ticks) are given for an inverse market, whose value is not ``qty * mark * cv``.
     """
     if ranking == "profit_bands":
         return profit_bands(qty=qty, cost=cost, equity=equity, mark=mark, cv=cv, percentile=percentile,
-                            mark_high=mark_high, mark_low=mark_low)
+                            mark_high=mark_high, mark_low=mark_low, value=value, entry=entry)
     qty = qty.astype(float)
-    notional = np.abs(qty) * mark * cv
-    u = qty * mark * cv - cost
+    if value is None:
+        notional = np.abs(qty) * mark * cv
+        u = qty * mark * cv - cost
+    else:
+        notional = np.abs(value)
+        u = value - cost
     equity = equity.astype(float)
     if ranking == "pnl_x_leverage":
         # BitMEX: PnL% = U/|cost|; effective leverage = notional / (qty*M - qty*P_b) = notional / equity
@@ -42,7 +49,8 @@ def scores(ranking: str, *, qty, cost, wallet, equity, mark, cv, mm, cash_per_us
         s = np.maximum(0, u / cash_per_usd) / np.maximum(1, w_usd) * ratio
         return np.where(equity > 0, s, 0.0)
     if ranking == "hyperliquid":
-        entry = cost / np.where(qty != 0, qty * cv, 1)
+        if entry is None:
+            entry = cost / np.where(qty != 0, qty * cv, 1)
         price_ratio = np.where(qty > 0, mark / entry, entry / mark)
         return price_ratio * notional / np.maximum(equity, 1)
     if ranking == "random":
@@ -54,7 +62,7 @@ def scores(ranking: str, *, qty, cost, wallet, equity, mark, cv, mm, cash_per_us
     raise ValueError(f"ranking {ranking!r} has no queue score; allowed: {RANKINGS}")
 
 
-def profit_bands(*, qty, cost, equity, mark, cv, percentile, mark_high, mark_low) -> np.ndarray:
+def profit_bands(*, qty, cost, equity, mark, cv, percentile, mark_high, mark_low, value=None, entry=None) -> np.ndarray:
     """The seed article's reference engine: "highly profitable positions with low leverage
     ratios first", among "traders whose unrealized PnL exceeds predefined percentile bands and
     whose entry timing aligns with recent market momentum".
@@ -80,14 +88,16 @@ def profit_bands(*, qty, cost, equity, mark, cv, percentile, mark_high, mark_low
         return np.zeros(0)
     qty = qty.astype(float)
     cost = cost.astype(float)
-    u = qty * mark * cv - cost
+    notional = np.abs(qty) * mark * cv if value is None else np.abs(value)
+    u = (qty * mark * cv if value is None else value) - cost
     pnl_pct = u / np.maximum(np.abs(cost), 1)
     profitable = u > 0
     band = profitable & (pnl_pct >= np.quantile(pnl_pct, percentile))
     group = np.where(band, 0, np.where(profitable, 1, 2))
     equity = equity.astype(float)
-    eff_lev = np.where(equity > 0, np.abs(qty) * mark * cv / np.maximum(equity, 1), np.inf)
-    entry = cost / np.where(qty != 0, qty * cv, 1)
+    eff_lev = np.where(equity > 0, notional / np.maximum(equity, 1), np.inf)
+    if entry is None:
+        entry = cost / np.where(qty != 0, qty * cv, 1)
     extreme = np.where(qty < 0, float(mark_high), float(mark_low))
     distance = np.abs(entry - extreme) / np.maximum(extreme, 1)
     order = np.lexsort((np.arange(n), distance, eff_lev, group))

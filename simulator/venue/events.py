@@ -44,6 +44,7 @@ KINDS = (
     "socialize_pending",  # a deficit parked until the next settlement
     "venue_loss",  # what no stage covered
     "unwind",  # a venue-held position reduced in the book
+    "withdrawal",  # cash paid out to an account (amount); weight = share kept by a withdrawal factor
 )
 
 

@@ -9,6 +9,12 @@ Conservation (DESIGN.md §2), exact:
 ``sum(wallet) + sum(qty * mark * cv) - sum(cost) == deposits - withdrawals + injections``.
 Every cash movement inside the venue is a transfer between two rows, every position change is
 a trade with two sides, so the identity holds by construction; ``conservation_residual`` checks.
+
+Inverse markets (``simulator.venue.settlement``) value positions at ``V(q, P) = -q K / P``,
+rounded per account, so for them the identity values each market's net position:
+``sum(wallet) - sum(cost) + sum_m V(sum_a qty[a, m], mark_m) == flows``, where the net position
+is 0 (``sum(qty) == 0`` per market, checked alongside) and so is its value. For a linear market
+the two forms are the same integer (``sum_a q_a M cv == (sum_a q_a) M cv``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.venue import kernels
+from simulator.venue import kernels, settlement
 from simulator.venue.fixedpoint import muldiv
 
 ACCOUNT_KINDS = (
@@ -48,10 +54,13 @@ class Ledger:
     """Integer ledger over accounts x markets.
 
     Args:
-        contract_values: per market, cash units per (lot x tick); integers.
+        contract_values: per market, the integer contract constant: linear, cash units per
+            (lot x tick); inverse, ``K`` (``simulator.venue.settlement``).
+        inverse: per market, True for an inverse (coin-margined) contract; None: all linear.
     """
 
     contract_values: np.ndarray
+    inverse: np.ndarray | None = None
     wallet: np.ndarray = field(init=False)
     qty: np.ndarray = field(init=False)
     cost: np.ndarray = field(init=False)
@@ -66,6 +75,10 @@ class Ledger:
         if self.contract_values.ndim != 1 or (self.contract_values <= 0).any():
             raise ValueError("contract_values must be positive integers, one per market")
         m = len(self.contract_values)
+        self.inverse = np.zeros(m, dtype=bool) if self.inverse is None else np.asarray(self.inverse, dtype=bool)
+        if self.inverse.shape != (m,):
+            raise ValueError("inverse must hold one flag per market")
+        self.any_inverse = bool(self.inverse.any())
         self.wallet = np.zeros(0, dtype=np.int64)
         self.qty = np.zeros((0, m), dtype=np.int64)
         self.cost = np.zeros((0, m), dtype=np.int64)
@@ -106,7 +119,13 @@ class Ledger:
     def deposit(self, ids, amounts) -> None:
         self._external(ids, amounts, "deposit", 1)
 
-    def withdraw(self, ids, amounts) -> None:
+    def withdraw(self, ids, amounts, haircut=0, to=None) -> None:
+        """Cash out; ``haircut`` of each amount (a socialized loss factor) goes to row ``to``
+        instead of leaving the ledger, so only ``amounts - haircut`` is withdrawn."""
+        if to is not None:
+            ids, haircut = _pair(ids, haircut)
+            self.transfer(ids, to, haircut)
+            amounts = np.broadcast_to(np.asarray(amounts, dtype=np.int64), ids.shape) - haircut
         self._external(ids, amounts, "withdrawal", -1)
 
     def _external(self, ids, amounts, kind: str, sign: int) -> None:
@@ -158,6 +177,10 @@ class Ledger:
         if (qty < 0).any() or (price <= 0).any():
             raise ValueError("fills need non-negative qty and positive price")
         k = kernels.get()
+        if k is not None and self.inverse[market]:
+            k.trade_values(self.wallet, self.qty, self.cost, int(market), kernels.i64(buyers), kernels.i64(sellers),
+                           kernels.i64(qty), kernels.i64(self.fill_values(market, qty, price)))
+            return
         if k is not None:
             k.trade(self.wallet, self.qty, self.cost, int(market), kernels.i64(buyers), kernels.i64(sellers),
                     kernels.i64(qty), kernels.i64(price), int(self.contract_values[market]))
@@ -180,7 +203,7 @@ class Ledger:
             buyers, sellers, qty, price = buyers[live], sellers[live], qty[live], price[live]
         if len(qty) == 0:
             return
-        value = qty * price * self.contract_values[market]
+        value = self.fill_values(market, qty, price)
         # one entry per side of every fill, in fill order (buyer and seller of a fill differ)
         n = len(qty)
         accounts = np.concatenate([buyers, sellers])
@@ -216,6 +239,11 @@ class Ledger:
             e = order[rank == k]
             self._apply(market, accounts[e], dq_e[e], dv_e[e])
 
+    def fill_values(self, market: int, qty, price) -> np.ndarray:
+        """The buyer's value of each fill (the seller's is its negative), computed once per fill:
+        linear ``q * P * cv``, inverse ``-floor(q * K / P)`` (``simulator.venue.settlement``)."""
+        return settlement.fill_values(qty, price, self.contract_values[market], bool(self.inverse[market]))
+
     def _apply(self, market: int, accounts, dq, dv) -> None:
         q = self.qty[accounts, market]
         c = self.cost[accounts, market]
@@ -238,28 +266,54 @@ class Ledger:
         self.cost[accounts, market] = new_cost
 
     # ------------------------------------------------------------------- queries
-    def unrealised(self, marks) -> np.ndarray:
-        """``U = qty * mark * cv - cost`` per account and market, int64."""
+    def value(self, qty, marks) -> np.ndarray:
+        """Signed value ``V(q, mark)`` of ``qty[A, M]``, int64 (``simulator.venue.settlement``)."""
         marks = np.asarray(marks, dtype=np.int64)
-        return self.qty * (marks * self.contract_values)[None, :] - self.cost
+        if not self.any_inverse:
+            return qty * (marks * self.contract_values)[None, :]
+        return settlement.value(qty, marks, self.contract_values, self.inverse)
+
+    def exposure(self, qty, marks) -> np.ndarray:
+        """Signed notional of ``qty[A, M]`` at ``marks`` (long positive), int64 cash."""
+        marks = np.asarray(marks, dtype=np.int64)
+        if not self.any_inverse:
+            return qty * (marks * self.contract_values)[None, :]
+        return settlement.exposure(qty, marks, self.contract_values, self.inverse)
+
+    def notional(self, qty, marks) -> np.ndarray:
+        """``|V(q, mark)|`` per account and market, int64 cash (what margin is charged on)."""
+        marks = np.asarray(marks, dtype=np.int64)
+        if not self.any_inverse:
+            return np.abs(qty) * (marks * self.contract_values)[None, :]
+        return np.abs(settlement.exposure(qty, marks, self.contract_values, self.inverse))
+
+    def unrealised(self, marks) -> np.ndarray:
+        """``U = V(qty, mark) - cost`` per account and market, int64 (linear ``qty*mark*cv - cost``)."""
+        return self.value(self.qty, marks) - self.cost
 
     def equity(self, marks, accounts=None) -> np.ndarray:
         """Cross-margin equity ``wallet + sum_m U_m`` per account (or for ``accounts``), int64."""
         marks = np.asarray(marks, dtype=np.int64)
         if accounts is None:
             return self.wallet + self.unrealised(marks).sum(axis=1)
-        u = self.qty[accounts] * (marks * self.contract_values)[None, :] - self.cost[accounts]
+        u = self.value(self.qty[accounts], marks) - self.cost[accounts]
         return self.wallet[accounts] + u.sum(axis=1)
 
     def entry_price(self) -> np.ndarray:
         """Entry price in ticks (float; NaN where flat)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.qty != 0, self.cost / (self.qty * self.contract_values), np.nan)
+        return settlement.entry_prices(self.qty, self.cost, self.contract_values, self.inverse)
 
     def conservation_residual(self, marks) -> int:
-        """Must be exactly 0: ledger value minus net external flows."""
+        """Must be exactly 0: ledger value minus net external flows (inverse markets valued at
+        their net position, see the module docstring)."""
         marks = np.asarray(marks, dtype=np.int64)
-        held = int(self.wallet.sum()) + int(self.unrealised(marks).sum())
+        if not self.any_inverse:
+            held = int(self.wallet.sum()) + int(self.unrealised(marks).sum())
+        else:
+            lin = ~self.inverse
+            net = self.qty.sum(axis=0)[None, :]
+            held = (int(self.wallet.sum()) + int(self.unrealised(marks)[:, lin].sum())
+                    - int(self.cost[:, self.inverse].sum()) + int(self.value(net, marks)[0, self.inverse].sum()))
         return held - (self.deposits - self.withdrawals + self.injections)
 
     def totals(self, marks) -> tuple[int, np.ndarray, np.ndarray]:
@@ -268,8 +322,15 @@ class Ledger:
         k = kernels.scan()
         if k is None:
             return self.conservation_residual(marks), self.qty.sum(axis=0), self.open_interest()
-        w, u, net, oi = k.ledger_totals(self.wallet, self.qty, self.cost, kernels.i64(marks), self.contract_values)
-        return int(w) + int(u) - (self.deposits - self.withdrawals + self.injections), net, oi
+        if not self.any_inverse:
+            w, u, net, oi = k.ledger_totals(self.wallet, self.qty, self.cost, kernels.i64(marks), self.contract_values)
+            return int(w) + int(u) - (self.deposits - self.withdrawals + self.injections), net, oi
+        # inverse columns: a zero contract value makes the kernel sum ``-cost`` only; their net
+        # position is valued once
+        cv = np.where(self.inverse, 0, self.contract_values)
+        w, u, net, oi = k.ledger_totals(self.wallet, self.qty, self.cost, kernels.i64(marks), cv)
+        net_value = int(self.value(net[None, :], marks)[0, self.inverse].sum())
+        return int(w) + int(u) + net_value - (self.deposits - self.withdrawals + self.injections), net, oi
 
     def open_interest(self) -> np.ndarray:
         """Lots held long per market (equal to lots held short)."""

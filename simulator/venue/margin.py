@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.venue import settlement
 from simulator.venue.fixedpoint import PPM, muldiv, muldiv_ceil
 
 
@@ -58,20 +59,23 @@ class MarginTiers:
         return np.asarray(self.mmr_ppm, dtype=np.int64)[tier]
 
 
-def notional(qty, marks, contract_values) -> np.ndarray:
-    """``|qty| * mark * cv`` per account and market, int64 cash units."""
+def notional(qty, marks, contract_values, inverse=None) -> np.ndarray:
+    """``|V(qty, mark)|`` per account and market, int64 cash units: linear ``|qty| * mark * cv``,
+    inverse ``floor(|qty| K / mark)`` (``inverse``: per-market mask; None: all linear)."""
+    if inverse is not None and inverse.any():
+        return np.abs(settlement.exposure(qty, marks, contract_values, inverse))
     return np.abs(qty) * (np.asarray(marks, dtype=np.int64) * np.asarray(contract_values))[None, :]
 
 
-def maintenance_margin(qty, marks, contract_values, tiers: list[MarginTiers]) -> np.ndarray:
+def maintenance_margin(qty, marks, contract_values, tiers: list[MarginTiers], inverse=None) -> np.ndarray:
     """Maintenance margin per account and market, int64."""
-    n = notional(qty, marks, contract_values)
+    n = notional(qty, marks, contract_values, inverse)
     return np.stack([tiers[m].maintenance(n[:, m]) for m in range(n.shape[1])], axis=1)
 
 
-def initial_margin(qty, marks, contract_values, leverage) -> np.ndarray:
+def initial_margin(qty, marks, contract_values, leverage, inverse=None) -> np.ndarray:
     """``N / leverage`` per account and market, rounded up; ``leverage`` broadcasts [A, M]."""
-    n = notional(qty, marks, contract_values)
+    n = notional(qty, marks, contract_values, inverse)
     lev_ppm = np.round(np.asarray(leverage, dtype=float) * PPM).astype(np.int64)
     return _ceil_div_lev(n, np.broadcast_to(np.maximum(lev_ppm, 1), n.shape))
 
@@ -91,30 +95,44 @@ def below_maintenance(equity, mm) -> np.ndarray:
 def bankruptcy_price(ledger, marks, account: int, market: int) -> float:
     """Mark (ticks) of ``market`` at which ``account``'s equity is exactly zero.
 
-    Other markets held at their marks: ``P_b = (cost - equity_without_this_U) / (qty * cv)``.
+    Other markets held at their marks (``other`` = wallet + their unrealised PnL). Linear:
+    ``other + q P cv - cost = 0``, ``P_b = (cost - other) / (q cv)``. Inverse:
+    ``other - q K / P - cost = 0``, ``P_b = q K / (other - cost)``; an isolated long of
+    leverage ``L`` entered at ``E`` (``other = |cost| / L``, ``cost = -q K / E``) goes bankrupt
+    at ``E / (1 + 1/L)``, a short at ``E / (1 - 1/L)`` (BitMEX's inverse formulas).
     """
     return float(bankruptcy_prices(ledger, marks, np.array([account]), market)[0])
 
 
 def bankruptcy_prices(ledger, marks, accounts, market: int) -> np.ndarray:
-    """Vectorised ``bankruptcy_price`` for many accounts in one market (NaN where flat)."""
+    """Vectorised ``bankruptcy_price`` for many accounts in one market (NaN where flat, and for
+    an inverse position that no price can bankrupt)."""
     accounts = np.asarray(accounts, dtype=np.int64)
     u = ledger.unrealised(marks)[accounts]
     q = ledger.qty[accounts, market]
     other = ledger.wallet[accounts] + u.sum(axis=1) - u[:, market]
     with np.errstate(divide="ignore", invalid="ignore"):
+        if ledger.inverse[market]:
+            p = q.astype(float) * float(ledger.contract_values[market]) / (other - ledger.cost[accounts, market])
+            return np.where((q != 0) & (p > 0), p, np.nan)
         return np.where(q != 0, (ledger.cost[accounts, market] - other) / (q * ledger.contract_values[market]), np.nan)
 
 
 def liquidation_price(ledger, marks, account: int, market: int, tiers: MarginTiers) -> float:
     """Mark at which equity equals maintenance margin for this position (others held at mark).
 
-    Solves ``other + q*P*cv - cost = |q|*P*cv*mmr - deduction`` in the tier that contains the
-    solution (tiers are scanned; the solution's notional must fall in its tier).
+    Linear: solves ``other + q*P*cv - cost = |q|*P*cv*mmr - deduction`` in the tier that contains
+    the solution (tiers are scanned; the solution's notional must fall in its tier). Inverse
+    (notional ``|q| K / P``): ``other - q K / P - cost = |q| K mmr / P - deduction``, so
+    ``P = (q + |q| mmr) K / (other - cost + deduction)``; isolated at leverage ``L`` from ``E``:
+    long ``E (1 + mmr) / (1 + 1/L)``, short ``E (1 - mmr) / (1 - 1/L)``.
     """
     q = int(ledger.qty[account, market])
     if q == 0:
         return float("nan")
+    if ledger.inverse[market]:
+        mm = np.zeros((1, ledger.n_markets), dtype=np.int64)
+        return float(liquidation_prices(ledger, marks, [account], market, {market: tiers}, mm)[0])
     cv = int(ledger.contract_values[market])
     u = ledger.unrealised(marks)[account]
     other = int(ledger.wallet[account]) + int(u.sum()) - int(u[market])
@@ -132,7 +150,7 @@ def liquidation_price(ledger, marks, account: int, market: int, tiers: MarginTie
     return float("nan")
 
 
-def liquidation_prices(ledger, marks, accounts, market: int, tiers: list[MarginTiers], mm) -> np.ndarray:
+def liquidation_prices(ledger, marks, accounts, market: int, tiers, mm) -> np.ndarray:
     """Vectorised liquidation price of ``accounts`` in ``market``: the mark at which cross
     equity equals total maintenance margin, the other markets held at their marks (their
     maintenance ``mm[:, other]`` fixed). NaN where flat or where no tier holds a solution."""
@@ -144,13 +162,18 @@ def liquidation_prices(ledger, marks, accounts, market: int, tiers: list[MarginT
     mm_other = (np.asarray(mm).sum(axis=1) - np.asarray(mm)[:, market]).astype(float)
     cost = ledger.cost[accounts, market].astype(float)
     t = tiers[market]
+    inverse = bool(ledger.inverse[market])
     out = np.full(len(accounts), np.nan)
     for k in range(len(t.floors)):
         r = t.mmr_ppm[k] / PPM
-        denom = (q - np.abs(q) * r) * cv
         with np.errstate(divide="ignore", invalid="ignore"):
-            price = (cost - other + mm_other - t.deductions[k]) / denom
-        n = np.abs(q) * price * cv
+            if inverse:
+                price = (q + np.abs(q) * r) * cv / (other - cost + t.deductions[k] - mm_other)
+                n = np.abs(q) * cv / price
+            else:
+                denom = (q - np.abs(q) * r) * cv
+                price = (cost - other + mm_other - t.deductions[k]) / denom
+                n = np.abs(q) * price * cv
         upper = t.floors[k + 1] if k + 1 < len(t.floors) else np.inf
         ok = np.isnan(out) & (q != 0) & (price > 0) & (n >= t.floors[k]) & (n < upper)
         out[ok] = price[ok]

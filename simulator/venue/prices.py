@@ -28,6 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from simulator.venue.fixedpoint import PPB, muldiv_ceil
+from simulator.venue.settlement import exposure
 
 MARK_METHODS = ("median", "index", "mid", "last", "index_basis")
 
@@ -181,14 +182,19 @@ class PriceState:
         return cfg.rate(premium)
 
 
-def funding_payments(qty, marks, contract_values, rate) -> np.ndarray:
+def funding_payments(qty, marks, contract_values, rate, inverse=None) -> np.ndarray:
     """Cash each account pays (positive) or receives (negative), per market summed.
 
-    ``payment = ceil(qty * mark * cv * rate)``: a long pays when the rate is positive, a short
+    ``payment = ceil(exposure * rate)`` with the signed notional at mark (linear
+    ``qty * mark * cv``; inverse ``sign(q) floor(|q| K / mark)`` in the coin, as BitMEX charges
+    funding on the position's value in XBT): a long pays when the rate is positive, a short
     receives ``floor``; the sum over accounts is therefore ``>= 0`` and is the fee pool's.
     """
     rate_ppb = np.round(np.asarray(rate, dtype=float) * PPB).astype(np.int64)
-    value = qty * (np.asarray(marks, dtype=np.int64) * np.asarray(contract_values))[None, :]
+    if inverse is not None and np.any(inverse):
+        value = exposure(qty, marks, contract_values, inverse)
+    else:
+        value = qty * (np.asarray(marks, dtype=np.int64) * np.asarray(contract_values))[None, :]
     return muldiv_ceil(value, rate_ppb[None, :], PPB).sum(axis=1)
 
 

@@ -21,6 +21,7 @@ from simulator.venue.fixedpoint import PPM, muldiv_ceil
 from simulator.venue.ledger import Ledger
 from simulator.venue.margin import below_maintenance, initial_margin, maintenance_margin, notional
 from simulator.venue.market import MarketSpec
+from simulator.venue.settlement import fill_notional
 from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_payments
 from simulator.venue.waterfall import Cases, build_waterfall, cover_engine_inventory, run_round
 
@@ -82,7 +83,11 @@ class Venue:
         self.rng = rng
         self.markets = list(config.markets)
         self.tiers = [m.tiers for m in self.markets]
-        self.ledger = Ledger(np.array([m.contract_value for m in self.markets], dtype=np.int64))
+        self.ledger = Ledger(np.array([m.contract_value for m in self.markets], dtype=np.int64),
+                             np.array([m.inverse for m in self.markets], dtype=bool))
+        # per-market inverse flags for the margin functions; None when every market is linear
+        # (their linear fast path, no per-call mask test)
+        self._inverse_mask = self.ledger.inverse if self.ledger.any_inverse else None
         self.books = [OrderBook() for _ in self.markets]
         self.prices = PriceState(len(self.markets), config.mark)
         self.events = EventLog()
@@ -144,6 +149,31 @@ class Venue:
     def contract_values(self) -> np.ndarray:
         return self.ledger.contract_values
 
+    @property
+    def inverse(self) -> np.ndarray:
+        """Per market: True for an inverse (coin-margined) contract."""
+        return self.ledger.inverse
+
+    def exposure_cash(self, lots, market, price):
+        """Float signed notional in cash of ``lots`` at ``price`` ticks in ``market`` (one market or
+        an array of markets), for sizing: linear ``lots * price * cv``, inverse ``lots * K / price``."""
+        cv = self.contract_values[market]
+        if not self.ledger.any_inverse:
+            return lots * price * cv
+        return np.where(self.inverse[market], lots * cv / price, lots * price * cv)
+
+    def lot_cash(self, market, price):
+        """Cash value of one lot at ``price`` ticks (``exposure_cash`` of one lot)."""
+        return self.exposure_cash(1, market, price)
+
+    def value_cash(self, lots, market, price):
+        """Float signed value ``V`` of ``lots`` at ``price`` (what ``cost`` holds at entry):
+        ``exposure_cash``, negated for an inverse market."""
+        v = self.exposure_cash(lots, market, price)
+        if not self.ledger.any_inverse:
+            return v
+        return np.where(self.inverse[market], -v, v)
+
     # ---------------------------------------------------------------- margin
     def equity(self, accounts=None) -> np.ndarray:
         """Equity at mark of every account, or of ``accounts`` only (cheaper)."""
@@ -152,11 +182,19 @@ class Venue:
     def maintenance(self, accounts=None) -> np.ndarray:
         """Maintenance margin per account and market (of ``accounts`` only, if given)."""
         qty = self.ledger.qty if accounts is None else self.ledger.qty[accounts]
-        return maintenance_margin(qty, self.marks, self.contract_values, self.tiers)
+        return maintenance_margin(qty, self.marks, self.contract_values, self.tiers, self._inverse_mask)
 
     def initial(self, qty=None) -> np.ndarray:
         q = self.ledger.qty if qty is None else qty
-        return initial_margin(q, self.marks, self.contract_values, self.leverage)
+        return initial_margin(q, self.marks, self.contract_values, self.leverage, self._inverse_mask)
+
+    def free_collateral(self, rows, leverage=None) -> np.ndarray:
+        """What ``rows`` could withdraw: equity above the initial margin of their positions (at
+        ``leverage``, default each account's), at most their cash."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lev = self.leverage[rows] if leverage is None else leverage
+        im = initial_margin(self.ledger.qty[rows], self.marks, self.contract_values, lev, self._inverse_mask).sum(axis=1)
+        return np.minimum(self.ledger.wallet[rows], self.equity(rows) - im)
 
     def liquidatable(self) -> np.ndarray:
         """Accounts below maintenance (cross margin), venue rows excluded."""
@@ -166,6 +204,9 @@ class Venue:
         led = self.ledger
         if self._tier_arrays is None:
             self._tier_arrays = _tier_arrays(self.tiers)
+        if led.any_inverse:
+            return kernels.get().liquidatable_mixed(led.wallet, led.qty, led.cost, kernels.i64(self.marks), self.contract_values,
+                                        led.inverse, *self._tier_arrays, led.is_venue())
         return k.liquidatable(led.wallet, led.qty, led.cost, kernels.i64(self.marks),
                               self.contract_values, *self._tier_arrays, led.is_venue())
 
@@ -186,7 +227,7 @@ class Venue:
         to the position they reduce.
         """
         k = kernels.book()
-        if k is None:
+        if k is None or self.ledger.any_inverse:  # the compiled checks value lots linearly
             return self.submit_orders_reference(market, owners, sides, qtys, limits, reduce_only)
         i64 = kernels.i64
         owners, sides, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, qtys))
@@ -230,8 +271,9 @@ class Venue:
             leverage = self.leverage[owners]
             if self.fund_guard_active():
                 leverage = np.minimum(leverage, self.config.fund_guard_max_leverage)
-            im_after = initial_margin(q_all, self.marks, self.contract_values, leverage).sum(axis=1)
-            fee = muldiv_ceil(notional(qtys[:, None], self.marks[market : market + 1], self.contract_values[market : market + 1])[:, 0], self.markets[market].taker_fee_ppm, PPM)
+            im_after = initial_margin(q_all, self.marks, self.contract_values, leverage, self._inverse_mask).sum(axis=1)
+            fee = muldiv_ceil(notional(qtys[:, None], self.marks[market : market + 1], self.contract_values[market : market + 1],
+                                        None if self._inverse_mask is None else self.inverse[market : market + 1])[:, 0], self.markets[market].taker_fee_ppm, PPM)
             eq = self.ledger.equity(self.marks, owners) - fee
             refused = grows & (eq < im_after)
             self.rejections += int((refused & ok).sum())
@@ -253,7 +295,7 @@ class Venue:
         for a dropped or refused order.
         """
         k = kernels.book()
-        if k is not None:
+        if k is not None and not self.ledger.any_inverse:  # the compiled check values lots linearly
             return self._post_quotes_compiled(k, market, owners, sides, prices, qtys)
         return self.post_quotes_reference(market, owners, sides, prices, qtys)
 
@@ -306,7 +348,7 @@ class Venue:
         the fund health guard caps leverage as for market orders.
         """
         k = kernels.book()
-        if k is None:
+        if k is None or self.ledger.any_inverse:  # the compiled check values lots linearly
             return self.quote_margin_ok_reference(market, owners, sides, qtys)
         i64 = kernels.i64
         owners, sides, qtys = (i64(a) for a in (owners, sides, qtys))
@@ -351,10 +393,14 @@ class Venue:
         leverage = self.leverage[u][inv]
         if self.fund_guard_active():
             leverage = np.minimum(leverage, self.config.fund_guard_max_leverage)
-        im = initial_margin(scenario, self.marks, self.contract_values, leverage).sum(axis=1)
+        im = initial_margin(scenario, self.marks, self.contract_values, leverage, self._inverse_mask).sum(axis=1)
         fee_ppm = max(self.markets[market].maker_fee_ppm, 0)  # a rebate is not counted as margin
-        mark_value = int(self.marks[market]) * int(self.contract_values[market])
-        fee = muldiv_ceil(side_lots * mark_value, fee_ppm, PPM)
+        if self.inverse[market]:
+            fee = muldiv_ceil(fill_notional(side_lots, int(self.marks[market]), int(self.contract_values[market]), True),
+                              fee_ppm, PPM)
+        else:
+            mark_value = int(self.marks[market]) * int(self.contract_values[market])
+            fee = muldiv_ceil(side_lots * mark_value, fee_ppm, PPM)
         eq = led.equity(self.marks, u)[inv] - fee
         return (exposure <= np.abs(q0)) | (eq >= im)
 
@@ -387,10 +433,29 @@ class Venue:
         self.ledger.deposit(accounts, amounts)
         np.add.at(self.window_flows, np.atleast_1d(accounts), amounts)
 
-    def withdraw(self, accounts, amounts) -> None:
-        """External withdrawal; counted out of the profit window like a deposit."""
-        self.ledger.withdraw(accounts, amounts)
-        np.subtract.at(self.window_flows, np.atleast_1d(accounts), amounts)
+    def withdraw(self, accounts, amounts) -> np.ndarray:
+        """External withdrawals of ``amounts``, in order; returns what each paid out.
+
+        A stage that takes a share of withdrawals (``socialize`` with ``weights:
+        withdrawal_factor``) keeps its haircut in the loss pool; the rest leaves the ledger and
+        is counted out of the profit window like a deposit. Logged as ``withdrawal`` events
+        (amount paid out, weight = the share kept).
+        """
+        accounts = np.atleast_1d(np.asarray(accounts, dtype=np.int64))
+        amounts = np.broadcast_to(np.asarray(amounts, dtype=np.int64), accounts.shape)
+        if (amounts < 0).any():
+            raise ValueError("a withdrawal must be non-negative")
+        cut = np.zeros(len(accounts), dtype=np.int64)
+        for stage in self.waterfall:
+            kept = stage.withdrawal_haircut(self, accounts, amounts - cut)
+            if kept is not None:
+                cut += kept
+        self.ledger.withdraw(accounts, amounts, haircut=cut, to=self.loss_pool)
+        paid = amounts - cut
+        np.subtract.at(self.window_flows, accounts, paid)
+        share = np.divide(cut, amounts, out=np.zeros(len(amounts)), where=amounts > 0)
+        self.events.add("withdrawal", account=accounts, amount=paid, weight=share)
+        return paid
 
     def settle(self, market: int, fills: Fills, fees: bool = True) -> None:
         """Put fills on the ledger; with ``fees`` the taker and maker fees go to the fee pool."""
@@ -402,13 +467,13 @@ class Venue:
         if fees:
             spec = self.markets[market]
             k = kernels.book()
-            if k is not None:
+            if k is not None and not self.inverse[market]:
                 i64 = kernels.i64
                 k.pay_fees(self.ledger.wallet, i64(fills.taker), i64(fills.maker), i64(fills.qty), i64(fills.price),
                            int(self.contract_values[market]), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm),
                            int(self.fee_pool))
                 return
-            value = fills.qty * fills.price * self.contract_values[market]
+            value = fill_notional(fills.qty, fills.price, self.contract_values[market], bool(self.inverse[market]))
             taker_fee = muldiv_ceil(value, spec.taker_fee_ppm, PPM)
             maker_fee = muldiv_ceil(value, spec.maker_fee_ppm, PPM)
             self.ledger.transfer(fills.taker, self.fee_pool, taker_fee)
@@ -434,6 +499,8 @@ class Venue:
 
     def open_interest_value(self) -> int:
         """Open interest valued at mark, all markets, cash units."""
+        if self.ledger.any_inverse:
+            return int(self.ledger.notional(self.ledger.open_interest()[None, :], self.marks).sum())
         return int((self.ledger.open_interest() * self.marks * self.contract_values).sum())
 
     def fund_guard_active(self) -> bool:
@@ -449,7 +516,7 @@ class Venue:
         accounts levered above the guard's ``max_leverage`` (notional / equity; equity <= 0
         counts) pays the funding adjustment, so the risk the fund would cover is discouraged."""
         led = self.ledger
-        notional = (np.abs(led.qty) * self.marks * self.contract_values).sum(axis=1)
+        notional = led.notional(led.qty, self.marks).sum(axis=1)
         eq = self.equity()
         over = ((eq <= 0) | (notional > self.config.fund_guard_max_leverage * eq)) & (notional > 0) & ~led.is_venue()
         q = led.qty[over]
@@ -476,7 +543,7 @@ class Venue:
         rate = self.prices.funding_rate(self.config.funding)
         if self.config.fund_guard_funding_adjustment and self.fund_guard_active():
             rate = rate + self.config.fund_guard_funding_adjustment * self.fund_relief_side()
-        pay = funding_payments(self.ledger.qty, self.marks, self.contract_values, rate)
+        pay = funding_payments(self.ledger.qty, self.marks, self.contract_values, rate, self._inverse_mask)
         payers = np.flatnonzero(pay)
         self.ledger.transfer(payers, self.fee_pool, pay[payers])
         self.settle_period()

@@ -17,6 +17,7 @@ import re
 from typing import Any, get_args, get_origin
 
 CASH_UNIT = 1e-6  # quote currency per ledger cash unit (world.model.CASH_UNIT)
+INVERSE_CASH_UNIT = 1e-8  # settlement coin per ledger cash unit of an inverse run (a satoshi)
 MAX_MONEY = 1e12  # one amount, quote currency
 MAX_TOTAL_MONEY = 4e12  # everything deposited at the start, quote currency
 MAX_STEP_SECONDS = 365 * 24 * 3600.0
@@ -91,6 +92,12 @@ def check_design(design, prefix: str) -> list[tuple[str, str]]:
     return problems
 
 
+def _with_contract(sc, design):
+    """``sc`` with its markets settled as ``design.contract`` says (no designs, no recursion)."""
+    patch = {k: v for k, v in design.contract.model_dump().items() if v is not None}
+    return sc.model_copy(update={"designs": [], "markets": [m.model_copy(update=patch) for m in sc.markets]})
+
+
 def check_scenario(sc) -> list[tuple[str, str]]:
     """Problems of a validated ``Scenario`` as ``(field path, message)``; empty when fine."""
     p: list[tuple[str, str]] = []
@@ -106,6 +113,10 @@ def check_scenario(sc) -> list[tuple[str, str]]:
         _money(p, f"venue.waterfall.{i}.cap_per_event", getattr(st, "cap_per_event", None))
     for i, d in enumerate(sc.designs):
         p += check_design(d, f"designs.{i}.")
+        if d.contract is not None:  # the markets as this design settles them must work too
+            patched = _with_contract(sc, d)
+            p += [(f"designs.{i}.contract", f"{field}: {msg}") for field, msg in check_scenario(patched)
+                  if field.startswith("markets")]
     t, mm, arb = a.traders, a.market_makers, a.arbitrageurs
     _money(p, "agents.traders.capital.median", t.capital.median)
     _money(p, "agents.traders.capital.cap", t.capital.cap)
@@ -141,11 +152,23 @@ def check_scenario(sc) -> list[tuple[str, str]]:
         p.append(("index.correlation", f"{sc.index.correlation:g}: with {n} markets it must be in [{lo:g}, 1]"))
 
     horizon_years = sc.steps * sc.step_seconds / YEAR_SECONDS
+    for i, m in enumerate(sc.markets):
+        if m.settlement != sc.markets[0].settlement:
+            p.append((f"markets.{i}.settlement", f"{m.settlement!r}, but markets.0 is {sc.markets[0].settlement!r}: a "
+                      "run has one settlement asset (the ledger has one cash unit); make every market linear "
+                      "or every market inverse (inverse markets all settle in market 0's coin)"))
     for i, (m, model) in enumerate(zip(sc.markets, sc.index.models)):
-        cv = m.lot_size * m.tick_size / CASH_UNIT
-        if cv < 1 or abs(cv - round(cv)) > 1e-9 * cv:
-            p.append((f"markets.{i}", f"lot_size x tick_size = {m.lot_size * m.tick_size:g} must be a whole multiple "
-                      f"of the ledger's cash unit ({CASH_UNIT:g}) and at least one"))
+        if m.settlement == "inverse":
+            k = m.lot_size / (m.tick_size * INVERSE_CASH_UNIT)
+            if k < 1 or abs(k - round(k)) > 1e-6 + 1e-13 * k:
+                p.append((f"markets.{i}", f"inverse: lot_size / tick_size = {m.lot_size / m.tick_size:g} contracts' "
+                          f"worth must be a whole number of satoshis ({INVERSE_CASH_UNIT:g} coin) per tick: "
+                          f"lot_size / (tick_size x {INVERSE_CASH_UNIT:g}) = {k:.6g} is not whole"))
+        else:
+            cv = m.lot_size * m.tick_size / CASH_UNIT
+            if cv < 1 or abs(cv - round(cv)) > 1e-9 * cv:
+                p.append((f"markets.{i}", f"lot_size x tick_size = {m.lot_size * m.tick_size:g} must be a whole multiple "
+                          f"of the ledger's cash unit ({CASH_UNIT:g}) and at least one"))
         first = m.maintenance_tiers[0].rate
         if first >= 1 / m.max_leverage:
             p.append((f"markets.{i}.maintenance_tiers.0.rate", f"{first:g} is not below the initial margin rate "
@@ -160,7 +183,17 @@ def check_scenario(sc) -> list[tuple[str, str]]:
             p.append((f"markets.{i}.tick_size", f"{m.tick_size:g} is more than 1/{MIN_TICKS_PER_PRICE} of the "
                       f"start price {price:g}: prices cannot move"))
             continue
-        lot_value = m.lot_size * price
+        lot_value = m.lot_size if m.settlement == "inverse" else m.lot_size * price  # quote currency
+        if i == 0 and m.settlement == "inverse" and not p:
+            # the scenario's quote money becomes satoshis at the opening price: it must fit int64
+            total = (v.insurance_fund + v.backstop_capital + mm.count * mm.capital + arb.count * arb.capital
+                     + t.count * _lognormal_mean(t.capital))
+            if total / price / INVERSE_CASH_UNIT > 2**62:
+                p.append(("index.models.0.start_price", f"{price:g}: the scenario's {total:.3g} of quote money is "
+                          f"{total / price:.3g} coin at that price, more satoshis than the ledger holds"))
+        if m.settlement == "inverse" and (price / m.tick_size) * 1e3 * (m.lot_size / (m.tick_size * INVERSE_CASH_UNIT)) >= 2**63:
+            p.append((f"markets.{i}.tick_size", f"inverse: {m.tick_size:g} is too fine for a start price of {price:g}: "
+                      "price x contract constant would overflow the exact int64 division"))
         if mm.count and lot_value > mm.level_notional:
             p.append((f"markets.{i}.lot_size", f"one lot is worth {lot_value:g}, more than a market maker's "
                       f"level_notional ({mm.level_notional:g}): the book would be empty"))

@@ -5,9 +5,12 @@ of a batch's Parquet table; the keys are ``SUMMARY_KEYS``, always all of them, i
 The pure functions ``cvar``, ``describe``, ``paired_bootstrap_ci`` and ``gini`` aggregate a
 metric over Monte Carlo runs.
 
-Units: every money figure in the summary is in **quote currency** (ledger cash units times
-``meta["cash_unit"]``); notionals are ``|qty| * price * lot_size * tick_size`` of the event's
-market (``qty`` in lots, ``price`` in ticks); fractions are fractions (0.3 = 30 %) unless the
+Units: every money figure in the summary is in the run's **settlement asset**
+(``settlement_asset``: the quote currency, USD, for linear markets; the coin, e.g. BTC, for an
+inverse run), i.e. ledger cash units times ``meta["cash_unit"]``; the ``fund_*_usd`` keys give
+the insurance fund in the quote currency (coin x mark for an inverse run). Notionals are in the
+quote currency: ``|qty| * price * lot_size * tick_size`` of the event's market (``qty`` in lots,
+``price`` in ticks), for an inverse contract its face value ``|qty| * lot_size``; fractions are fractions (0.3 = 30 %) unless the
 key ends in ``_pct``. NaN marks a metric that is undefined for the run (documented per key).
 
 Inputs (the contract with the run machinery):
@@ -121,7 +124,13 @@ SUMMARY_KEYS: tuple[str, ...] = (
 #: What ADL and socialization cost hedging traders (``simulator.world.who_paid``); appended
 #: last, in their own tuple, so edits of the list above merge cleanly.
 HEDGER_KEYS: tuple[str, ...] = ("hedger_shortfall", "hedger_shortfall_pct")
-SUMMARY_KEYS = SUMMARY_KEYS + HEDGER_KEYS
+#: Withdrawals and the withdrawal factor (Paradex socialized loss factor); see ``summarize``.
+WITHDRAWAL_KEYS: tuple[str, ...] = ("withdrawn", "withdrawal_haircut", "socialized_outstanding")
+#: The run's settlement: the asset money figures are in, its cash unit, and the insurance fund's
+#: value in the quote currency (an inverse fund is held in coin: its dollar value falls with the
+#: price even before it pays anything).
+SETTLEMENT_KEYS: tuple[str, ...] = ("settlement_asset", "cash_unit", "fund_start_usd", "fund_min_usd", "fund_end_usd")
+SUMMARY_KEYS = SUMMARY_KEYS + WITHDRAWAL_KEYS + SETTLEMENT_KEYS + HEDGER_KEYS
 
 _STAGES = ("book", "backstop", "insurance_fund", "adl", "engine")
 #: Why ADL fired (the ``reason`` of ``adl`` events; simulator.venue.waterfall.adl).
@@ -267,12 +276,17 @@ def _market_scale(meta: Mapping, markets: np.ndarray) -> np.ndarray:
 
 
 def _notional(rows: pd.DataFrame, meta: Mapping) -> np.ndarray:
-    """Quote notional of event rows: |qty| * price * lot * tick."""
+    """Quote notional of event rows: |qty| * price * lot * tick (an inverse contract: its face
+    value |qty| * lot, whatever the price)."""
     if len(rows) == 0:
         return np.zeros(0)
     q = np.abs(rows["qty"].to_numpy(dtype=float))
     p = rows["price"].to_numpy(dtype=float)
     v = q * p * _market_scale(meta, rows["market"].to_numpy())
+    if any(meta.get("inverse") or ()):
+        m = np.clip(rows["market"].to_numpy().astype(np.int64), 0, None)
+        inverse = np.asarray(meta["inverse"], dtype=bool)[m]
+        v = np.where(inverse, q * np.asarray(meta["lot_sizes"], dtype=float)[m], v)
     return np.nan_to_num(v)
 
 
@@ -330,7 +344,19 @@ def _fund_metrics(ts: pd.DataFrame, meta: Mapping) -> dict:
         if len(hit):
             steps = _col(ts, "step")
             depleted_step = int(steps[hit[0]]) if steps is not None else int(hit[0])
+    # the fund's value in the quote currency: the same numbers for a linear run; an inverse
+    # run's fund is coin x mark (the ``insurance_fund_usd`` series; the start at the opening price)
+    usd = _col(ts, "insurance_fund_usd")
+    if usd is None:
+        start_usd, min_usd, end_usd = start, fund_min, end
+    else:
+        start_usd = start * float(meta.get("quote_per_coin", 1.0))
+        min_usd = float(np.nanmin([start_usd, _nanmin(usd)]))
+        end_usd = float(usd[~np.isnan(usd)][-1]) if (~np.isnan(usd)).any() else start_usd
     return {
+        "fund_start_usd": start_usd,
+        "fund_min_usd": min_usd,
+        "fund_end_usd": end_usd,
         "fund_start": start,
         "fund_min": fund_min,
         "fund_end": end,
@@ -437,6 +463,14 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
         ``socialized_total`` charged to ``meta["zero_position_accounts"]`` (account ids, or
         (step, account) pairs to match each charge's step); NaN without that key or without a
         charge. ``venue_loss_occurred``: any venue loss.
+
+    Withdrawals (``withdrawal`` rows; ``socialize`` rows with reason ``withdrawal_factor``)
+        ``withdrawn``: cash paid out to withdrawing accounts. ``withdrawal_haircut``: what the
+        withdrawal factor kept of withdrawals (repaying the socialized loss; also counted in
+        ``covered_socialize`` and ``socialized_total``). ``socialized_outstanding``: socialized
+        loss the loss pool fronted and nobody has paid by the end of the run (not in any
+        ``covered_*``): ``meta["socialized_outstanding"]`` (the loss pool's balance) when given,
+        else from the events (``socialize_pending``; the two are equal).
     """
     cash = float(meta["cash_unit"])
     ev = events if events is not None else pd.DataFrame(columns=["kind"])
@@ -566,7 +600,14 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
         share_zero = float(soc["amount"].to_numpy(dtype=np.int64)[mask].sum()) / soc_total
     out["socialized_share_zero_position"] = share_zero
     out["venue_loss_occurred"] = bool(out["venue_loss"] > 0)
+    out["withdrawn"] = amount("withdrawal") * cash
+    out["withdrawal_haircut"] = amount(
+        "socialize", lambda r, a: r["reason"].astype(str).to_numpy() == "withdrawal_factor") * cash
+    owed = meta.get("socialized_outstanding")
+    out["socialized_outstanding"] = float(owed) if owed is not None else out["socialize_pending"]
     out.update(hedger_metrics(events, meta))  # HEDGER_KEYS
+    out["settlement_asset"] = str(meta.get("settlement_asset", "USD"))
+    out["cash_unit"] = cash
 
     out.update(market_health(ts, liq, meta))
     return {k: _plain(out[k]) for k in SUMMARY_KEYS}
@@ -646,6 +687,8 @@ def _plain(v):
         return bool(v)
     if isinstance(v, (int, np.integer)):
         return int(v)
+    if isinstance(v, str):
+        return v
     return float(v)
 
 

@@ -3,7 +3,8 @@
 One step (DESIGN.md §8): index -> market makers quote -> arbitrageurs and traders send orders
 -> book -> ledger -> mark -> funding -> backstop unwind -> liquidation rounds and waterfall ->
 record. Every random draw comes from a Generator spawned from the run's SeedSequence, one per
-purpose, so adding a draw in one agent class never shifts another's.
+purpose, so adding a draw in one agent class never shifts another's (the withdrawal waves' stream
+is the seventh child: spawning it leaves the first six, and every earlier result, unchanged).
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from simulator.world.scenario import (
     OracleStall,
     Scenario,
     Whale,
+    WithdrawalWave,
     maker_opening_share,
 )
 from simulator.venue.venue import Venue, VenueConfig
 from simulator.venue.audit import SnapshotRecorder
 
 CASH_UNIT = 1e-6
+INVERSE_CASH_UNIT = 1e-8  # an inverse (coin-margined) run's ledger counts satoshis of its coin
 SERIES = (
     "index", "venue_index", "mark", "last", "best_bid", "best_ask", "depth_bid_1pct", "depth_ask_1pct",
     "open_interest", "funding_rate", "insurance_fund", "backstop_equity", "cascade_depth", "rejections",
@@ -48,23 +51,56 @@ SERIES = (
 )
 
 
-def market_specs(scenario: Scenario) -> list[MarketSpec]:
+def is_inverse(scenario: Scenario) -> bool:
+    """The scenario's markets are inverse (coin-margined); validation makes them all alike."""
+    return scenario.markets[0].settlement == "inverse"
+
+
+def cash_unit(scenario: Scenario) -> float:
+    """Settlement asset per ledger cash unit: 1e-6 USD (linear) or 1e-8 coin (inverse)."""
+    return INVERSE_CASH_UNIT if is_inverse(scenario) else CASH_UNIT
+
+
+def settlement_asset(scenario: Scenario) -> str:
+    """What money is counted in: ``USD`` (linear) or the inverse markets' coin (e.g. ``BTC``)."""
+    return scenario.markets[0].coin if is_inverse(scenario) else "USD"
+
+
+def market_specs(scenario: Scenario, quote_per_coin: float = 1.0) -> list[MarketSpec]:
+    """The markets; an inverse scenario's quote amounts (tier floors) become coin at
+    ``quote_per_coin`` (the opening index price of market 0)."""
+    unit = cash_unit(scenario)
+    per_cash = unit * (quote_per_coin if is_inverse(scenario) else 1.0)  # quote currency per cash unit
     specs = []
     for m in scenario.markets:
         tiers = MarginTiers(
-            floors=tuple(int(round(t.floor / CASH_UNIT)) for t in m.maintenance_tiers),
+            floors=tuple(int(round(t.floor / per_cash)) for t in m.maintenance_tiers),
             mmr_ppm=tuple(int(round(t.rate * 1e6)) for t in m.maintenance_tiers),
         )
         specs.append(MarketSpec(
-            name=m.name, tick_size=m.tick_size, lot_size=m.lot_size, cash_unit=CASH_UNIT,
+            name=m.name, tick_size=m.tick_size, lot_size=m.lot_size, cash_unit=unit,
             max_leverage=m.max_leverage, taker_fee_ppm=int(round(m.taker_fee * 1e6)),
             maker_fee_ppm=int(round(m.maker_fee * 1e6)), tiers=tiers,
+            settlement=m.settlement, quote_per_coin=quote_per_coin if m.settlement == "inverse" else 1.0,
         ))
     return specs
 
 
-def venue_config(scenario: Scenario) -> VenueConfig:
+def venue_config(scenario: Scenario, quote_per_coin: float = 1.0) -> VenueConfig:
+    """The venue of a scenario; ``quote_per_coin`` converts an inverse scenario's quote amounts
+    (fund, backstop capital, caps, tier floors) to its coin (the opening index price)."""
     v = scenario.venue
+    if is_inverse(scenario):
+        per_cash = INVERSE_CASH_UNIT * quote_per_coin
+        return VenueConfig(
+            markets=market_specs(scenario, quote_per_coin),
+            waterfall=[_stage_kwargs(s, per_cash) for s in v.waterfall],
+            mark=MarkConfig(method=v.mark.method, basis_ema_alpha=v.mark.basis_ema_alpha),
+            funding=FundingConfig(**v.funding.model_dump()),
+            insurance_fund=int(round(v.insurance_fund / per_cash)),
+            backstop_capital=int(round(v.backstop_capital / per_cash)),
+            **_venue_rest(scenario),
+        )
     return VenueConfig(
         markets=market_specs(scenario),
         waterfall=[_stage_kwargs(s) for s in v.waterfall],
@@ -83,10 +119,24 @@ def venue_config(scenario: Scenario) -> VenueConfig:
     )
 
 
-def _stage_kwargs(stage) -> dict:
+def _venue_rest(scenario: Scenario) -> dict:
+    v = scenario.venue
+    return dict(
+        max_rounds=v.max_rounds,
+        unwind_fraction=v.unwind_fraction,
+        unwind_band=v.unwind_band,
+        fund_guard_threshold=None if v.fund_guard is None else v.fund_guard.threshold,
+        fund_guard_max_leverage=5.0 if v.fund_guard is None else v.fund_guard.max_leverage,
+        fund_guard_funding_adjustment=0.0 if v.fund_guard is None else v.fund_guard.funding_adjustment,
+        fund_guard_window_seconds=30 * 86_400.0 if v.fund_guard is None else v.fund_guard.window_seconds,
+        step_seconds=scenario.step_seconds,
+    )
+
+
+def _stage_kwargs(stage, per_cash: float = CASH_UNIT) -> dict:
     d = stage.model_dump()
     if d.get("cap_per_event") is not None:
-        d["cap_per_event"] = int(round(d["cap_per_event"] / CASH_UNIT))
+        d["cap_per_event"] = int(round(d["cap_per_event"] / per_cash))
     return d
 
 
@@ -106,7 +156,7 @@ class PerpModel(mesa.Model):
             ss = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
         else:
             ss = np.random.SeedSequence(scenario.seed if seed is None else seed)
-        s_model, s_index, s_venue, s_traders, s_makers, s_setup = ss.spawn(6)
+        s_model, s_index, s_venue, s_traders, s_makers, s_setup, s_withdrawals = ss.spawn(7)
         super().__init__(rng=np.random.default_rng(s_model))
         self.scenario = scenario
         self.n_steps = scenario.steps
@@ -114,6 +164,7 @@ class PerpModel(mesa.Model):
         self.trader_rng = np.random.default_rng(s_traders)
         self.arb_rng = np.random.default_rng(s_makers)
         setup_rng = np.random.default_rng(s_setup)
+        self.withdrawal_rng = np.random.default_rng(s_withdrawals)
 
         index_moves = [s for s in scenario.shocks if isinstance(s, IndexMove)]
         self.index_path = index_paths(
@@ -122,7 +173,10 @@ class PerpModel(mesa.Model):
         )
         self.venue_index_path = self._oracle_view(self.index_path)
 
-        self.venue = Venue(venue_config(scenario), np.random.default_rng(s_venue))
+        # an inverse run holds money in the coin: quote amounts convert once, at the opening index
+        self.cash_unit = cash_unit(scenario)
+        self.quote_per_coin = float(self.venue_index_path[0, 0]) if is_inverse(scenario) else 1.0
+        self.venue = Venue(venue_config(scenario, self.quote_per_coin), np.random.default_rng(s_venue))
         self.exchange = Exchange(self, self.venue)
         self.exchange.open_step(self.venue_index_path[0])
 
@@ -131,8 +185,8 @@ class PerpModel(mesa.Model):
         self.maker_config = a.effective_market_makers()
         self.arb_config = a.effective_arbitrageurs()
         mm, arb = self.maker_config, self.arb_config
-        self.maker_accounts = self.venue.add_accounts(mm.count, "market_maker", _cash(mm.capital), leverage=mm.leverage)
-        self.arb_accounts = self.venue.add_accounts(arb.count, "arbitrageur", _cash(arb.capital), leverage=arb.leverage)
+        self.maker_accounts = self.venue.add_accounts(mm.count, "market_maker", self.cash(mm.capital), leverage=mm.leverage)
+        self.arb_accounts = self.venue.add_accounts(arb.count, "arbitrageur", self.cash(arb.capital), leverage=arb.leverage)
         MarketMaker.create_agents(self, mm.count, list(self.maker_accounts))
         Arbitrageur.create_agents(self, arb.count, list(self.arb_accounts))
         self.traders = draw_population(self, a.traders, len(scenario.markets), setup_rng)
@@ -151,6 +205,8 @@ class PerpModel(mesa.Model):
         for name in self.market_names:
             for k in ("index", "mark", "last", "open_interest"):
                 self.series[f"{k}_{name}"] = np.full(self.n_steps, np.nan)
+        if is_inverse(scenario):
+            self.series["insurance_fund_usd"] = np.full(self.n_steps, np.nan)
         self.residual_max = 0
         self.audit = SnapshotRecorder(scenario.step_seconds)  # balance snapshots every 60 s
 
@@ -227,6 +283,8 @@ class PerpModel(mesa.Model):
                     qtys.append(q)
             venue.opening_auction(m, accounts, qtys, int(venue.marks[m]))
         lot_quote = venue.marks.astype(float) * venue.contract_values * CASH_UNIT  # at the opening price
+        if venue.ledger.any_inverse:
+            lot_quote = np.array([spec.lot_quote(p) for spec, p in zip(venue.markets, venue.marks)], dtype=float)
         self.opening_net_notional = float((self.opening_net_lots * lot_quote).sum())
         self.opening_unfilled_notional = float((self.opening_unfilled_lots * lot_quote).sum())
 
@@ -237,7 +295,7 @@ class PerpModel(mesa.Model):
         stays far above initial margin and keeps quoting both sides. What neither can take is
         returned untaken: the caller leaves that part of the opening unfilled."""
         venue = self.venue
-        lot_cash = int(venue.marks[m]) * int(venue.contract_values[m])
+        lot_cash = venue.lot_cash(m, venue.marks[m]) if venue.inverse[m] else int(venue.marks[m]) * int(venue.contract_values[m])
         left = abs(net)
         out = []
         mm = self.maker_config
@@ -247,7 +305,10 @@ class PerpModel(mesa.Model):
                 continue
             eq = np.clip(venue.equity(accounts), 1, None)
             # notional already held in other markets uses the same equity (cross margin)
-            held = (np.abs(venue.ledger.qty[accounts]) * venue.marks.astype(float) * venue.contract_values).sum(axis=1)
+            if venue.ledger.any_inverse:
+                held = venue.ledger.notional(venue.ledger.qty[accounts], venue.marks).sum(axis=1).astype(float)
+            else:
+                held = (np.abs(venue.ledger.qty[accounts]) * venue.marks.astype(float) * venue.contract_values).sum(axis=1)
             room = np.clip(eq * venue.leverage[accounts, m] * share - held, 0, None)
             capacity = (room / lot_cash).astype(np.int64)
             take = min(left, int(capacity.sum()))
@@ -263,11 +324,18 @@ class PerpModel(mesa.Model):
         spec = venue.markets[s.market]
         # the margin for the position plus the taker fee of opening it through the book
         deposit = s.notional / s.leverage + s.notional * self.scenario.markets[s.market].taker_fee
-        acc = int(venue.add_accounts(1, "trader", _cash(deposit), leverage=s.leverage)[0])
+        acc = int(venue.add_accounts(1, "trader", self.cash(deposit), leverage=s.leverage)[0])
         price = spec.to_price(venue.marks[s.market])
-        lots = int(spec.to_lots(s.notional / price))
+        lots = int(spec.lots_for_quote(s.notional, venue.marks[s.market]) if spec.inverse else spec.to_lots(s.notional / price))
         self.whales[i] = acc
         return acc, lots if s.side == "long" else -lots
+
+    def cash(self, quote: float) -> int:
+        """A quote-currency amount of the scenario in ledger cash units (an inverse run: in
+        satoshis of its coin at the opening index price)."""
+        if self.quote_per_coin != 1.0 or self.cash_unit != CASH_UNIT:
+            return int(round(quote / (self.quote_per_coin * self.cash_unit)))
+        return _cash(quote)
 
     # --------------------------------------------------------------- signals
     def signals(self):
@@ -299,6 +367,28 @@ class PerpModel(mesa.Model):
     def liquidity_withdrawn(self) -> float:
         return max([s.fraction for s in self._active(LiquidityWithdrawal)], default=0.0)
 
+    def withdrawal_wave(self, wave: WithdrawalWave) -> np.ndarray:
+        """A bank run (``WithdrawalWave``): each trader row withdraws with probability
+        ``share`` (one uniform draw per row, in row order, from the withdrawal stream) a
+        ``fraction`` of its free collateral, ``min(wallet, equity - initial margin)``, rounded
+        down to the cash unit. Returns the rows that withdrew something."""
+        venue = self.venue
+        led = venue.ledger
+        rows = np.flatnonzero(led.kind == "trader")
+        draw = self.withdrawal_rng.random(len(rows))
+        rows = rows[draw < wave.share]
+        if len(rows) == 0:
+            return rows
+        leverage = venue.leverage[rows]
+        if venue.fund_guard_active():
+            leverage = np.minimum(leverage, venue.config.fund_guard_max_leverage)
+        free = venue.free_collateral(rows, leverage)
+        amount = np.floor(np.clip(free, 0, None) * wave.fraction).astype(np.int64)
+        go = amount > 0
+        if go.any():
+            venue.withdraw(rows[go], amount[go])
+        return rows[go]
+
     # ------------------------------------------------------------------- step
     def step(self) -> None:
         t = self.t
@@ -316,6 +406,9 @@ class PerpModel(mesa.Model):
                 venue.submit_orders(s.market, [acc], [int(np.sign(q))], [abs(q)])
         Arbitrageur.step_all(self)
         LeveragedTrader.step_all(self)
+        for s in self.scenario.shocks:
+            if isinstance(s, WithdrawalWave) and s.step == t:
+                self.withdrawal_wave(s)
         spikes = self._active(FundingSpike)
         premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
         funding_due = settlement_due(t, self.scenario.step_seconds, self.scenario.venue.funding.interval_seconds)
@@ -341,17 +434,20 @@ class PerpModel(mesa.Model):
         s["best_ask"][t] = np.nan if ba is None else ba * tick
         ref = book.mid() or float(venue.marks[0])
         dbid, dask = book.depth_within(0.01, ref)
-        lot_quote = spec.lot_size * ref * tick
+        lot_quote = spec.lot_quote(ref)
         s["depth_bid_1pct"][t] = dbid * lot_quote
         s["depth_ask_1pct"][t] = dask * lot_quote
         # one pass over the ledger: conservation residual, net lots and open interest
         residual, net_lots, long_lots = venue.ledger.totals(venue.marks)
-        s["open_interest"][t] = long_lots[0] * spec.lot_size * venue.marks[0] * tick
+        s["open_interest"][t] = (long_lots[0] * spec.lot_size if spec.inverse
+                                 else long_lots[0] * spec.lot_size * venue.marks[0] * tick)
         s["funding_rate"][t] = np.nan if self.exchange.funding_rate is None else self.exchange.funding_rate[0]
         eq = venue.equity(np.array([venue.insurance_fund, venue.backstop, venue.engine]))
-        s["insurance_fund"][t] = eq[0] * CASH_UNIT
-        s["backstop_equity"][t] = eq[1] * CASH_UNIT
-        s["engine_equity"][t] = eq[2] * CASH_UNIT
+        s["insurance_fund"][t] = eq[0] * self.cash_unit  # the settlement asset (USD or coin)
+        s["backstop_equity"][t] = eq[1] * self.cash_unit
+        s["engine_equity"][t] = eq[2] * self.cash_unit
+        if "insurance_fund_usd" in s:  # an inverse fund's dollar value: coin x mark
+            s["insurance_fund_usd"][t] = eq[0] * self.cash_unit * venue.marks[0] * tick
         s["cascade_depth"][t] = self.exchange.cascade_depth
         s["rejections"][t] = venue.rejections
         s["long_share"][t] = self.traders.long_share
@@ -361,7 +457,8 @@ class PerpModel(mesa.Model):
             s[f"index_{name}"][t] = self.index_path[t, m]
             s[f"mark_{name}"][t] = venue.marks[m] * tk
             s[f"last_{name}"][t] = venue.prices.last[m] * tk
-            s[f"open_interest_{name}"][t] = long_lots[m] * venue.markets[m].lot_size * venue.marks[m] * tk
+            lot = venue.markets[m].lot_size
+            s[f"open_interest_{name}"][t] = long_lots[m] * lot if venue.inverse[m] else long_lots[m] * lot * venue.marks[m] * tk
         s["residual"][t] = residual
         if residual != 0 or (net_lots != 0).any():
             raise RuntimeError(f"ledger broke conservation at step {t}: residual {residual}")
@@ -394,7 +491,7 @@ COVERS = ("insurance_fund", "backstop", "adl", "socialize", "socialize_pending",
 
 def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
     """Liquidations by stage, ADL, socialized loss, venue loss and the deficit with who covered
-    it per step (quote currency)."""
+    it per step (notionals in the quote currency, money in the settlement asset)."""
     cols = ["liquidations", "liq_notional", "liq_book", "liq_backstop", "liq_insurance_fund", "liq_adl", "liq_engine",
             "adl_notional", "socialized", "venue_loss", "deficit", *(f"cover_{c}" for c in COVERS)]
     if events.empty:
@@ -403,7 +500,9 @@ def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
     spec_lot = np.array([m.lot_size for m in venue.markets])
     mk = events["market"].to_numpy().clip(0)
     quote = (events["qty"].abs() * events["price"].fillna(0) * spec_tick[mk] * spec_lot[mk]).to_numpy()
-    e = events.assign(quote=quote, cash=events["amount"] * CASH_UNIT)
+    if venue.ledger.any_inverse:  # an inverse contract's quote notional is its face value
+        quote = np.where(venue.inverse[mk], events["qty"].abs().to_numpy() * spec_lot[mk], quote)
+    e = events.assign(quote=quote, cash=events["amount"] * venue.markets[0].cash_unit)
     liq = e[e.kind == "liquidation"]
     out = pd.DataFrame({"step": np.arange(int(events["step"].max()) + 1)})
     g = lambda frame, col: frame.groupby("step")[col].sum()  # noqa: E731
@@ -431,6 +530,8 @@ def market_aggregates(events: pd.DataFrame, venue, names) -> pd.DataFrame:
     lot = np.array([m.lot_size for m in venue.markets])
     mk = events["market"].to_numpy().clip(0)
     quote = (events["qty"].abs() * events["price"].fillna(0) * tick[mk] * lot[mk]).to_numpy()
+    if venue.ledger.any_inverse:
+        quote = np.where(venue.inverse[mk], events["qty"].abs().to_numpy() * lot[mk], quote)
     e = events.assign(quote=quote)
     out = pd.DataFrame({"step": np.arange(int(events["step"].max()) + 1)})
     for m, name in enumerate(names):

@@ -44,14 +44,25 @@ class Strict(BaseModel):
 
 # ------------------------------------------------------------------------- market
 class Tier(Strict):
-    floor: float = Field(ge=0, description="notional floor of the tier, quote currency")
+    floor: float = Field(ge=0, description="notional floor of the tier, quote currency (inverse: converted to "
+                         "coin at the opening index price)")
     rate: float = Field(gt=0, lt=1, description="maintenance margin rate")
 
 
 class Market(Strict):
     name: str = "BTC-PERP"
     tick_size: float = Field(0.1, gt=0)
-    lot_size: float = Field(0.001, gt=0)
+    lot_size: float = Field(0.001, gt=0, description="linear: base units per lot; inverse: the contract's face "
+                            "value in the quote currency (BitMEX XBTUSD: 1 USD)")
+    settlement: Literal["linear", "inverse"] = Field(
+        "linear", description="linear: margin, PnL and every money amount in the quote currency (1e-6 USD cash "
+        "unit); inverse (coin-margined, BitMEX XBTUSD): margin, PnL, fees, funding and the insurance fund in the "
+        "base coin (1e-8 coin cash unit), a position of q contracts worth q x lot_size / price coin. Every market "
+        "of a scenario has the same settlement; in an inverse scenario the quote-currency amounts of the file "
+        "(insurance_fund, backstop_capital, capital, tier floors, cap_per_event) are converted to coin once, at "
+        "market 0's opening index price")
+    coin: str = Field("BTC", pattern=r"^[A-Za-z0-9]{1,10}$",
+                      description="inverse only: the settlement coin's symbol (reports; XBTUSD settles in BTC)")
     max_leverage: float = Field(50.0, ge=1, le=200)
     taker_fee: float = Field(0.00045, ge=0, lt=0.01)
     maker_fee: float = Field(0.00015, ge=0, lt=0.01)
@@ -107,7 +118,7 @@ class ADLStage(Strict):
 
 class SocializeStage(Strict):
     stage: Literal["socialize"]
-    weights: Literal["equity", "profit", "position"] = "equity"
+    weights: Literal["equity", "profit", "position", "withdrawal_factor"] = "equity"
     when: Literal["immediate", "settlement"] = "immediate"
     scope: Literal["all_equity", "derivatives_only", "settlement_asset_holders"] = "all_equity"
     delay_seconds: float = Field(
@@ -118,6 +129,11 @@ class SocializeStage(Strict):
     def _delay_is_immediate(self):
         if self.delay_seconds > 0 and self.when == "settlement":
             raise ValueError("delay_seconds applies to when: immediate (settlement has its own timing)")
+        if self.weights == "withdrawal_factor" and (self.when != "immediate" or self.delay_seconds > 0):
+            raise ValueError(
+                "weights: withdrawal_factor is repaid by later withdrawals (Paradex socialized loss factor); "
+                "it takes when: immediate and delay_seconds: 0"
+            )
         return self
 
 
@@ -172,7 +188,8 @@ class FundGuard(Strict):
 class Venue(Strict):
     mark: Mark = Field(default_factory=Mark)
     funding: Funding = Field(default_factory=Funding)
-    insurance_fund: float = Field(1_000_000.0, ge=0, description="starting balance, quote")
+    insurance_fund: float = Field(1_000_000.0, ge=0, description="starting balance, quote (an inverse run holds "
+                                  "it in the coin: converted at the opening index price)")
     backstop_capital: float = Field(0.0, ge=0, description="backstop vault capital, quote")
     max_rounds: int = Field(20, ge=1, le=1000)
     unwind_fraction: float = Field(0.2, gt=0, le=1)
@@ -184,8 +201,20 @@ class Venue(Strict):
     )
 
 
+class Contract(Strict):
+    """How a design's venue settles every market of the scenario (e.g. BitMEX's inverse XBTUSD):
+    the fields given replace the scenario's markets' own."""
+
+    settlement: Literal["linear", "inverse"]
+    lot_size: float | None = Field(None, gt=0, description="linear: base units per lot; inverse: face value, quote")
+    tick_size: float | None = Field(None, gt=0)
+    coin: str | None = Field(None, pattern=r"^[A-Za-z0-9]{1,10}$")
+
+
 class Design(Strict):
-    """A named waterfall design: stage order and settings, and optionally the fund's balance."""
+    """A named waterfall design: stage order and settings, and optionally the fund's and the
+    vault's capital, the funding rule, the fund health guard and the contract its markets settle
+    with (each None: the scenario's)."""
 
     name: str = Field(min_length=1)
     description: str = ""
@@ -193,6 +222,9 @@ class Design(Strict):
     insurance_fund: float | None = Field(None, ge=0)
     backstop_capital: float | None = Field(None, ge=0)
     funding: Funding | None = Field(None, description="the venue's funding rule; None: the scenario's")
+    fund_guard: FundGuard | None = Field(None, description="the venue's fund health guard; None: the scenario's")
+    contract: Contract | None = Field(None, description="settlement of every market under this design (an "
+                                      "inverse contract holds margin and the fund in the coin); None: the scenario's")
 
 
 # -------------------------------------------------------------------------- agents
@@ -340,8 +372,21 @@ class Whale(_Shock):
     market: int = Field(0, ge=0)
 
 
+class WithdrawalWave(Strict):
+    """A bank run: at ``step`` a random ``share`` of the traders' accounts (every trader row:
+    cross accounts, isolated positions and their spot wallets, whales) each withdraws
+    ``fraction`` of its free collateral: equity above the initial margin of its positions, at
+    most the cash in its wallet. Drawn from the run's own withdrawal stream."""
+
+    kind: Literal["withdrawal_wave"]
+    step: int = Field(ge=0)
+    share: float = Field(gt=0, le=1, description="share of trader accounts that withdraw")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of its free collateral each withdraws")
+    of: Literal["free_collateral"] = Field("free_collateral", description="what the fraction is of")
+
+
 Shock = Annotated[
-    Union[IndexMove, LiquidityWithdrawal, OracleStall, FundingSpike, Crowding, Whale],
+    Union[IndexMove, LiquidityWithdrawal, OracleStall, FundingSpike, Crowding, Whale, WithdrawalWave],
     Field(discriminator="kind"),
 ]
 
@@ -409,7 +454,13 @@ class Scenario(Strict):
                     venue = venue.model_copy(update={"backstop_capital": d.backstop_capital})
                 if d.funding is not None:
                     venue = venue.model_copy(update={"funding": d.funding})
-                return self.model_copy(update={"venue": venue})
+                if d.fund_guard is not None:
+                    venue = venue.model_copy(update={"fund_guard": d.fund_guard})
+                update = {"venue": venue}
+                if d.contract is not None:
+                    patch = {k: v for k, v in d.contract.model_dump().items() if v is not None}
+                    update["markets"] = [m.model_copy(update=patch) for m in self.markets]
+                return self.model_copy(update=update)
         raise ScenarioError(f"{self.name}: no design named {name!r}; designs: {[d.name for d in self.designs]}")
 
 

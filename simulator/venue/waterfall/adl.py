@@ -36,6 +36,7 @@ import numpy as np
 from simulator.venue import adl as adl_rank
 from simulator.venue.fixedpoint import largest_remainder, muldiv
 from simulator.venue.margin import bankruptcy_prices
+from simulator.venue.settlement import fill_notional, fill_values
 from simulator.venue.waterfall.stage import Stage
 
 ADL_PRICES = ("bankruptcy", "mark", "previous_mark")
@@ -144,7 +145,7 @@ class ADLStage(Stage):
         led = venue.ledger
         cases.track(venue, take, self.name)
         eq_before = venue.equity(cases.accounts)
-        notional_before = (np.abs(led.qty[cases.accounts]) * venue.marks * venue.contract_values).sum(axis=1)
+        notional_before = led.notional(led.qty[cases.accounts], venue.marks).sum(axis=1)
         fills = []  # per (market, side): case index, counterparty, notional at mark of the fill
         for m in range(venue.n_markets):
             for side in (1, -1):  # the cases' side
@@ -166,7 +167,7 @@ class ADLStage(Stage):
         cand = np.flatnonzero(np.sign(led.qty[:, m]) == -side)
         cand = cand[(cand != venue.engine) & ~np.isin(cand, cases.accounts)]
         if self.ranking == "hyperliquid":
-            u = led.qty[cand, m] * int(venue.marks[m]) * int(venue.contract_values[m]) - led.cost[cand, m]
+            u = led.value(led.qty[cand], venue.marks)[:, m] - led.cost[cand, m]
             cand = cand[u > 0]
         return cand
 
@@ -176,9 +177,11 @@ class ADLStage(Stage):
         lots_needed = np.abs(led.qty[acc, m])
         candidates = self._candidates(venue, cases, m, side)
         cv = int(venue.contract_values[m])
+        inverse = bool(venue.inverse[m])
         mark = int(venue.marks[m])
         lots = np.abs(led.qty[candidates, m])
-        u = led.qty[candidates, m] * mark * cv - led.cost[candidates, m]
+        value = led.value(led.qty[candidates], venue.marks)[:, m]  # linear: qty * mark * cv
+        u = value - led.cost[candidates, m]
         if self.ranking == "profit_bands":
             lots = np.where(u > 0, lots, 0)  # ranked (for the queue quantile) but never taken
         need = min(int(lots_needed.sum()), int(lots.sum()))
@@ -186,20 +189,23 @@ class ADLStage(Stage):
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         eq = venue.equity(candidates)
         # the counterparties' account leverage before the fill: gross notional at mark / equity
-        gross = (np.abs(led.qty[candidates]) * venue.marks * venue.contract_values).sum(axis=1).astype(float)
+        gross = led.notional(led.qty[candidates], venue.marks).sum(axis=1).astype(float)
         venue.adl_profitable[candidates[u > 0]] = True
         if self.ranking == "pro_rata":
             take = adl_rank.allocate_pro_rata(lots, u > 0, need)
             score = u / np.maximum(np.abs(led.cost[candidates, m]), 1)
         elif self.ranking == "max_leverage":
-            take = adl_rank.allocate_max_leverage(lots, eq, mark * cv, need)
-            score = lots * mark * cv / np.maximum(eq, 1)
+            lot_value = venue.lot_cash(m, mark)
+            take = adl_rank.allocate_max_leverage(lots, eq, lot_value, need)
+            score = lots * lot_value / np.maximum(eq, 1)
         else:
             score = adl_rank.scores(
                 self.ranking, qty=led.qty[candidates, m], cost=led.cost[candidates, m],
                 wallet=led.wallet[candidates], equity=eq, mark=mark, cv=cv,
-                mm=venue.maintenance(candidates).sum(axis=1), cash_per_usd=1 / venue.markets[m].cash_unit,
+                mm=venue.maintenance(candidates).sum(axis=1), cash_per_usd=venue.markets[m].cash_per_quote,
                 rng=venue.rng, percentile=self.profit_percentile,
+                value=value.astype(float) if inverse else None,
+                entry=led.entry_price()[candidates, m] if inverse else None,
                 mark_high=float(venue.prices.mark_high[m]), mark_low=float(venue.prices.mark_low[m]),
             )
             take = adl_rank.allocate_queue(score, lots, need)
@@ -221,9 +227,14 @@ class ADLStage(Stage):
         buyers = np.where(side > 0, cp_acc, case_acc)
         sellers = np.where(side > 0, case_acc, cp_acc)
         led.trade(m, buyers, sellers, sizes, price)
-        cases.liquidated_notional[sel[ci]] += sizes * price * cv
+        if inverse:
+            cases.liquidated_notional[sel[ci]] += fill_notional(sizes, price, cv, True)
+            # the counterparty is the buyer of a long case's lots
+            paid_in_price = side * (fill_values(sizes, price, cv, True) - fill_values(sizes, mark, cv, True))
+        else:
+            cases.liquidated_notional[sel[ci]] += sizes * price * cv
+            paid_in_price = sizes * (price - mark) * cv * side  # what counterparties pay vs mark
         shown = p_b if self.price == "bankruptcy" else np.full(len(sizes), float(price))
-        paid_in_price = sizes * (price - mark) * cv * side  # what counterparties pay vs mark
         why = reason[sel[ci]]
         venue.events.add("liquidation", amount=0, stage=self.name, account=case_acc, counterparty=cp_acc, market=m,
                          qty=-side * sizes, price=shown, bankruptcy_price=p_b, reason=why,
@@ -232,7 +243,7 @@ class ADLStage(Stage):
                          qty=side * sizes, price=shown, bankruptcy_price=p_b, amount=paid_in_price, pnl=pnl,
                          score=score[cj], rank_quantile=rank_quantile[cj], reason=why,
                          equity=eq[cj], weight=gross[cj] / np.maximum(eq[cj], 1))
-        return sel[ci], cp_acc, sizes * mark * cv
+        return sel[ci], cp_acc, (fill_notional(sizes, mark, cv, True) if inverse else sizes * mark * cv)
 
     def _settle_at_bankruptcy(self, venue, cases, eq_before, notional_before, case_i, cpty, weight):
         """Move each case's equity (its closed share) to the counterparties: per case down the
@@ -270,7 +281,7 @@ class ADLStage(Stage):
         if not fills:
             return
         cp = np.unique(np.concatenate([f[1] for f in fills]))
-        notional = (np.abs(venue.ledger.qty[cp]) * venue.marks * venue.contract_values).sum(axis=1)
+        notional = venue.ledger.notional(venue.ledger.qty[cp], venue.marks).sum(axis=1)
         eq = venue.equity(cp)
         lev = np.where(eq > 0, notional / np.maximum(eq, 1), np.inf)
         venue.adl_leverage_after = float(np.nanmax([venue.adl_leverage_after, lev.max()]))

@@ -9,6 +9,7 @@ import numpy as np
 
 from simulator.venue.book import BUY, SELL
 from simulator.venue.margin import bankruptcy_prices, liquidation_prices
+from simulator.venue.settlement import fill_notional
 from simulator.venue.waterfall.stage import Stage
 
 
@@ -61,7 +62,13 @@ class BookStage(Stage):
                 np.add.at(filled, fills.order_index, fills.qty)
                 np.add.at(value, fills.order_index, fills.qty * fills.price)
                 hit = filled > 0
-                cases.liquidated_notional[sel[hit]] += value[hit] * venue.contract_values[m]
+                if venue.inverse[m]:
+                    cash = np.zeros(len(acc), dtype=np.int64)
+                    np.add.at(cash, fills.order_index,
+                              fill_notional(fills.qty, fills.price, int(venue.contract_values[m]), True))
+                    cases.liquidated_notional[sel[hit]] += cash[hit]
+                else:
+                    cases.liquidated_notional[sel[hit]] += value[hit] * venue.contract_values[m]
                 venue.events.add(
                     "liquidation", amount=0, stage=self.name, account=acc[hit], market=m,
                     qty=filled[hit] * sides[hit], price=value[hit] / filled[hit], bankruptcy_price=p_b[hit],

@@ -1,5 +1,6 @@
 """``socialize``: spread what is left of the deficit over solvent accounts as a haircut
-(equity-weighted: the seed article; profit clawback: OKEx 2018; position-weighted: Drift v2)."""
+(equity-weighted: the seed article; profit clawback: OKEx 2018; position-weighted: Drift v2;
+a haircut on later withdrawals: Paradex's socialized loss factor)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from simulator.venue.fixedpoint import largest_remainder
+from simulator.venue.fixedpoint import PPB, largest_remainder
 from simulator.venue.waterfall.stage import Stage
 
-WEIGHTS = ("equity", "profit", "position")
+WEIGHTS = ("equity", "profit", "position", "withdrawal_factor")
 TIMINGS = ("immediate", "settlement")
 SCOPES = ("all_equity", "derivatives_only", "settlement_asset_holders")
 
@@ -23,7 +24,11 @@ class SocializeStage(Stage):
     Args:
         weights: ``equity`` (every account with positive equity, positions or not), ``profit``
             (net profit over the settlement window), ``position`` (notional at mark of open
-            positions, both sides, in the markets the socialized cases held).
+            positions, both sides, in the markets the socialized cases held), or
+            ``withdrawal_factor`` (Paradex, docs "Socialized Losses"): nobody is charged now;
+            the loss pool fronts the deficit (the ``socialize_pending`` cover) and every later
+            withdrawal pays a haircut of ``factor`` into the pool until it is repaid (see
+            ``withdrawal_haircut``). What is still owed at the end of the run stays pending.
         when: ``immediate``, or ``settlement``: the loss pool fronts the deficit (recorded as
             the ``socialize_pending`` cover) and the charge is made at the end of the window (a
             clawback of profits that looked final); what the charge cannot collect then is
@@ -51,7 +56,11 @@ class SocializeStage(Stage):
     pending_markets: set = field(default_factory=set, repr=False)
     delayed: list = field(default_factory=list, repr=False)  # [(due time, amount fronted)]
 
+    outstanding: int = field(default=0, repr=False)  # withdrawal_factor: fronted, not yet repaid
+
     def __post_init__(self):
+        if self.weights == "withdrawal_factor" and (self.when != "immediate" or self.delay_seconds > 0):
+            raise ValueError("socialize weights withdrawal_factor is repaid by withdrawals: no when: settlement or delay")
         if self.scope not in SCOPES:
             raise ValueError(f"socialize scope {self.scope!r}; allowed: {SCOPES}")
         if not self.delay_seconds >= 0:
@@ -69,12 +78,14 @@ class SocializeStage(Stage):
         if not hit.any():
             return
         self.pending_markets.update(np.flatnonzero(cases.markets_held[hit].any(axis=0)).tolist())
-        if self.when == "settlement" or self.delay_seconds > 0:
+        if self.when == "settlement" or self.delay_seconds > 0 or self.weights == "withdrawal_factor":
             venue.ledger.transfer(venue.loss_pool, cases.accounts[hit], need[hit])
             venue.events.add("socialize_pending", stage=self.name, account=cases.accounts[hit], amount=need[hit])
             cases.update(venue, "socialize_pending")
             if self.delay_seconds > 0:
                 self.delayed.append((venue.time + self.delay_seconds, int(need[hit].sum())))
+            if self.weights == "withdrawal_factor":
+                self.outstanding += int(need[hit].sum())
             return
         collected = self._charge(venue, int(need.sum()), exclude=cases.accounts)
         self.pending_markets.clear()
@@ -85,13 +96,19 @@ class SocializeStage(Stage):
 
     def settle(self, venue) -> None:
         """Charge what the loss pool fronted; what cannot be collected is the venue's loss."""
-        if self.delay_seconds > 0:
-            return  # charged when due, not at settlement
-        self._collect(venue, -int(venue.ledger.wallet[venue.loss_pool]))
+        if self.delay_seconds > 0 or self.weights == "withdrawal_factor":
+            return  # charged when due / repaid by withdrawals, not at settlement
+        # what the loss pool fronted, less what a withdrawal factor is recovering on its own
+        owed = -int(venue.ledger.wallet[venue.loss_pool]) - sum(getattr(s, "outstanding", 0) for s in venue.waterfall)
+        self._collect(venue, owed)
         self.pending_markets.clear()
 
     def due(self, venue) -> None:
-        """Delayed socialization: charge the fronted deficits whose delay has run out."""
+        """Delayed socialization: charge the fronted deficits whose delay has run out.
+        Withdrawal factor: a recapitalized insurance fund repays what is outstanding."""
+        if self.weights == "withdrawal_factor":
+            self._fund_repays(venue)
+            return
         if not self.delayed:
             return
         now = venue.time + 1e-9  # a float clock: 0.1 x 900 steps is 90 s
@@ -115,16 +132,79 @@ class SocializeStage(Stage):
                 venue.events.add("venue_loss", account=pool, amount=short)
                 venue.events.add("cover", stage="venue", account=pool, amount=short)
 
+    # --------------------------------------------------------- withdrawal factor
+    def factor_ppb(self, venue) -> int:
+        """The socialized loss factor now, in parts per billion, rounded up (the venue's favour).
+
+        Paradex: factor = exchange bankruptcy amount / (total exchange balance + exchange
+        bankruptcy amount). The total balance is the sum of every account's equity, which is the
+        solvent accounts' positive equity less what the bankrupt ones owe, so the denominator is
+        the total positive equity of the solvent accounts: here of the accounts in ``scope``
+        (the venue's own rows are no claimants). The numerator is what the loss pool still has
+        to recover (``outstanding``). 0 when nothing is outstanding or nobody holds equity.
+        """
+        if self.outstanding <= 0:
+            return 0
+        total = int(self.weights_of(venue).sum())
+        if total <= 0:
+            return 0
+        return min(PPB, -(-self.outstanding * PPB // total))
+
+    def withdrawal_haircut(self, venue, accounts, amounts) -> np.ndarray | None:
+        """Withdrawal factor: the haircut of each withdrawal, charged into the loss pool.
+
+        Each withdrawal of ``W`` pays ``ceil(W x factor_ppb / 1e9)`` (at most ``W``) in the
+        given order, until the outstanding loss is repaid: the last one pays only what is left.
+        Logged as ``socialize`` charges (reason ``withdrawal_factor``, weight = the factor) and
+        on the loss pool as ``socialize_pending`` repaid by ``socialize``, as a delayed charge.
+        The caller moves the cash (``Ledger.withdraw`` with ``haircut``).
+        """
+        if self.weights != "withdrawal_factor":
+            return None
+        f = self.factor_ppb(venue)
+        cut = np.zeros(len(amounts), dtype=np.int64)
+        if f == 0:
+            return cut
+        left = self.outstanding
+        for k, w in enumerate(int(x) for x in amounts):
+            cut[k] = min(-(-w * f // PPB), w, left)
+            left -= int(cut[k])
+        hit = cut > 0
+        if hit.any():
+            paid = int(cut.sum())
+            self.outstanding -= paid
+            pool = venue.loss_pool
+            venue.events.add("socialize", stage=self.name, account=accounts[hit], amount=cut[hit], weight=f / PPB,
+                             qty=np.abs(venue.ledger.qty[accounts[hit]]).sum(axis=1),
+                             score=venue.equity(accounts[hit]), reason="withdrawal_factor")
+            venue.events.add("cover", stage="socialize_pending", account=pool, amount=-paid)
+            venue.events.add("cover", stage=self.name, account=pool, amount=paid)
+        return cut
+
+    def _fund_repays(self, venue) -> None:
+        """Paradex: the exchange bankruptcy amount is net of the fund's balance, so a fund that
+        is recapitalized (liquidation surplus) repays the outstanding loss first."""
+        fund = venue.insurance_fund
+        have = min(int(venue.ledger.wallet[fund]), int(venue.equity(np.array([fund]))[0]))
+        pay = min(self.outstanding, have)
+        if pay <= 0:
+            return
+        pool = venue.loss_pool
+        venue.ledger.transfer(fund, pool, pay)
+        self.outstanding -= pay
+        venue.events.add("fund_payout", stage="insurance_fund", account=pool, amount=pay)
+        venue.events.add("cover", stage="socialize_pending", account=pool, amount=-pay)
+        venue.events.add("cover", stage="insurance_fund", account=pool, amount=pay)
+
     def weights_of(self, venue) -> np.ndarray:
         led = venue.ledger
-        if self.weights == "equity":
+        if self.weights in ("equity", "withdrawal_factor"):
             w = venue.equity()
         elif self.weights == "profit":
             w = venue.window_profit()
         else:
             markets = sorted(self.pending_markets) or list(range(venue.n_markets))
-            value = (venue.marks * venue.contract_values)[markets]
-            w = (np.abs(led.qty[:, markets]) * value[None, :]).sum(axis=1)
+            w = led.notional(led.qty, venue.marks)[:, markets].sum(axis=1)
         excluded = led.is_venue() | venue.spot if self.scope == "derivatives_only" else led.is_venue()
         return np.where(excluded, 0, np.clip(w, 0, None))
 

@@ -3,8 +3,8 @@
 A round runs in two passes over the scenario's stage list (see ``simulator.venue.waterfall``):
 ``close`` (take positions off the cases: book, backstop and fund takeovers, ADL), then
 ``cover`` (pay what is still owed: fund, backstop vault, socialization). A stage implements
-the passes it takes part in; ``settle`` runs at the end of each settlement window and ``due``
-at the start of every liquidation pass.
+the passes it takes part in; ``settle`` runs at the end of each settlement window, ``due``
+at the start of every liquidation pass and ``withdrawal_haircut`` at every withdrawal.
 """
 
 from __future__ import annotations
@@ -34,3 +34,8 @@ class Stage:
     def due(self, venue) -> None:
         """Start of every liquidation pass (``venue.time`` is the scenario time): charge what
         has come due. Default: nothing deferred."""
+
+    def withdrawal_haircut(self, venue, accounts, amounts):
+        """What this stage keeps of each withdrawal (int64 per withdrawal, logged by the stage;
+        the venue moves the cash), or None if it takes nothing from withdrawals. Default: None."""
+        return None

@@ -43,7 +43,7 @@ def take_over(venue, cases, taker: int, eligible, stage: str, room_needed: str =
             need_taker = int(venue.maintenance(np.array([taker])).sum())
             need_cases = venue.maintenance(acc).sum(axis=1)
         if max_leverage is not None:
-            gross = np.abs(led.qty) * (venue.marks * venue.contract_values)[None, :]
+            gross = led.notional(led.qty, venue.marks)
             need_taker = max(need_taker, gross[taker].sum() / max_leverage)
             need_cases = np.maximum(need_cases, gross[acc].sum(axis=1) / max_leverage)
         room = eq_taker - need_taker + np.cumsum(eq_cases - need_cases)
@@ -64,10 +64,11 @@ def take_over(venue, cases, taker: int, eligible, stage: str, room_needed: str =
             continue
         p_b = bankruptcy_prices(led, venue.marks, acc[held], m)
         a, qh = acc[held], q[held]
+        closed_notional = led.notional(led.qty[a], venue.marks)[:, m]
         buyers = np.where(qh > 0, taker, a)
         sellers = np.where(qh > 0, a, taker)
         led.trade(m, buyers, sellers, np.abs(qh), venue.marks[m])
-        cases.liquidated_notional[idx[held]] += np.abs(qh) * venue.marks[m] * venue.contract_values[m]
+        cases.liquidated_notional[idx[held]] += closed_notional
         venue.events.add("liquidation", amount=0, stage=stage, account=a, counterparty=taker, market=m,
                          qty=-qh, price=float(venue.marks[m]), bankruptcy_price=p_b, equity=equity[held])
     cases.record_flat(venue, stage)
