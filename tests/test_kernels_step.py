@@ -287,6 +287,23 @@ def test_compiled_run_equals_numpy_run(monkeypatch, extra):
     assert (fast.venue.events.to_frame()["kind"] == "liquidation").sum() > 30  # the run went through a cascade
 
 
+def test_inverse_run_takes_the_reference_paths_and_matches_them(monkeypatch):
+    # the compiled money kernels value lots linearly: on an inverse (coin-margined) ledger every
+    # one of them must stand aside, so the run is the numpy run exactly
+    from pathlib import Path
+
+    from simulator.experiments import run
+
+    root = Path(__file__).resolve().parents[1]
+    sc = run.load_scenario(root / "scenarios/inverse_crash.yaml", {"agents.traders.count": 200})
+    fast, slow = _run(sc, monkeypatch, True), _run(sc, monkeypatch, False)
+    assert fast.venue.ledger.any_inverse
+    assert fast.venue.events.to_frame().equals(slow.venue.events.to_frame())
+    for col in ("wallet", "qty", "cost"):
+        assert np.array_equal(getattr(fast.venue.ledger, col), getattr(slow.venue.ledger, col))
+    assert fast.venue.ledger.wallet[fast.venue.fee_pool] > 0  # fees were charged (in coin)
+
+
 # ------------------------------------------------------------ agents, checks
 def test_trader_agents_are_made_on_demand_with_the_set_up_ids():
     sc = validate({"name": "ids", "seed": 1, "steps": 20,
