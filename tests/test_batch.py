@@ -293,6 +293,10 @@ def test_report_adds_up_run_time_and_worker_start(tmp_path):
     # run_s is the sum of the rows' elapsed_s (the time inside run_fn), not the wall time
     assert report.run_s == pytest.approx(rows["elapsed_s"].sum(), rel=1e-9)
     assert report.worker_start_s is not None and 0 <= report.worker_start_s <= report.elapsed_s
+    # resuming the finished batch on a pool: nothing runs, the early-started pool is let go
+    again = run_batch(SCENARIO, toy_run, _tasks(2), tmp_path / "p", executor="process", workers=2, progress=False,
+                      resume=True)
+    assert (again.ok, again.skipped, again.run_s, again.worker_start_s) == (0, 8, 0.0, None)
     serial = run_batch(SCENARIO, toy_run, _tasks(2), tmp_path / "s", executor="serial", progress=False)
     assert serial.worker_start_s is None  # no pool, no worker start-up
 

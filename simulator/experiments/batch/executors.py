@@ -491,6 +491,8 @@ def run_batch(
                 print(f"warning: ... and {len(problems) - 5} more run files rejected", file=sys.stderr)
             pending = [t for t, n in zip(tasks, names) if n not in done]
             report.skipped = len(tasks) - len(pending)
+            if pool is not None and not pending:  # a finished batch resumed: no worker has work
+                pool.close(graceful=False)
             bar = _make_bar(len(tasks), report.skipped, progress)
             rec = _Recorder(out_dir, report, bar)
             state = "error"
