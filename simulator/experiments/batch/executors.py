@@ -16,6 +16,7 @@ import concurrent.futures as cf
 import contextlib
 import copy
 import datetime as _dt
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -96,6 +97,8 @@ def _prepare(run_fn: RunFn) -> None:
     """Run ``run_fn.prepare()`` once in this process: the imports and compiled-code caches a run
     needs, paid at a worker's start and not inside the first run's time."""
     prepare = getattr(run_fn, "prepare", None)
+    if prepare is None and isinstance(run_fn, functools.partial):  # a bound run_fn: its function's hook
+        prepare = getattr(run_fn.func, "prepare", None)
     if prepare is None or prepare in _PREPARED:
         return
     prepare()
