@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import json
+import multiprocessing as mp
 import os
 import pickle
 
@@ -279,6 +280,25 @@ def test_prepare_hook_runs_once_per_process_before_its_runs(reference, tmp_path,
     # 1 in every run: the process running it was prepared exactly once, before its first run
     assert (got["prepared_here"] == 1).all()
     pd.testing.assert_frame_equal(got.drop(columns=["prepared_here"]), ref)
+
+
+def test_pool_workers_start_before_the_manifest_is_written(reference, tmp_path, monkeypatch):
+    from simulator.experiments.batch import executors
+
+    children_at_manifest = []
+    original = executors._atomic_write_json
+
+    def spy(path, obj):
+        if path.name == "manifest.json":
+            children_at_manifest.append(len(mp.active_children()))
+        return original(path, obj)
+
+    monkeypatch.setattr(executors, "_atomic_write_json", spy)
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2,
+                       progress=False)
+    assert report.ok == 24
+    assert children_at_manifest == [2]  # both workers already spawned (and importing) by then
+    pd.testing.assert_frame_equal(_table(tmp_path), reference[1])
 
 
 def test_failing_prepare_fails_the_runs_not_the_pool(tmp_path):
