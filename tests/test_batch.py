@@ -229,9 +229,13 @@ def test_result_rows_and_layout(reference):
 
 
 # ------------------------------------------------------------------ executors
-def test_process_pool_matches_serial(reference, tmp_path):
+@pytest.mark.parametrize("mp_context", ["spawn", "forkserver"])
+def test_process_pool_matches_serial(reference, tmp_path, mp_context):
+    # under forkserver a worker's parent is the fork server, not the batch process: the worker's
+    # parent check must not take that for a dead batch (it did: every worker exited at start)
     _, ref = reference
-    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False)
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False,
+                       mp_context=mp_context)
     assert (report.ok, report.failed, report.skipped, report.exit_code) == (24, 0, 0, 0)
     pd.testing.assert_frame_equal(_table(tmp_path), ref)
     assert len(os.listdir(tmp_path / "series")) == 8

@@ -141,18 +141,50 @@ def _execute(scenario: Any, run_fn: RunFn, task: Task, keep: bool) -> _Outcome:
 _WORKER: dict[str, Any] = {}
 
 
-def _parent_watchdog(parent: int, interval: float = 0.5) -> None:
-    """Exit this worker as soon as its parent is gone (kill -9 of the batch): a worker must never
-    sit blocked on a queue no one reads, nor finish a run no one records."""
+def _parent_watchdog(batch_pid: int, start_method: str, interval: float = 0.5) -> None:
+    """Exit this worker as soon as the batch process is gone (kill -9 of the batch): a worker must
+    never sit blocked on a queue no one reads, nor finish a run no one records.
+
+    Under ``spawn`` the batch process is this worker's parent, and its death re-parents the
+    worker. Under ``forkserver`` the parent is the fork server, which the workers themselves keep
+    alive (they hold its pipe), so the batch process's pid is watched directly."""
     import threading
+
+    parent = os.getppid()
+    watch_pid = start_method == "forkserver"
 
     def watch():
         while True:
             time.sleep(interval)
-            if os.getppid() != parent:
+            if os.getppid() != parent or (watch_pid and not _alive(batch_pid)):
                 os._exit(1)
 
     threading.Thread(target=watch, name="perpstress-parent-watchdog", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a killed batch not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, not ours to signal
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # not Linux, or gone meanwhile
+        return _pid_exists(pid)
+    return state not in ("Z", "X")
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _set_pdeathsig() -> None:
@@ -170,16 +202,19 @@ def _set_pdeathsig() -> None:
         pass
 
 
-def _worker_init(scenario: Any, run_fn: RunFn, parent: int | None = None) -> None:
+def _worker_init(scenario: Any, run_fn: RunFn, parent: int | None = None, start_method: str = "spawn") -> None:
     try:  # Ctrl-C is the parent's business: it cancels and terminates the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except (ValueError, OSError):  # pragma: no cover
         pass
     if parent is not None:
-        if os.getppid() != parent:  # the parent died while this worker started
+        # the batch process died while this worker started: under spawn this worker has been
+        # re-parented already; under forkserver its parent is the fork server, so ask for the pid
+        gone = not _alive(parent) if start_method == "forkserver" else os.getppid() != parent
+        if gone:
             os._exit(1)
-        _parent_watchdog(parent)
+        _parent_watchdog(parent, start_method)
     _WORKER["scenario"] = scenario
     _WORKER["run_fn"] = run_fn
     try:
@@ -574,7 +609,7 @@ class _ProcessPool:
         self.started = time.time()
         self.ex = cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=mp.get_context(mp_context), initializer=_worker_init,
-            initargs=(scenario, run_fn, os.getpid()),
+            initargs=(scenario, run_fn, os.getpid(), mp_context),
         )
         self.closed = False
         try:
