@@ -172,19 +172,9 @@ def _alive(pid: int) -> bool:
         pass
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):  # not Linux, or gone meanwhile
-        return _pid_exists(pid)
-    return state not in ("Z", "X")
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
+    except (OSError, IndexError):  # not Linux: the signal check is all there is
         return True
-    return True
+    return state not in ("Z", "X")
 
 
 def _set_pdeathsig() -> None:
