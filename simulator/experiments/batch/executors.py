@@ -177,21 +177,6 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _set_pdeathsig() -> None:
-    """Linux: have the kernel send SIGKILL to this worker when its parent dies (belt and braces
-    with the watchdog thread)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:  # pragma: no cover - best effort
-        pass
-
-
 def _worker_init(scenario: Any, run_fn: RunFn, parent: int | None = None, start_method: str = "spawn") -> None:
     try:  # Ctrl-C is the parent's business: it cancels and terminates the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
