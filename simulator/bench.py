@@ -8,7 +8,9 @@ Runs the bundled cascade scenario, a live market (liquidity scales with the popu
 - the fixed cost per step and the cost per trader per step, from a least-squares fit of
   seconds per step over the sizes (``time/step = fixed + per_trader x traders``);
 - the peak resident memory of each size (each size runs in its own fresh process);
-- runs per minute of a small batch, serial and on the process pool, and the speed-up;
+- a batch (``--batch-runs``, 16 by default), serial and on the process pool: runs per minute,
+  the speed-up, the workers' start-up, the time per run and the CPU seconds (with a CPU-time
+  speed-up, what a loaded machine distorts least; ``--batch-only`` runs just this section);
 - the machine: cores usable, load average.
 
 A figure is printed only for a live market: a size whose book was two-sided on less than 95 %
@@ -102,8 +104,11 @@ def fit(sizes, seconds_per_step) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def batch_runs_per_minute(executor: str, runs: int, traders: int, steps: int | None, workers: int | None,
-                          sets: dict) -> float:
+def batch_figures(executor: str, runs: int, traders: int, steps: int | None, workers: int | None,
+                  sets: dict) -> dict:
+    """One timed batch of ``runs`` runs: wall seconds, runs per minute, the mean time inside a
+    run (``BatchReport.run_s / runs``), the pool's worker start-up, and the CPU seconds of this
+    process and its (reaped) pool workers."""
     from simulator.experiments.batch import batch_scenario, plan_tasks, run_batch, scenario_run_fn
 
     over = _overrides(traders, sets)
@@ -112,12 +117,42 @@ def batch_runs_per_minute(executor: str, runs: int, traders: int, steps: int | N
     data, designs = batch_scenario(SCENARIO, None, [], [], over)
     tasks = plan_tasks(runs, designs, None, data["seed"])
     with tempfile.TemporaryDirectory() as out:
+        load0 = os.getloadavg()[0]
+        c0 = os.times()
         t0 = time.perf_counter()
         report = run_batch(data, scenario_run_fn, tasks, Path(out), executor=executor, workers=workers, progress=False)
         elapsed = time.perf_counter() - t0
+        c1 = os.times()
     if report.failed:
         raise RuntimeError(f"benchmark batch had failed runs: {report.failures[:1]}")
-    return runs / elapsed * 60
+    cpu = (c1.user - c0.user) + (c1.system - c0.system) + (c1.children_user - c0.children_user) + (
+        c1.children_system - c0.children_system)
+    return {
+        "runs": len(tasks),
+        "wall_s": elapsed,
+        "rpm": len(tasks) / elapsed * 60,
+        "run_s": report.run_s / len(tasks),
+        "worker_start_s": report.worker_start_s,
+        "cpu_s": cpu,
+        "load": (load0, os.getloadavg()[0]),
+    }
+
+
+def _print_batch(batch_runs: int, batch_traders: int, steps, workers: int, sets: dict) -> None:
+    print(f"batch: {batch_runs} runs of the {batch_traders:,}-trader cascade, serial vs process pool of {workers} workers")
+    fig = {}
+    for executor in ("serial", "process"):
+        f = fig[executor] = batch_figures(executor, batch_runs, batch_traders, steps, workers, sets)
+        start = f" workers ready after {f['worker_start_s']:.2f} s;" if f["worker_start_s"] is not None else ""
+        print(f"batch, {batch_traders:,} traders, {executor:>7}: {f['rpm']:7.1f} runs/minute ({f['runs']} runs, "
+              f"{f['wall_s']:.1f} s);{start} {f['run_s']:.3f} s per run; CPU {f['cpu_s']:.1f} s "
+              f"({f['runs'] / f['cpu_s'] * 60:.1f} runs per CPU-minute); load {f['load'][0]:.2f} -> {f['load'][1]:.2f}")
+    s, p = fig["serial"], fig["process"]
+    print(f"batch speed-up, process pool ({workers} workers) vs serial: {p['rpm'] / s['rpm']:.2f}x on wall time")
+    # what the pool would do with a core per worker: its CPU seconds spread over the workers
+    print(f"  on CPU time (serial CPU / (pool CPU / {workers} workers), start-up included): "
+          f"{s['cpu_s'] / (p['cpu_s'] / workers):.2f}x; per run in a worker vs serial: "
+          f"{p['run_s'] / s['run_s']:.2f}x the time. On a shared machine take the final figure again idle.")
 
 
 def _parse_sets(items) -> dict:
@@ -136,7 +171,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default=None, help="comma-separated trader counts (default 1000,10000,100000)")
     p.add_argument("--repeats", type=int, default=3, help="runs per size (at least 3)")
     p.add_argument("--steps", type=int, default=None, help="default: the scenario's 900 steps")
-    p.add_argument("--batch-runs", type=int, default=8)
+    p.add_argument("--batch-runs", type=int, default=16, help="runs of the timed batches (default 16)")
+    p.add_argument("--batch-only", action="store_true", help="only the batch section (no per-size table)")
     p.add_argument("--batch-traders", type=int, default=1_000)
     p.add_argument("--workers", type=int, default=None, help="process pool size (default: the cores)")
     p.add_argument("--skip-batch", action="store_true")
@@ -157,6 +193,13 @@ def main(argv=None) -> int:
           f"{repeats} runs per size, interleaved{'; QUICK smoke run: figures are not comparable' if args.quick else ''}")
     if sets:
         print(f"overrides: {sets}")
+
+    if args.batch_only:
+        print()
+        _print_batch(batch_runs, batch_traders, steps, args.workers or cores, sets)
+        load = os.getloadavg()
+        print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        return 0
 
     # one fresh process per size (its peak RSS is that size's), runs interleaved across sizes
     ctx = get_context("spawn")
@@ -208,12 +251,7 @@ def main(argv=None) -> int:
 
     if not args.skip_batch:
         print()
-        rpm = {}
-        for executor in ("serial", "process"):
-            rpm[executor] = batch_runs_per_minute(executor, batch_runs, batch_traders, steps, args.workers, sets)
-            print(f"batch, {batch_traders:,} traders, {executor:>7}: {rpm[executor]:7.1f} runs/minute ({batch_runs} runs)")
-        print(f"batch speed-up, process pool ({args.workers or cores} workers) vs serial: "
-              f"{rpm['process'] / rpm['serial']:.2f}x")
+        _print_batch(batch_runs, batch_traders, steps, args.workers or cores, sets)
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 1 if refused else 0

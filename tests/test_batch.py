@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import functools
 import json
+import multiprocessing as mp
 import os
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -81,6 +85,32 @@ def toy_run_bad_metric(scenario: dict, task: Task) -> dict:
     if task.run_index == 1:
         out["path"] = [1, 2, 3]
     return out
+
+
+_PREPARED_IN: list[int] = []  # pids of the processes where _toy_prepare ran
+
+
+def _toy_prepare() -> None:
+    _PREPARED_IN.append(os.getpid())
+
+
+def toy_run_prepared(scenario: dict, task: Task) -> dict:
+    """toy_run plus how many times this process ran the prepare hook before the run."""
+    return {**toy_run(scenario, task), "prepared_here": _PREPARED_IN.count(os.getpid())}
+
+
+toy_run_prepared.prepare = _toy_prepare
+
+
+def _prepare_fails() -> None:
+    raise RuntimeError("kernels unavailable")
+
+
+def toy_run_prepare_fails(scenario: dict, task: Task) -> dict:
+    return toy_run(scenario, task)
+
+
+toy_run_prepare_fails.prepare = _prepare_fails
 
 
 def _table(out_dir) -> pd.DataFrame:
@@ -199,9 +229,13 @@ def test_result_rows_and_layout(reference):
 
 
 # ------------------------------------------------------------------ executors
-def test_process_pool_matches_serial(reference, tmp_path):
+@pytest.mark.parametrize("mp_context", ["spawn", "forkserver"])
+def test_process_pool_matches_serial(reference, tmp_path, mp_context):
+    # under forkserver a worker's parent is the fork server, not the batch process: the worker's
+    # parent check must not take that for a dead batch (it did: every worker exited at start)
     _, ref = reference
-    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False)
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False,
+                       mp_context=mp_context)
     assert (report.ok, report.failed, report.skipped, report.exit_code) == (24, 0, 0, 0)
     pd.testing.assert_frame_equal(_table(tmp_path), ref)
     assert len(os.listdir(tmp_path / "series")) == 8
@@ -213,6 +247,85 @@ def test_dask_local_cluster_matches_serial(reference, tmp_path):
     report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="dask", workers=2, keep_series=2, progress=False)
     assert report.exit_code == 0 and report.ok == 24
     pd.testing.assert_frame_equal(_table(tmp_path), ref)
+
+
+def test_process_pool_tasks_do_not_carry_the_scenario(reference, tmp_path, monkeypatch):
+    # a scenario of ~200 kB: if a task carried it, every submitted call would pickle to > 200 kB
+    marker = "SCENARIO-PAYLOAD-" + "x" * 200_000
+    big = {**SCENARIO, "notes": marker}
+    sent: list[bytes] = []
+    original = cf.ProcessPoolExecutor.submit
+
+    def recording_submit(self, fn, /, *args, **kwargs):
+        sent.append(pickle.dumps((fn, args, kwargs)))
+        return original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(cf.ProcessPoolExecutor, "submit", recording_submit)
+    report = run_batch(big, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2, progress=False)
+    assert report.ok == 24
+    task_calls = [b for b in sent if b"_worker_execute" in b]
+    assert len(task_calls) == 24  # one submitted call per task
+    assert all(b"SCENARIO-PAYLOAD" not in b and len(b) < 2_000 for b in sent), max(map(len, sent))
+    # the workers still ran with the scenario: toy_run reads its steps and vol
+    pd.testing.assert_frame_equal(_table(tmp_path), reference[1])
+
+
+@pytest.mark.parametrize("executor", ["serial", "process", "dask"])
+def test_prepare_hook_runs_once_per_process_before_its_runs(reference, tmp_path, executor):
+    if executor == "dask" and not HAVE_DISTRIBUTED:
+        pytest.skip("dask.distributed cannot be imported")
+    _, ref = reference
+    # bound with functools.partial (as calibrate binds its run function): the wrapped hook runs
+    run_fn = functools.partial(toy_run_prepared) if executor == "process" else toy_run_prepared
+    report = run_batch(SCENARIO, run_fn, _tasks(), tmp_path, executor=executor, workers=2, keep_series=2,
+                       progress=False)
+    assert report.exit_code == 0 and report.ok == 24
+    got = _table(tmp_path)
+    # 1 in every run: the process running it was prepared exactly once, before its first run
+    assert (got["prepared_here"] == 1).all()
+    pd.testing.assert_frame_equal(got.drop(columns=["prepared_here"]), ref)
+
+
+def test_pool_workers_start_before_the_manifest_is_written(reference, tmp_path, monkeypatch):
+    from simulator.experiments.batch import executors
+
+    children_at_manifest = []
+    original = executors._atomic_write_json
+
+    def spy(path, obj):
+        if path.name == "manifest.json":
+            children_at_manifest.append(len(mp.active_children()))
+        return original(path, obj)
+
+    monkeypatch.setattr(executors, "_atomic_write_json", spy)
+    report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2,
+                       progress=False)
+    assert report.ok == 24
+    assert children_at_manifest == [2]  # both workers already spawned (and importing) by then
+    pd.testing.assert_frame_equal(_table(tmp_path), reference[1])
+
+
+def test_failing_prepare_fails_the_runs_not_the_pool(tmp_path):
+    report = run_batch(SCENARIO, toy_run_prepare_fails, _tasks(2), tmp_path, executor="process", workers=2,
+                       progress=False)
+    # 2 runs x 2 cells x 2 designs, each fails with the hook's error; no worker is lost
+    assert (report.ok, report.failed, report.exit_code) == (0, 8, 1)
+    df = load_results(tmp_path)
+    assert (df["error"] == "RuntimeError: kernels unavailable").all()
+
+
+def test_report_adds_up_run_time_and_worker_start(tmp_path):
+    report = run_batch(SCENARIO, toy_run, _tasks(2), tmp_path / "p", executor="process", workers=2, progress=False)
+    rows = load_results(tmp_path / "p")
+    # run_s is the sum of the rows' elapsed_s (the time inside run_fn), not the wall time
+    assert report.run_s == pytest.approx(rows["elapsed_s"].sum(), rel=1e-9)
+    assert report.worker_start_s is not None and 0 <= report.worker_start_s <= report.elapsed_s
+    # resuming the finished batch on a pool: nothing runs, the early-started pool is let go
+    again = run_batch(SCENARIO, toy_run, _tasks(2), tmp_path / "p", executor="process", workers=2, progress=False,
+                      resume=True)
+    assert (again.ok, again.skipped, again.run_s, again.worker_start_s) == (0, 8, 0.0, None)
+    serial = run_batch(SCENARIO, toy_run, _tasks(2), tmp_path / "s", executor="serial", progress=False)
+    assert serial.worker_start_s is None  # no pool, no worker start-up
 
 
 # ------------------------------------------------------------------ failures and resume

@@ -177,3 +177,59 @@ def test_damaged_run_files_are_caught_by_compare_and_rerun_on_resume(reference, 
     assert err.count("warning:") == 4 and "copied over another run's file" in err and "content hash mismatch" in err
     pd.testing.assert_frame_equal(_table(out), reference)
     assert main(["compare", str(out), "--n-boot", "50"]) == 0
+
+
+def slow_run(scenario: dict, task) -> dict:
+    """A run that takes a second: the batch is surely mid-way when it is killed."""
+    time.sleep(1.0)
+    return {"x": int(task.run_index)}
+
+
+FORKSERVER_BATCH = """
+import sys
+from simulator.experiments.batch import plan_tasks, run_batch
+from test_batch_faults import slow_run
+if __name__ == "__main__":
+    run_batch({"name": "slow"}, slow_run, plan_tasks(30, ["A"], None, 1), sys.argv[1], executor="process",
+              workers=2, progress=False, mp_context="forkserver")
+"""
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def test_parent_killed_forkserver_workers_exit(tmp_path):
+    # under forkserver the workers are the fork server's children and keep it alive themselves:
+    # they must notice the batch process's death by its pid, not by being re-parented
+    out = tmp_path / "b"
+    script = tmp_path / "forkserver_batch.py"
+    script.write_text(FORKSERVER_BATCH)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.DEVNULL, stderr=err)
+    family: list[int] = []
+    try:
+        _wait_for_runs(out, proc)
+        family = _descendants(proc.pid)  # resource tracker, fork server, and the two workers below it
+        assert len(family) >= 3, family
+        proc.kill()
+        proc.wait(timeout=60)
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(k) for k in family):
+            time.sleep(0.1)
+        assert not [k for k in family if _alive(k)], "forkserver workers outlived the batch process"
+        assert 0 < len(list((out / "runs").glob("*.parquet"))) < 30
+    finally:  # never leave a stray process behind, whatever failed
+        for k in [proc.pid, *family]:
+            if _alive(k):
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except OSError:
+                    pass
+        proc.wait(timeout=60)

@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from simulator.cli._common import parse_set
-from simulator.world.targets import TargetsError
 
 
 def _figure(fit, runs, targets_path, out: Path) -> Path:
@@ -21,6 +20,7 @@ def _figure(fit, runs, targets_path, out: Path) -> Path:
 
 def cmd_calibrate(args) -> int:
     from simulator.experiments.calibrate import calibrate, format_fit
+    from simulator.world.targets import TargetsError  # pandas: imported only when a command runs
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     out = Path(args.out) if args.out else Path("results") / f"calibrate-{Path(args.file).stem}-{stamp}"
@@ -47,6 +47,7 @@ def cmd_calibrate(args) -> int:
 def cmd_fit(args) -> int:
     from simulator.experiments.calibrate import evaluate, format_fit
     from simulator.experiments.batch import load_results
+    from simulator.world.targets import TargetsError
 
     out = Path(args.out) if args.out else Path("results") / f"fit-{Path(args.file).stem}"
     try:

@@ -9,7 +9,11 @@ The single-run machinery is a plug-in: ``run_fn(scenario, task) -> dict`` return
 of JSON scalars (the run's summary metrics) and may add ``"_series"``, a pandas DataFrame of
 per-step series, which is kept for the first ``keep_series`` run indices only. ``run_fn``
 must build its randomness from ``task_seed_sequence(task)`` and nothing else, and must not
-depend on which process runs it: results are then identical whatever the executor.
+depend on which process runs it: results are then identical whatever the executor. A
+``run_fn.prepare()`` attribute, if present, runs once per process before its first run (the
+process pool runs it in each worker's initializer): imports and compiled caches, not timed as
+a run. Process-pool workers receive the scenario and ``run_fn`` once, at start; a task carries
+only its ``Task``, and a worker returns only the run's row (and kept series) as Parquet bytes.
 
 Modules: ``plan`` (tasks, sweep cells, seeds), ``executors`` (``run_batch`` on serial / process
 pool / Dask), ``store`` (the batch folder: run files, manifest, resume, lock, loading), and

@@ -1,6 +1,13 @@
 """Running the plan: ``run_batch`` (resume, status, progress) on the serial, process-pool or
 Dask executor; each finished task is written at once through the store. ``BatchReport`` and
 ``WorkerLostError`` say what a session did.
+
+What crosses between processes on the process pool: each worker gets the scenario and
+``run_fn`` once, in the pool initializer, and runs ``run_fn.prepare`` there (imports, compiled
+kernels); a task carries only its ``Task`` (cell, design, seed, run index) and whether to keep
+its series; a worker sends back only the run's row (and the kept series) as Parquet bytes,
+which the parent writes. The pool is started before the parent reads the manifest and checks
+the finished runs of a resumed batch, so the workers start up while it does.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ import concurrent.futures as cf
 import contextlib
 import copy
 import datetime as _dt
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -77,6 +85,24 @@ class _Outcome(NamedTuple):
     row: bytes
     series: bytes | None
     error: str | None
+    elapsed: float = 0.0  # seconds inside run_fn (what the row's elapsed_s holds)
+    worker: tuple[int, float] | None = None  # process pool: (worker pid, wall clock when it was ready)
+
+
+# run_fn.prepare hooks already run in this process (once per process, whatever the executor)
+_PREPARED: set = set()
+
+
+def _prepare(run_fn: RunFn) -> None:
+    """Run ``run_fn.prepare()`` once in this process: the imports and compiled-code caches a run
+    needs, paid at a worker's start and not inside the first run's time."""
+    prepare = getattr(run_fn, "prepare", None)
+    if prepare is None and isinstance(run_fn, functools.partial):  # a bound run_fn: its function's hook
+        prepare = getattr(run_fn.func, "prepare", None)
+    if prepare is None or prepare in _PREPARED:
+        return
+    prepare()
+    _PREPARED.add(prepare)
 
 
 def _execute(scenario: Any, run_fn: RunFn, task: Task, keep: bool) -> _Outcome:
@@ -85,9 +111,11 @@ def _execute(scenario: Any, run_fn: RunFn, task: Task, keep: bool) -> _Outcome:
     An ``Exception`` from ``run_fn`` (or a result that cannot be stored) gives a failed row;
     ``KeyboardInterrupt``/``SystemExit`` propagate.
     """
-    t0 = time.perf_counter()
     status, error, tb, metrics, series = "ok", None, None, {}, None
+    t0 = time.perf_counter()
     try:
+        _prepare(run_fn)  # a failure here fails the run with its error (the worker stays up)
+        t0 = time.perf_counter()
         out = run_fn(copy.deepcopy(scenario), task)
         if not isinstance(out, Mapping):
             raise TypeError(f"run_fn must return a dict of metrics, got {type(out).__name__}")
@@ -106,58 +134,78 @@ def _execute(scenario: Any, run_fn: RunFn, task: Task, keep: bool) -> _Outcome:
         status, error = "failed", f"could not store the run's results: {_error_text(exc)}"
         row = _encode(task, status, error, _tail(traceback.format_exc()), elapsed, {})
         kept = None
-    return _Outcome(status, row, kept, error)
+    return _Outcome(status, row, kept, error, elapsed)
 
 
-# process-pool workers get the scenario and run_fn once, at start
+# process-pool workers get the scenario and run_fn once, at start (tasks do not carry them)
 _WORKER: dict[str, Any] = {}
 
 
-def _parent_watchdog(parent: int, interval: float = 0.5) -> None:
-    """Exit this worker as soon as its parent is gone (kill -9 of the batch): a worker must never
-    sit blocked on a queue no one reads, nor finish a run no one records."""
+def _parent_watchdog(batch_pid: int, start_method: str, interval: float = 0.5) -> None:
+    """Exit this worker as soon as the batch process is gone (kill -9 of the batch): a worker must
+    never sit blocked on a queue no one reads, nor finish a run no one records.
+
+    Under ``spawn`` the batch process is this worker's parent, and its death re-parents the
+    worker. Under ``forkserver`` the parent is the fork server, which the workers themselves keep
+    alive (they hold its pipe), so the batch process's pid is watched directly."""
     import threading
+
+    parent = os.getppid()
+    watch_pid = start_method == "forkserver"
 
     def watch():
         while True:
             time.sleep(interval)
-            if os.getppid() != parent:
+            if os.getppid() != parent or (watch_pid and not _alive(batch_pid)):
                 os._exit(1)
 
     threading.Thread(target=watch, name="perpstress-parent-watchdog", daemon=True).start()
 
 
-def _set_pdeathsig() -> None:
-    """Linux: have the kernel send SIGKILL to this worker when its parent dies (belt and braces
-    with the watchdog thread)."""
-    if not sys.platform.startswith("linux"):
-        return
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a killed batch not yet reaped)."""
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:  # pragma: no cover - best effort
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, not ours to signal
         pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # not Linux: the signal check is all there is
+        return True
+    return state not in ("Z", "X")
 
 
-def _worker_init(scenario: Any, run_fn: RunFn, parent: int | None = None) -> None:
+def _worker_init(scenario: Any, run_fn: RunFn, parent: int | None = None, start_method: str = "spawn") -> None:
     try:  # Ctrl-C is the parent's business: it cancels and terminates the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except (ValueError, OSError):  # pragma: no cover
         pass
     if parent is not None:
-        if os.getppid() != parent:  # the parent died while this worker started
+        # the batch process died while this worker started: under spawn this worker has been
+        # re-parented already; under forkserver its parent is the fork server, so ask for the pid
+        gone = not _alive(parent) if start_method == "forkserver" else os.getppid() != parent
+        if gone:
             os._exit(1)
-        _parent_watchdog(parent)
+        _parent_watchdog(parent, start_method)
     _WORKER["scenario"] = scenario
     _WORKER["run_fn"] = run_fn
+    try:
+        _prepare(run_fn)
+    except Exception:  # the first task runs it again and records the error as a failed run
+        pass
+    _WORKER["ready"] = time.time()
+
+
+def _worker_started() -> None:
+    """A no-op task: submitting one per worker makes the pool spawn its workers now."""
 
 
 def _worker_execute(task: Task, keep: bool) -> _Outcome:
-    return _execute(_WORKER["scenario"], _WORKER["run_fn"], task, keep)
+    out = _execute(_WORKER["scenario"], _WORKER["run_fn"], task, keep)
+    return out._replace(worker=(os.getpid(), _WORKER["ready"]))
 
 
 # ======================================================================= report
@@ -167,6 +215,9 @@ class BatchReport:
 
     ``ok`` and ``failed`` count the tasks run in this session, ``skipped`` the tasks already
     done ok before it (``resume``). ``exit_code`` is 0 when nothing failed, else 1.
+    ``run_s`` adds up the time spent inside ``run_fn`` by this session's runs (``elapsed_s`` of
+    their rows); ``worker_start_s`` (process pool only) is the time from starting the pool to
+    the last worker that ran a task being ready (imports and ``run_fn.prepare`` done).
     """
 
     out_dir: Path
@@ -178,6 +229,8 @@ class BatchReport:
     executor: str = "serial"
     failures: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # run files that failed verification on resume
+    run_s: float = 0.0
+    worker_start_s: float | None = None
 
     @property
     def not_done(self) -> int:
@@ -222,9 +275,13 @@ class _Recorder:
         self.report = report
         self.bar = bar
         self.done: set[tuple[str, str, int]] = set()
+        self.workers_ready: dict[int, float] = {}  # worker pid -> wall clock when it was ready
 
     def record(self, task: Task, outcome: _Outcome) -> None:
         name = _task_file(task)
+        self.report.run_s += outcome.elapsed
+        if outcome.worker is not None:
+            self.workers_ready[outcome.worker[0]] = outcome.worker[1]
         if outcome.series is not None:
             _atomic_write_bytes(self.series / name, outcome.series)
         _atomic_write_bytes(self.runs / name, outcome.row)
@@ -386,98 +443,111 @@ def run_batch(
     if workers is None and executor != "serial":
         workers = _default_workers()
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs_dir, series_dir = out_dir / RUNS_DIR, out_dir / SERIES_DIR
-    report = BatchReport(out_dir=out_dir, n_tasks=len(tasks), executor=executor)
-    plan = _plan(tasks)
-    session = _session(executor, workers, scheduler, keep_series, mp_context)
+    # the pool starts first: its workers import and prepare while this process writes the
+    # manifest and checks the finished runs of a resumed batch
+    pool = _ProcessPool(scenario, run_fn, min(workers, len(tasks)), mp_context) if executor == "process" else None
+    finished = False
+    try:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        runs_dir, series_dir = out_dir / RUNS_DIR, out_dir / SERIES_DIR
+        report = BatchReport(out_dir=out_dir, n_tasks=len(tasks), executor=executor)
+        plan = _plan(tasks)
+        session = _session(executor, workers, scheduler, keep_series, mp_context)
 
-    with _DirLock(out_dir):
-        manifest_path = out_dir / MANIFEST
-        if manifest_path.exists():
-            if not resume:
-                raise FileExistsError(
-                    f"{out_dir} already holds a batch ({MANIFEST}); pass resume=True to continue it, "
-                    "or choose another folder"
-                )
+        with _DirLock(out_dir):
+            manifest_path = out_dir / MANIFEST
+            if manifest_path.exists():
+                if not resume:
+                    raise FileExistsError(
+                        f"{out_dir} already holds a batch ({MANIFEST}); pass resume=True to continue it, "
+                        "or choose another folder"
+                    )
+                try:
+                    old = load_manifest(out_dir)
+                except (OSError, ValueError) as exc:
+                    raise ManifestMismatchError(f"cannot read {manifest_path}: {exc}") from exc
+                _check_manifest(old, scenario_json, plan, manifest_path)
+                if old.get("perpstress") != session["perpstress"]:
+                    import warnings
+
+                    warnings.warn(
+                        f"resuming a batch started with perpstress {old.get('perpstress')} under "
+                        f"{session['perpstress']}: results may mix code versions",
+                        stacklevel=2,
+                    )
+                old.setdefault("sessions", []).append(session)
+                _atomic_write_json(manifest_path, old)
+            else:
+                if runs_dir.is_dir() and any(runs_dir.glob("*.parquet")):
+                    raise FileExistsError(f"{runs_dir} holds results but {out_dir} has no {MANIFEST}; choose another folder")
+                manifest = {
+                    "format": FORMAT_VERSION,
+                    "created": session["started"],
+                    "perpstress": session["perpstress"],
+                    "scenario": scenario_json,
+                    **plan,
+                    "keep_series": keep_series,
+                    "sessions": [session],
+                }
+                _atomic_write_json(manifest_path, manifest)
+            runs_dir.mkdir(exist_ok=True)
+            series_dir.mkdir(exist_ok=True)
+            _clean_tmp(runs_dir)
+            _clean_tmp(series_dir)
+
+            done, problems = _scan_ok(runs_dir, dict(zip(names, tasks))) if resume else (set(), [])
+            report.rejected = problems
+            for problem in problems[:5]:
+                print(f"warning: {problem}; moved to runs/.rejected/, the run goes again", file=sys.stderr)
+            if len(problems) > 5:
+                print(f"warning: ... and {len(problems) - 5} more run files rejected", file=sys.stderr)
+            pending = [t for t, n in zip(tasks, names) if n not in done]
+            report.skipped = len(tasks) - len(pending)
+            if pool is not None and not pending:  # a finished batch resumed: no worker has work
+                pool.close(graceful=False)
+            bar = _make_bar(len(tasks), report.skipped, progress)
+            rec = _Recorder(out_dir, report, bar)
+            state = "error"
             try:
-                old = load_manifest(out_dir)
-            except (OSError, ValueError) as exc:
-                raise ManifestMismatchError(f"cannot read {manifest_path}: {exc}") from exc
-            _check_manifest(old, scenario_json, plan, manifest_path)
-            if old.get("perpstress") != session["perpstress"]:
-                import warnings
-
-                warnings.warn(
-                    f"resuming a batch started with perpstress {old.get('perpstress')} under "
-                    f"{session['perpstress']}: results may mix code versions",
-                    stacklevel=2,
-                )
-            old.setdefault("sessions", []).append(session)
-            _atomic_write_json(manifest_path, old)
-        else:
-            if runs_dir.is_dir() and any(runs_dir.glob("*.parquet")):
-                raise FileExistsError(f"{runs_dir} holds results but {out_dir} has no {MANIFEST}; choose another folder")
-            manifest = {
-                "format": FORMAT_VERSION,
-                "created": session["started"],
-                "perpstress": session["perpstress"],
-                "scenario": scenario_json,
-                **plan,
-                "keep_series": keep_series,
-                "sessions": [session],
-            }
-            _atomic_write_json(manifest_path, manifest)
-        runs_dir.mkdir(exist_ok=True)
-        series_dir.mkdir(exist_ok=True)
-        _clean_tmp(runs_dir)
-        _clean_tmp(series_dir)
-
-        done, problems = _scan_ok(runs_dir, dict(zip(names, tasks))) if resume else (set(), [])
-        report.rejected = problems
-        for problem in problems[:5]:
-            print(f"warning: {problem}; moved to runs/.rejected/, the run goes again", file=sys.stderr)
-        if len(problems) > 5:
-            print(f"warning: ... and {len(problems) - 5} more run files rejected", file=sys.stderr)
-        pending = [t for t, n in zip(tasks, names) if n not in done]
-        report.skipped = len(tasks) - len(pending)
-        bar = _make_bar(len(tasks), report.skipped, progress)
-        rec = _Recorder(out_dir, report, bar)
-        state = "error"
-        try:
-            if pending:
-                if executor == "serial":
-                    _run_serial(pending, scenario, run_fn, keep_series, rec)
-                elif executor == "process":
-                    _run_process(pending, scenario, run_fn, keep_series, rec, min(workers, len(pending)), mp_context)
-                else:
-                    _run_dask(pending, scenario, run_fn, keep_series, rec, workers, scheduler)
-            state = "complete"
-        except KeyboardInterrupt:
-            state = "interrupted"
-            raise
-        except WorkerLostError:
-            state = "worker_lost"
-            raise
-        finally:
-            bar.close()
-            report.elapsed_s = time.perf_counter() - t_start
-            try:
-                _atomic_write_json(
-                    out_dir / STATUS,
-                    {
-                        "state": state,
-                        "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                        "n_tasks": report.n_tasks,
-                        "ok": report.ok + report.skipped,
-                        "failed": report.failed,
-                        "not_done": report.not_done,
-                        "elapsed_s": round(report.elapsed_s, 3),
-                    },
-                )
-            except OSError:  # pragma: no cover - do not mask the original error
-                pass
+                if pending:
+                    if executor == "serial":
+                        _run_serial(pending, scenario, run_fn, keep_series, rec)
+                    elif executor == "process":
+                        _run_process(pending, pool, keep_series, rec)
+                    else:
+                        _run_dask(pending, scenario, run_fn, keep_series, rec, workers, scheduler)
+                state = "complete"
+            except KeyboardInterrupt:
+                state = "interrupted"
+                raise
+            except WorkerLostError:
+                state = "worker_lost"
+                raise
+            finally:
+                bar.close()
+                report.elapsed_s = time.perf_counter() - t_start
+                if pool is not None and rec.workers_ready:
+                    report.worker_start_s = max(rec.workers_ready.values()) - pool.started
+                try:
+                    _atomic_write_json(
+                        out_dir / STATUS,
+                        {
+                            "state": state,
+                            "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                            "n_tasks": report.n_tasks,
+                            "ok": report.ok + report.skipped,
+                            "failed": report.failed,
+                            "not_done": report.not_done,
+                            "elapsed_s": round(report.elapsed_s, 3),
+                        },
+                    )
+                except OSError:  # pragma: no cover - do not mask the original error
+                    pass
+        finished = True
+    finally:
+        if pool is not None:
+            pool.close(graceful=finished)
     return report
 
 
@@ -505,16 +575,47 @@ def _terminate_pool(ex: cf.ProcessPoolExecutor, futures: Iterable[cf.Future]) ->
     ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_process(
-    pending: list[Task], scenario: Any, run_fn: RunFn, keep_series: int, rec: _Recorder, workers: int, mp_context: str
-) -> None:
-    ctx = mp.get_context(mp_context)
-    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(scenario, run_fn, os.getpid()))
+class _ProcessPool:
+    """A session's process pool, started at once: one worker is spawned per slot now (a no-op task
+    each), and each runs the initializer (scenario, ``run_fn``, ``run_fn.prepare``) while the
+    parent goes on preparing. Ctrl-C reaches only the parent (workers ignore SIGINT)."""
+
+    def __init__(self, scenario: Any, run_fn: RunFn, workers: int, mp_context: str):
+        self.started = time.time()
+        self.ex = cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context(mp_context), initializer=_worker_init,
+            initargs=(scenario, run_fn, os.getpid(), mp_context),
+        )
+        self.closed = False
+        try:
+            with _children_ignore_sigint():
+                for _ in range(workers):
+                    self.ex.submit(_worker_started)
+        except BaseException:
+            self.close(graceful=False)
+            raise
+
+    def submit(self, task: Task, keep: bool) -> cf.Future:
+        """Submit one task: what is pickled is the ``Task`` and ``keep``, never the scenario."""
+        with _children_ignore_sigint():
+            return self.ex.submit(_worker_execute, task, keep)
+
+    def close(self, graceful: bool, futures: Iterable[cf.Future] = ()) -> None:
+        """Shut down: wait for the workers (``graceful``), else cancel ``futures`` and kill them."""
+        if self.closed:
+            return
+        self.closed = True
+        if graceful:
+            self.ex.shutdown(wait=True)
+        else:
+            _terminate_pool(self.ex, futures)
+
+
+def _run_process(pending: list[Task], pool: _ProcessPool, keep_series: int, rec: _Recorder) -> None:
     futures: dict[cf.Future, Task] = {}
     try:
-        with _children_ignore_sigint():  # workers are spawned by submit
-            for t in pending:
-                futures[ex.submit(_worker_execute, t, t.run_index < keep_series)] = t
+        for t in pending:
+            futures[pool.submit(t, t.run_index < keep_series)] = t
         for fut in cf.as_completed(futures):
             t = futures[fut]
             try:
@@ -530,7 +631,7 @@ def _run_process(
         for f, t in futures.items():
             if t.key not in rec.done and f.done() and not f.cancelled() and f.exception() is None:
                 rec.record(t, f.result())
-        _terminate_pool(ex, futures)
+        pool.close(graceful=False, futures=futures)
         not_done = [t for t in futures.values() if t.key not in rec.done]
         raise WorkerLostError(
             f"a worker process died (killed or out of memory?) while running the batch: "
@@ -540,9 +641,8 @@ def _run_process(
             not_done,
         ) from exc
     except BaseException:
-        _terminate_pool(ex, futures)
+        pool.close(graceful=False, futures=futures)
         raise
-    ex.shutdown(wait=True)
 
 
 def _run_dask(

@@ -25,6 +25,10 @@ BASE_CELL_ID = "base"
 
 _INT64_MAX = 2**63 - 1
 
+#: ``run_fn(scenario, task) -> dict of metrics``. It may carry a ``prepare`` attribute: a callable
+#: with no arguments that ``run_batch`` calls once per process before the process's first run
+#: (imports, compiled-code caches), on every executor; it must not draw random numbers. For a
+#: ``functools.partial`` the hook of the wrapped function is used.
 RunFn = Callable[[Any, "Task"], Mapping[str, Any]]
 
 
