@@ -19,6 +19,35 @@ class MarketMaker(AccountAgent):
 
     @classmethod
     def step_all(cls, model) -> None:
+        """Cancel and re-quote every maker's ladder: the compiled ladder (``agents/_nb_makers``),
+        bit for bit the quotes of ``step_all_reference``."""
+        k = _kernels()
+        if k is None or model.venue.ledger.any_inverse:  # the compiled ladder values lots linearly
+            return cls.step_all_reference(model)
+        cfg = model.maker_config
+        accounts = model.maker_accounts
+        if len(accounts) == 0:
+            return
+        venue = model.venue
+        venue.cancel_orders(accounts)
+        equity = venue.equity(accounts)
+        vol = model.realised_vol()
+        withdraw = model.liquidity_withdrawn()
+        qty = venue.ledger.qty
+        for m, spec in enumerate(venue.markets):
+            fair = model.spot_ticks(m)
+            half = cfg.half_spread + cfg.spread_vol_multiplier * vol[m]
+            size_quote = cfg.level_notional * np.exp(-cfg.vol_sensitivity * vol[m]) * (1 - withdraw)
+            base_lots = size_quote / spec.lot_quote(fair)
+            owners, sides, prices, lots = k.maker_ladder(
+                accounts, equity, qty, m, float(fair), int(venue.contract_values[m]), float(cfg.inventory_limit),
+                float(cfg.leverage), float(base_lots), float(half), float(cfg.level_spacing), int(cfg.levels))
+            if len(lots):
+                venue.post_quotes(m, owners, sides, prices, lots)
+
+    @classmethod
+    def step_all_reference(cls, model) -> None:
+        """``step_all`` in numpy only (the reference the compiled ladder is tested against)."""
         cfg = model.maker_config  # capital and depth scaled to the population
         accounts = model.maker_accounts
         if len(accounts) == 0:
@@ -60,3 +89,17 @@ class MarketMaker(AccountAgent):
         for m in range(venue.n_markets):
             k = markets == m
             venue.post_quotes(m, owners[k], sides[k], prices[k], qtys[k])
+
+
+_KERNELS = []
+
+
+def _kernels():
+    """The compiled ladder (``agents._nb_makers``), or None without numba."""
+    if not _KERNELS:
+        try:
+            from agents import _nb_makers
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _nb_makers = None
+        _KERNELS.append(_nb_makers)
+    return _KERNELS[0]

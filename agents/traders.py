@@ -94,6 +94,19 @@ class LeveragedTrader(AccountAgent):
         super().__init__(model, account)
         self.slot = slot  # index into the population's arrays
 
+    @classmethod
+    def made_for(cls, model, account: int, slot: int, unique_id: int) -> "LeveragedTrader":
+        """The agent of population slot ``slot``, with a unique id reserved beforehand (the
+        model makes trader agents only when asked for them; see ``PerpModel.agents``)."""
+        agent = cls.__new__(cls)
+        agent.model = model
+        agent.unique_id = unique_id
+        agent.pos = None
+        agent.account = account
+        agent.slot = slot
+        model.register_agent(agent)
+        return agent
+
     @staticmethod
     def initial_orders(pop: TraderPopulation, venue, rng, share: float):
         """Sizes and sides of the positions a share of traders hold at step 0 (opening auction)."""
@@ -105,6 +118,45 @@ class LeveragedTrader(AccountAgent):
 
     @classmethod
     def step_all(cls, model) -> None:
+        """Every trader decides and sends its order: the compiled pass (``agents/_nb_traders``),
+        with exactly the draws and results of ``step_all_reference``."""
+        k = _kernels()
+        if k is None or model.venue.ledger.any_inverse:  # the compiled pass values lots linearly
+            return cls.step_all_reference(model)
+        pop: TraderPopulation = model.traders
+        if len(pop) == 0:
+            return
+        venue, rng = model.venue, model.trader_rng
+        led = venue.ledger
+        cfg = pop.cfg
+        draw = rng.random(len(pop))
+        with_stops = cfg.stop_loss is not None or cfg.take_profit is not None
+        idx, acting = k.watched(draw, float(pop.trade_probability), pop.accounts, pop.market, led.qty, with_stops)
+        if len(idx) == 0:
+            return
+        marks = venue.marks
+        cv = venue.contract_values
+        acc = pop.accounts[idx]
+        equity = k.equity_of(led.wallet, led.qty, led.cost, marks, cv, acc)
+        trend, deviation = model.signals()
+        coin_draw = rng.random(len(idx))  # _entry_side's draw
+        size_draw = rng.uniform(0.5, 1.0, len(idx))  # _entry_lots' draw
+        lots, order_side, close = k.decide(
+            idx, acting, equity, coin_draw, size_draw, pop.accounts, pop.market, pop.strategy, pop.leverage,
+            pop.isolated, pop.size_share, led.qty, led.cost, marks, cv, venue.leverage,
+            np.sign(np.asarray(trend, dtype=float)), -np.sign(np.asarray(deviation, dtype=float)),
+            float(pop.long_share), float(cfg.position_fraction),
+            float(cfg.stop_loss or 0.0), cfg.stop_loss is not None,
+            float(cfg.take_profit or 0.0), cfg.take_profit is not None)
+        send = np.flatnonzero(lots > 0)
+        if len(send) == 0:
+            return
+        send = send[rng.permutation(len(send))]  # arrival order
+        _send_orders(venue, send, pop.market[idx], acc, order_side, lots, close)
+
+    @classmethod
+    def step_all_reference(cls, model) -> None:
+        """``step_all`` in numpy only (the reference the compiled pass is tested against)."""
         pop: TraderPopulation = model.traders
         if len(pop) == 0:
             return
@@ -145,14 +197,33 @@ class LeveragedTrader(AccountAgent):
         if len(send) == 0:
             return
         send = send[rng.permutation(len(send))]  # arrival order
-        band = 0.1  # market orders carry a 10 % price protection
-        for m in range(venue.n_markets):
-            k = send[market[send] == m]
-            if len(k) == 0:
-                continue
-            s = order_side[k].astype(np.int64)
-            limit = np.where(s == BUY, venue.marks[m] * (1 + band), venue.marks[m] * (1 - band)).astype(np.int64)
-            venue.submit_orders(m, acc[k], s, lots[k], limit, reduce_only=close[k])
+        _send_orders(venue, send, market, acc, order_side, lots, close)
+
+
+def _send_orders(venue, send, market, acc, order_side, lots, close) -> None:
+    """One batch of market orders per market, in arrival order ``send``."""
+    band = 0.1  # market orders carry a 10 % price protection
+    for m in range(venue.n_markets):
+        k = send[market[send] == m]
+        if len(k) == 0:
+            continue
+        s = order_side[k].astype(np.int64)
+        limit = np.where(s == BUY, venue.marks[m] * (1 + band), venue.marks[m] * (1 - band)).astype(np.int64)
+        venue.submit_orders(m, acc[k], s, lots[k], limit, reduce_only=close[k])
+
+
+_KERNELS = []
+
+
+def _kernels():
+    """The compiled decision pass (``agents._nb_traders``), or None without numba."""
+    if not _KERNELS:
+        try:
+            from agents import _nb_traders
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _nb_traders = None
+        _KERNELS.append(_nb_traders)
+    return _KERNELS[0]
 
 
 def _entry_side(pop: TraderPopulation, idx, rng, trend, deviation) -> np.ndarray:

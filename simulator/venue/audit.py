@@ -141,14 +141,17 @@ class SnapshotRecorder:
     ``t * step_seconds`` reaches the next multiple of the interval (so after step 0, 60, 120,
     ... at 1 s steps), and ``finish`` records the last step if it was not. Roots are computed
     from the copies when asked (``snapshots_frame`` / ``roots``), so a batch run that never
-    writes a folder pays only the copies: ``accounts x (1 + 2 x markets) x 8`` bytes each
-    (300 traders, 1 market, 15 snapshots: about 110 kB).
+    writes a folder pays only the copies. A snapshot keeps only the accounts whose balances
+    changed since the one before (and new accounts), ``(1 + 2 x markets) x 8`` bytes each,
+    plus one full copy of the last balances: memory grows with what trades, not with
+    ``accounts x snapshots`` (100,000 traders, 15 minutes at 1 s steps: ~6 MB, not 38 MB).
     """
 
     step_seconds: float
     interval_seconds: float = DEFAULT_INTERVAL_SECONDS
     rows: list = field(default_factory=list, repr=False)
     _next: float = 0.0
+    _last: tuple | None = field(default=None, repr=False)  # full (wallet, qty, cost) of the last snapshot
 
     def maybe_record(self, t: int, venue) -> None:
         if t * self.step_seconds + 1e-9 >= self._next:
@@ -163,23 +166,49 @@ class SnapshotRecorder:
     def record(self, t: int, venue) -> None:
         led = venue.ledger
         fund = int(venue.insurance_fund)
+        wallet, qty, cost = led.wallet, led.qty, led.cost
+        n = len(wallet)
+        if self._last is None:
+            changed = np.arange(n)
+        else:
+            w0, q0, c0 = self._last
+            k = len(w0)  # accounts only ever get added
+            diff = (wallet[:k] != w0) | (qty[:k] != q0).any(axis=1) | (cost[:k] != c0).any(axis=1)
+            changed = np.concatenate([np.flatnonzero(diff), np.arange(k, n)])
+        self._last = (wallet.copy(), qty.copy(), cost.copy())
         self.rows.append({
-            "step": int(t), "time": float(t * self.step_seconds),
-            "wallet": led.wallet.copy(), "qty": led.qty.copy(), "cost": led.cost.copy(),
+            "step": int(t), "time": float(t * self.step_seconds), "accounts": n, "changed": changed,
+            "wallet": wallet[changed], "qty": qty[changed], "cost": cost[changed],
             "fund_account": fund, "fund_equity": int(venue.equity(np.array([fund]))[0]),
         })
+
+    def balances(self):
+        """Each snapshot's full balances, rebuilt from the changes: (row, wallet, qty, cost)."""
+        wallet = qty = cost = None
+        for r in self.rows:
+            n, m = r["accounts"], r["qty"].shape[1]
+            if wallet is None or len(wallet) < n:
+                grown = [np.zeros(n, dtype=np.int64), np.zeros((n, m), dtype=np.int64), np.zeros((n, m), dtype=np.int64)]
+                if wallet is not None:
+                    for new, old in zip(grown, (wallet, qty, cost)):
+                        new[: len(old)] = old
+                wallet, qty, cost = grown
+            wallet[r["changed"]] = r["wallet"]
+            qty[r["changed"]] = r["qty"]
+            cost[r["changed"]] = r["cost"]
+            yield r, wallet[:n], qty[:n], cost[:n]
 
     def balances_frame(self) -> pd.DataFrame:
         """One row per (snapshot, account): ``snapshot, step, time, account, wallet, qty_m, cost_m``."""
         parts = []
-        for k, r in enumerate(self.rows):
-            n, m = r["qty"].shape
+        for k, (r, wallet, qty, cost) in enumerate(self.balances()):
+            n, m = qty.shape
             d = {"snapshot": np.full(n, k, dtype=np.int64), "step": np.full(n, r["step"], dtype=np.int64),
                  "time": np.full(n, r["time"]), "account": np.arange(n, dtype=np.int64),
-                 "wallet": r["wallet"]}
+                 "wallet": wallet.copy()}
             for j in range(m):
-                d[f"qty_{j}"] = r["qty"][:, j]
-                d[f"cost_{j}"] = r["cost"][:, j]
+                d[f"qty_{j}"] = qty[:, j].copy()
+                d[f"cost_{j}"] = cost[:, j].copy()
             parts.append(pd.DataFrame(d))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 

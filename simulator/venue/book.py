@@ -72,6 +72,15 @@ class _Side:
         return (oid, -price if self.side == BUY else price)
 
     def insert(self, price, qty, owner, oid) -> None:
+        k = kernels.book()
+        if k is None:
+            return self.insert_reference(price, qty, owner, oid)
+        i64 = kernels.i64
+        self.price, self.qty, self.owner, self.oid = k.insert(
+            self.price, self.qty, self.owner, self.oid, i64(price), i64(qty), i64(owner), i64(oid), self.side == BUY)
+
+    def insert_reference(self, price, qty, owner, oid) -> None:
+        """``insert`` in numpy: append and re-sort (the reference of the merge kernel)."""
         self.price = np.concatenate([self.price, price])
         self.qty = np.concatenate([self.qty, qty])
         self.owner = np.concatenate([self.owner, owner])
@@ -140,6 +149,19 @@ class OrderBook:
     # ---------------------------------------------------------------- mutations
     def cancel_owners(self, owners) -> int:
         """Cancel every resting order of the given accounts; returns how many were cancelled."""
+        k = kernels.book()
+        if k is None:
+            return self.cancel_owners_reference(owners)
+        owners = kernels.i64(np.atleast_1d(owners))
+        n = 0
+        for s in (self.bids, self.asks):
+            if len(s.qty):
+                s.price, s.qty, s.owner, s.oid, dropped = k.cancel(s.price, s.qty, s.owner, s.oid, owners)
+                n += dropped
+        return n
+
+    def cancel_owners_reference(self, owners) -> int:
+        """``cancel_owners`` in numpy (the reference of the compiled kernel)."""
         owners = np.atleast_1d(np.asarray(owners, dtype=np.int64))
         n = 0
         for s in (self.bids, self.asks):
@@ -153,6 +175,16 @@ class OrderBook:
         """Which of these post-only orders the book would rest (``post`` drops the others):
         positive size and price, and not crossing the book or an order of the same batch
         accepted before it (arrival order)."""
+        k = kernels.book()
+        if k is None:
+            return self.postable_reference(sides, prices, qtys)
+        sides, prices, qtys = _arrays(sides, prices, qtys)
+        bids, asks = self.bids.price, self.asks.price
+        return k.postable(sides, prices, qtys, len(bids) > 0, int(bids[0]) if len(bids) else 0,
+                          len(asks) > 0, int(asks[0]) if len(asks) else 0)
+
+    def postable_reference(self, sides, prices, qtys) -> np.ndarray:
+        """``postable`` in numpy (the reference of the compiled kernel)."""
         sides, prices, qtys = _arrays(sides, prices, qtys)
         bb, ba = self.best_bid(), self.best_ask()
         crosses = ((sides == BUY) & (ba is not None) & (prices >= (ba or 0))) | (
@@ -193,6 +225,14 @@ class OrderBook:
 
     def resting_lots_of(self, owners) -> tuple[np.ndarray, np.ndarray]:
         """Resting (bid lots, ask lots) of each account in ``owners`` (sorted, unique ids)."""
+        k = kernels.book()
+        if k is None:
+            return self.resting_lots_of_reference(owners)
+        owners = kernels.i64(owners)
+        return k.resting_lots(self.bids.owner, self.bids.qty, owners), k.resting_lots(self.asks.owner, self.asks.qty, owners)
+
+    def resting_lots_of_reference(self, owners) -> tuple[np.ndarray, np.ndarray]:
+        """``resting_lots_of`` in numpy (the reference of the compiled kernel)."""
         owners = np.asarray(owners, dtype=np.int64)
         out = []
         for s in (self.bids, self.asks):
@@ -218,6 +258,17 @@ class OrderBook:
         if rest and len(qtys) > 1:
             # resting orders interact with later ones on the other side: go one at a time
             return Fills.concat([self.submit(owners[i], sides[i], qtys[i], limits[i], True) for i in range(len(qtys))])
+        k = kernels.book()
+        # IOC batches in one compiled call (both sides, fills in arrival order); a book whose
+        # matcher was swapped for the numpy reference (``_match``, the tests) goes side by side
+        if not rest and k is not None and kernels.get() is not None and "_match" not in self.__dict__ \
+                and not (qtys < 0).any():
+            b, a = self.bids, self.asks
+            i64 = kernels.i64
+            out, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid = k.submit(
+                b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, i64(owners), i64(sides), i64(qtys),
+                i64(limits))
+            return Fills(*out)
         parts = []
         for side, book_side in ((BUY, self.asks), (SELL, self.bids)):
             idx = np.flatnonzero(sides == side)

@@ -48,11 +48,18 @@ KINDS = (
 )
 
 
+_GIVEN = frozenset(COLUMNS) - {"step", "round", "kind"}
+
+
 class EventLog:
-    """Columnar append-only log."""
+    """Columnar append-only log.
+
+    ``add`` converts only the columns it is given (the others take their defaults when the
+    frame is built), so logging one event costs a few numpy calls, not one per column.
+    """
 
     def __init__(self):
-        self._parts: list[dict] = []
+        self._parts: list[tuple] = []  # (n, step, round, kind, {column: array of length n})
         self.step = 0
         self.round = 0
 
@@ -60,29 +67,36 @@ class EventLog:
         """Append one or more events; every column broadcasts to the longest array given."""
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
+        unknown = set(cols) - _GIVEN
+        if unknown:
+            raise ValueError(f"unknown event columns {sorted(unknown)}")
         # numpy broadcasting: scalars stretch, a zero-length array means nothing to log
         n = int(np.prod(np.broadcast_shapes(*(np.shape(v) for v in cols.values())))) if cols else 1
         if n == 0:
             return
-        part = {"step": np.full(n, self.step), "round": np.full(n, self.round), "kind": np.full(n, kind, dtype=object)}
-        for name, dtype in COLUMNS.items():
-            if name in part:
-                continue
-            default = "" if dtype is object else (np.nan if dtype is float else -1)
-            v = cols.pop(name, default)
-            part[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,))
-        if cols:
-            raise ValueError(f"unknown event columns {sorted(cols)}")
-        self._parts.append(part)
+        given = {name: np.broadcast_to(np.asarray(v, dtype=COLUMNS[name]), (n,)) for name, v in cols.items()}
+        self._parts.append((n, self.step, self.round, kind, given))
 
     def __len__(self) -> int:
-        return sum(len(p["step"]) for p in self._parts)
+        return sum(p[0] for p in self._parts)
 
     def to_frame(self) -> pd.DataFrame:
         if not self._parts:
             return pd.DataFrame({k: pd.Series(dtype=v) for k, v in COLUMNS.items()})
-        df = pd.DataFrame({k: np.concatenate([p[k] for p in self._parts]) for k in COLUMNS})
+        data = {}
+        for name, dtype in COLUMNS.items():
+            if name == "step":
+                pieces = [np.full(n, step) for n, step, _, _, _ in self._parts]
+            elif name == "round":
+                pieces = [np.full(n, rnd) for n, _, rnd, _, _ in self._parts]
+            elif name == "kind":
+                pieces = [np.full(n, kind, dtype=object) for n, _, _, kind, _ in self._parts]
+            else:
+                default = "" if dtype is object else (np.nan if dtype is float else -1)
+                pieces = [g[name] if name in g else np.full(n, default, dtype=dtype) for n, _, _, _, g in self._parts]
+            data[name] = np.concatenate(pieces)
+        df = pd.DataFrame(data)
         return df.astype({k: ("string" if v is object else v) for k, v in COLUMNS.items()})
 
     def count(self, kind: str) -> int:
-        return sum(int((p["kind"] == kind).sum()) for p in self._parts)
+        return sum(p[0] for p in self._parts if p[3] == kind)

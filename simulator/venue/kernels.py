@@ -13,11 +13,14 @@ returns None and the callers use the numpy versions.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 PPM = 1_000_000
 _KERNELS = None
 _TRIED = False
+_MODULES: dict = {}
 
 
 def get():
@@ -32,8 +35,32 @@ def get():
     return _KERNELS
 
 
+def _load(name: str):
+    """A compiled-kernel module of this package by name, or None without numba."""
+    if name not in _MODULES:
+        try:
+            _MODULES[name] = importlib.import_module(f"simulator.venue.{name}")
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _MODULES[name] = None
+    return _MODULES[name]
+
+
+def scan():
+    """Whole-ledger scans (``_nb_scan``: maintenance scan, ledger totals), or None."""
+    return _load("_nb_scan")
+
+
+def book():
+    """Order-book and quote kernels (``_nb_book``), or None."""
+    return _load("_nb_book")
+
+
 def i64(a) -> np.ndarray:
     """``a`` as a C-contiguous, writable int64 array (one compiled signature per kernel)."""
+    if type(a) is np.ndarray and a.dtype == np.int64:
+        flags = a.flags
+        if flags.c_contiguous and flags.writeable:
+            return a  # the common case, without np.require's overhead
     return np.require(a, np.int64, ["C", "W"])
 
 

@@ -319,7 +319,7 @@ class Ledger:
     def totals(self, marks) -> tuple[int, np.ndarray, np.ndarray]:
         """One pass over the ledger: (conservation residual, net lots per market, long lots per
         market). The residual is exactly ``conservation_residual(marks)``."""
-        k = kernels.get()
+        k = kernels.scan()
         if k is None:
             return self.conservation_residual(marks), self.qty.sum(axis=0), self.open_interest()
         if not self.any_inverse:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
@@ -95,8 +96,15 @@ def funding_due(step: int, step_seconds: float, interval_seconds: float) -> bool
     """Whether a settlement falls in ``step``, the scenario time ``(step * S, (step + 1) * S]``:
     the step at whose end the time reaches or crosses a multiple of the interval (once per
     step). Exact: both durations are read as the decimals they print as."""
-    s, i = Fraction(str(step_seconds)), Fraction(str(interval_seconds))
-    return (step + 1) * s // i > step * s // i
+    num, den = _ratio(step_seconds, interval_seconds)
+    return (step + 1) * num // den > step * num // den
+
+
+@lru_cache(maxsize=64)
+def _ratio(step_seconds: float, interval_seconds: float) -> tuple[int, int]:
+    """``step_seconds / interval_seconds`` as an exact fraction of integers."""
+    r = Fraction(str(step_seconds)) / Fraction(str(interval_seconds))
+    return r.numerator, r.denominator
 
 
 class PriceState:

@@ -198,14 +198,14 @@ class Venue:
 
     def liquidatable(self) -> np.ndarray:
         """Accounts below maintenance (cross margin), venue rows excluded."""
-        k = kernels.get()
+        k = kernels.scan()
         if k is None:
             return self.liquidatable_reference()
         led = self.ledger
         if self._tier_arrays is None:
             self._tier_arrays = _tier_arrays(self.tiers)
         if led.any_inverse:
-            return k.liquidatable_mixed(led.wallet, led.qty, led.cost, kernels.i64(self.marks), self.contract_values,
+            return kernels.get().liquidatable_mixed(led.wallet, led.qty, led.cost, kernels.i64(self.marks), self.contract_values,
                                         led.inverse, *self._tier_arrays, led.is_venue())
         return k.liquidatable(led.wallet, led.qty, led.cost, kernels.i64(self.marks),
                               self.contract_values, *self._tier_arrays, led.is_venue())
@@ -226,6 +226,34 @@ class Venue:
         fall below the initial margin of all its positions after it; reduce-only orders are cut
         to the position they reduce.
         """
+        k = kernels.book()
+        if k is None or self.ledger.any_inverse:  # the compiled checks value lots linearly
+            return self.submit_orders_reference(market, owners, sides, qtys, limits, reduce_only)
+        i64 = kernels.i64
+        owners, sides, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, qtys))
+        if reduce_only is None:
+            ro = np.zeros(0, dtype=bool)
+        else:
+            ro = np.ascontiguousarray(np.broadcast_to(np.asarray(reduce_only, dtype=bool), qtys.shape))
+        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+        led = self.ledger
+        qtys, ok, refused = k.order_margin(
+            int(market), owners, sides, qtys, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
+            i64(self.marks), self.contract_values, np.ascontiguousarray(self.leverage, dtype=float), guard,
+            float(self.config.fund_guard_max_leverage),
+            int(self.markets[market].taker_fee_ppm))
+        self.rejections += int(refused)
+        if not ok.any():
+            return Fills.empty()
+        idx = np.flatnonzero(ok)
+        if limits is not None:
+            limits = np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape)[idx]
+        fills = self.books[market].submit(owners[idx], sides[idx], qtys[idx], limits)
+        self.settle(market, fills, fees=True)
+        return fills
+
+    def submit_orders_reference(self, market: int, owners, sides, qtys, limits=None, reduce_only=None) -> Fills:
+        """``submit_orders`` with the checks in numpy (the reference of ``order_margin``)."""
         owners, sides, qtys = (np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (owners, sides, qtys))
         if limits is not None:
             limits = np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape)
@@ -266,6 +294,35 @@ class Venue:
         order of the owner on one side fills (``quote_margin_ok``). Returns the order ids, ``-1``
         for a dropped or refused order.
         """
+        k = kernels.book()
+        if k is not None and not self.ledger.any_inverse:  # the compiled check values lots linearly
+            return self._post_quotes_compiled(k, market, owners, sides, prices, qtys)
+        return self.post_quotes_reference(market, owners, sides, prices, qtys)
+
+    def _post_quotes_compiled(self, k, market: int, owners, sides, prices, qtys) -> np.ndarray:
+        i64 = kernels.i64
+        owners, sides, prices, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, prices, qtys))
+        book = self.books[market]
+        led = self.ledger
+        u = i64(np.unique(owners))
+        buys = np.zeros((len(u), self.n_markets), dtype=np.int64)
+        sells = np.zeros_like(buys)
+        for m, other in enumerate(self.books):
+            if m != market:
+                buys[:, m], sells[:, m] = other.resting_lots_of(u)
+        b, a = book.bids, book.asks
+        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+        oids, refused, book._next_oid, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid = k.post_quotes(
+            int(market), owners, sides, prices, qtys, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid,
+            u, buys, sells, led.wallet, led.qty, led.cost, i64(self.marks), self.contract_values,
+            np.ascontiguousarray(self.leverage[u], dtype=float), guard, float(self.config.fund_guard_max_leverage),
+            max(self.markets[market].maker_fee_ppm, 0), int(book._next_oid))
+        self.quote_rejections += int(refused)
+        return oids
+
+    def post_quotes_reference(self, market: int, owners, sides, prices, qtys) -> np.ndarray:
+        """``post_quotes`` step by step (postable, margin check, post): the reference of the
+        compiled ``_nb_book.post_quotes``."""
         owners, sides, prices, qtys = (np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (owners, sides, prices, qtys))
         book = self.books[market]
         ok = book.postable(sides, prices, qtys)
@@ -290,6 +347,26 @@ class Venue:
         position no larger than the current one is always accepted (it cannot add exposure);
         the fund health guard caps leverage as for market orders.
         """
+        k = kernels.book()
+        if k is None or self.ledger.any_inverse:  # the compiled check values lots linearly
+            return self.quote_margin_ok_reference(market, owners, sides, qtys)
+        i64 = kernels.i64
+        owners, sides, qtys = (i64(a) for a in (owners, sides, qtys))
+        led = self.ledger
+        u, inv = np.unique(owners, return_inverse=True)
+        u = i64(u)
+        buys = np.empty((len(u), self.n_markets), dtype=np.int64)
+        sells = np.empty_like(buys)
+        for m, book in enumerate(self.books):
+            buys[:, m], sells[:, m] = book.resting_lots_of(u)
+        guard = self.fund_guard_active()
+        return k.quote_margin(int(market), owners, sides, qtys, u, i64(inv.reshape(-1)), buys, sells, led.wallet,
+                              led.qty, led.cost, i64(self.marks), self.contract_values,
+                              np.ascontiguousarray(self.leverage[u], dtype=float), guard,
+                              float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0))
+
+    def quote_margin_ok_reference(self, market: int, owners, sides, qtys) -> np.ndarray:
+        """``quote_margin_ok`` in numpy (the reference of the compiled kernel)."""
         owners, sides, qtys = (np.asarray(a, dtype=np.int64) for a in (owners, sides, qtys))
         led = self.ledger
         u, inv = np.unique(owners, return_inverse=True)
@@ -389,6 +466,13 @@ class Venue:
         self.volume[market] += int(fills.qty.sum())
         if fees:
             spec = self.markets[market]
+            k = kernels.book()
+            if k is not None and not self.inverse[market]:
+                i64 = kernels.i64
+                k.pay_fees(self.ledger.wallet, i64(fills.taker), i64(fills.maker), i64(fills.qty), i64(fills.price),
+                           int(self.contract_values[market]), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm),
+                           int(self.fee_pool))
+                return
             value = fill_notional(fills.qty, fills.price, self.contract_values[market], bool(self.inverse[market]))
             taker_fee = muldiv_ceil(value, spec.taker_fee_ppm, PPM)
             maker_fee = muldiv_ceil(value, spec.maker_fee_ppm, PPM)

@@ -9,6 +9,7 @@ is the seventh child: spawning it leaves the first six, and every earlier result
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import mesa
@@ -189,7 +190,10 @@ class PerpModel(mesa.Model):
         MarketMaker.create_agents(self, mm.count, list(self.maker_accounts))
         Arbitrageur.create_agents(self, arb.count, list(self.arb_accounts))
         self.traders = draw_population(self, a.traders, len(scenario.markets), setup_rng)
-        LeveragedTrader.create_agents(self, len(self.traders), list(self.traders.accounts), list(range(len(self.traders))))
+        # one mesa Agent per trader is made only when someone asks for the agents (``agents``,
+        # ``agents_by_type``): stepping never touches one object per trader. Their unique ids
+        # are reserved now, so they are the ids they would have had if made here.
+        self._trader_ids = _reserve_agent_ids(self, len(self.traders))
         self.backstop_vault = BackstopVault(self, self.venue.backstop)
         self.whales = {}
         self._open_initial_positions(setup_rng)
@@ -205,6 +209,33 @@ class PerpModel(mesa.Model):
             self.series["insurance_fund_usd"] = np.full(self.n_steps, np.nan)
         self.residual_max = 0
         self.audit = SnapshotRecorder(scenario.step_seconds)  # balance snapshots every 60 s
+
+    # ----------------------------------------------------------------- agents
+    @property
+    def agents(self) -> mesa.agent.AgentSet:
+        """Every mesa agent of the model, the traders included (made on first access)."""
+        self._make_trader_agents()
+        return super().agents
+
+    @property
+    def agents_by_type(self) -> dict:
+        """The model's agents by class, the traders included (made on first access)."""
+        self._make_trader_agents()
+        return super().agents_by_type
+
+    @property
+    def agent_types(self) -> list[type]:
+        self._make_trader_agents()
+        return super().agent_types
+
+    def _make_trader_agents(self) -> None:
+        """One ``LeveragedTrader`` per population slot, with the ids reserved at set-up."""
+        ids = self.__dict__.pop("_trader_ids", None)
+        if ids is None:
+            return
+        pop = self.traders
+        for slot, (uid, account) in enumerate(zip(ids, pop.accounts.tolist())):
+            LeveragedTrader.made_for(self, account, slot, uid)
 
     # ------------------------------------------------------------------ set-up
     def _oracle_view(self, path: np.ndarray) -> np.ndarray:
@@ -538,6 +569,14 @@ def _cut_side(qtys, side: int, cut: int) -> list[int]:
     q = q.copy()
     q[on] = side * keep
     return [int(v) for v in q]
+
+
+def _reserve_agent_ids(model, n: int) -> range:
+    """Take the next ``n`` mesa unique ids of ``model`` (as ``n`` Agent constructions would)."""
+    counter = mesa.Agent._ids[model]
+    start = next(counter)
+    mesa.Agent._ids[model] = itertools.count(start + n)
+    return range(start, start + n)
 
 
 def _cash(quote: float) -> int:

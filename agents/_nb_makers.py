@@ -1,0 +1,70 @@
+"""The market makers' quote ladder, compiled (numba, ``cache=True``).
+
+``MarketMaker.step_all`` computes the per-market scalars (half spread, size per level) in numpy
+exactly as the reference does and hands them to ``maker_ladder``, which does the per-maker
+float arithmetic with the same operations in the same order, so the quotes are bit for bit
+those of ``MarketMaker.step_all_reference``. Imported lazily (``agents.market_makers``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+BUY = 1
+SELL = -1
+njit = numba.njit(cache=True, nogil=True)
+
+
+@njit
+def maker_ladder(accounts, equity, qty, market, fair, cv, inventory_limit, leverage, base_lots, half, spacing,
+                 levels):
+    """The makers' quotes in one market (``MarketMaker.step_all_reference``'s arithmetic):
+    every maker quotes the same price ladder; inventory thins the side that would add to it.
+    Returns (owners, sides, prices, lots): all bids, maker by maker and near to far, then all
+    asks."""
+    n = len(accounts)
+    bid = np.empty(levels, np.int64)
+    ask = np.empty(levels, np.int64)
+    for k in range(levels):
+        offs = half + float(k) * spacing
+        bid[k] = np.int64(np.floor(fair * (1 - offs)))
+    for k in range(levels):
+        offs = half + float(k) * spacing
+        ask[k] = max(np.int64(np.ceil(fair * (1 + offs))), bid[0] + 1)
+    bid_lots = np.empty(n, np.int64)
+    ask_lots = np.empty(n, np.int64)
+    count = 0
+    for i in range(n):
+        eq = equity[i]
+        inv = float(qty[accounts[i], market]) * fair * float(cv)
+        limit = inventory_limit * float(max(eq, 0)) * leverage
+        skew = inv / max(limit, 1.0)
+        skew = min(max(skew, -1.0), 1.0)
+        if eq > 0:
+            bid_lots[i] = np.int64(np.floor(base_lots * (1 - min(max(skew, 0.0), 1.0))))
+            ask_lots[i] = np.int64(np.floor(base_lots * (1 - min(max(-skew, 0.0), 1.0))))
+        else:
+            bid_lots[i] = np.int64(np.floor(base_lots * 0.0))
+            ask_lots[i] = np.int64(np.floor(base_lots * 0.0))
+        if bid_lots[i] > 0:
+            count += levels
+        if ask_lots[i] > 0:
+            count += levels
+    owners = np.empty(count, np.int64)
+    sides = np.empty(count, np.int64)
+    prices = np.empty(count, np.int64)
+    lots = np.empty(count, np.int64)
+    j = 0
+    for s in range(2):
+        for i in range(n):
+            size = bid_lots[i] if s == 0 else ask_lots[i]
+            if size <= 0:
+                continue
+            for k in range(levels):
+                owners[j] = accounts[i]
+                sides[j] = BUY if s == 0 else SELL
+                prices[j] = bid[k] if s == 0 else ask[k]
+                lots[j] = size
+                j += 1
+    return owners, sides, prices, lots

@@ -1,0 +1,156 @@
+"""Whole-ledger scans, compiled (numba, ``cache=True``): the maintenance scan and the per-step
+ledger totals, laid out so the compiler can keep everything in registers.
+
+Same results as ``_nb.liquidatable`` and ``_nb.ledger_totals`` (and so as their numpy
+references), bit for bit; faster because the maintenance scan settles most accounts with a
+branch-free float bound and divides integers only near the boundary, and because the totals
+sum column by column with no store inside the loop. Imported lazily through ``kernels.scan()``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+PPM = 1_000_000
+njit = numba.njit(cache=True, nogil=True)
+
+
+@njit
+def _below_exact(a, wallet, qty, cost, px, fl, rates, ded, n_tiers, width, venue):
+    """One account, exact integers: ``equity < sum_m MM_m`` with ``MM_m > 0`` in total, or
+    flat with a negative wallet; venue rows never."""
+    eq = wallet[a]
+    mm = np.int64(0)
+    held = np.int64(0)
+    for m in range(qty.shape[1]):
+        lots = qty[a, m]
+        eq += lots * px[m] - cost[a, m]
+        held |= lots
+        notional = abs(lots) * px[m]
+        base = m * width
+        t = base + n_tiers[m] - 1
+        while t > base and fl[t] > notional:
+            t -= 1
+        r = rates[t]
+        # ceil(notional * r / PPM), split so r * (notional % PPM) cannot overflow (equal to
+        # ``-muldiv(-notional, r, PPM)`` for notional >= 0)
+        hi = notional // PPM
+        lo = notional - hi * PPM
+        mm += hi * r + (lo * r + (PPM - 1)) // PPM - ded[t]
+    return ((eq < mm and mm > 0) or (wallet[a] < 0 and held == 0)) and not venue[a]
+
+
+@njit
+def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue):
+    """Accounts below maintenance (cross margin, venue rows excluded): ``equity < sum_m MM_m``
+    with a position, or flat with a negative wallet. ``MM = ceil(N * mmr_t / PPM) - ded_t``
+    for the tier ``t`` whose floor is the largest ``<= N``.
+
+    Exact, in three passes so that the common case is cheap (integer division is slow here):
+    (1) with no branch, every account whose equity clears the float bound
+    ``sum_m N_m x max_rate_m / PPM + slack`` (above every tier's margin), and every flat account
+    with a wallet >= 0 and equity >= the flat margin, is settled as not liquidatable; (2) the
+    rest get their own tier's margin in floats and are settled when equity is outside a band
+    around it far wider than float rounding (``2 x markets + 1e-9 x magnitude``); (3) what is
+    left gets the exact integer computation (``_below_exact``).
+    """
+    n, m_count = qty.shape
+    width = floors.shape[1]
+    fl = floors.ravel()
+    rates = mmr.ravel()
+    ded = deductions.ravel()
+    px = np.empty(m_count, np.int64)
+    rate_max = np.empty(m_count)
+    slack = 1.0  # cash units: each market's ceil adds < 1, a negative deduction its size
+    flat_mm = np.int64(0)  # the margin of an account with no position: -sum of tier-0 deductions
+    for m in range(m_count):
+        px[m] = marks[m] * cv[m]
+        r_hi = rates[m * width]
+        d_lo = min(ded[m * width], 0)
+        for k in range(1, n_tiers[m]):
+            r_hi = max(r_hi, rates[m * width + k])
+            d_lo = min(d_lo, ded[m * width + k])
+        rate_max[m] = r_hi / PPM
+        slack += 1.0 - float(d_lo)
+        flat_mm -= ded[m * width]
+    out = np.empty(n, dtype=np.bool_)
+    # (1) candidates
+    if m_count == 1:  # one market: a loop the compiler vectorises
+        p = px[0]
+        rm = rate_max[0]
+        for a in range(n):
+            lots = qty[a, 0]
+            eq = wallet[a] + lots * p - cost[a, 0]
+            clear = float(eq) * (1 - 1e-12) > float(abs(lots) * p) * rm * (1 + 1e-12) + slack
+            flat_ok = (lots == 0) & (wallet[a] >= 0) & ((eq >= flat_mm) | (flat_mm <= 0))
+            out[a] = not ((clear & ((lots != 0) | (wallet[a] >= 0))) | flat_ok)
+    else:
+        for a in range(n):
+            eq = wallet[a]
+            bound = 0.0
+            held = np.int64(0)
+            for m in range(m_count):
+                lots = qty[a, m]
+                eq += lots * px[m] - cost[a, m]
+                bound += float(abs(lots) * px[m]) * rate_max[m]
+                held |= lots
+            clear = float(eq) * (1 - 1e-12) > bound * (1 + 1e-12) + slack
+            flat_ok = (held == 0) & (wallet[a] >= 0) & ((eq >= flat_mm) | (flat_mm <= 0))
+            out[a] = not ((clear & ((held != 0) | (wallet[a] >= 0))) | flat_ok)
+    for a in range(n):
+        if not out[a]:
+            continue
+        # (2) the account's own tiers in floats
+        eq = wallet[a]
+        mm_f = 0.0
+        scale = 0.0
+        held = np.int64(0)
+        for m in range(m_count):
+            lots = qty[a, m]
+            eq += lots * px[m] - cost[a, m]
+            held |= lots
+            notional = abs(lots) * px[m]
+            base = m * width
+            t = base + n_tiers[m] - 1
+            while t > base and fl[t] > notional:
+                t -= 1
+            term = float(notional) * (rates[t] / PPM)
+            mm_f += term - float(ded[t])
+            scale += term + abs(float(ded[t]))
+        eq_f = float(eq)
+        band = 2.0 * m_count + 1e-9 * (scale + abs(eq_f))
+        if held != 0 and eq_f < mm_f - band and mm_f > band:
+            out[a] = not venue[a]
+        elif held != 0 and (eq_f > mm_f + band or mm_f < -band):
+            out[a] = False
+        else:  # (3)
+            out[a] = _below_exact(a, wallet, qty, cost, px, fl, rates, ded, n_tiers, width, venue)
+    return out
+
+
+@njit
+def ledger_totals(wallet, qty, cost, marks, cv):
+    """(sum of wallets, sum of unrealised PnL at mark, net lots per market, long lots per
+    market), each sum wrapping exactly like numpy's int64 ``sum``."""
+    n, m_count = qty.shape
+    w = np.int64(0)
+    for a in range(n):
+        w += wallet[a]
+    u = np.int64(0)
+    net = np.zeros(m_count, np.int64)
+    oi = np.zeros(m_count, np.int64)
+    for m in range(m_count):
+        p = marks[m] * cv[m]
+        s_net = np.int64(0)
+        s_long = np.int64(0)
+        s_u = np.int64(0)
+        for a in range(n):
+            lots = qty[a, m]
+            s_u += lots * p - cost[a, m]
+            s_net += lots
+            s_long += max(lots, 0)
+        u += s_u
+        net[m] = s_net
+        oi[m] = s_long
+    return w, u, net, oi

@@ -1,0 +1,360 @@
+"""The compiled step path (issue 13) against the numpy references it replaces, bit for bit on
+random inputs (never a timing): the ledger scans (``_nb_scan``), the book and quote kernels
+(``_nb_book``), the makers' ladder and the traders' decision pass (whole runs with and without
+the kernels give the same ledger and event log), the trader agents made only on demand, and a
+conservation break caught in the step it happens."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import agents.market_makers as market_makers
+import agents.traders as traders
+from agents.traders import LeveragedTrader
+from simulator.venue import _nb, kernels
+from simulator.venue.book import BUY, SELL, OrderBook
+from simulator.venue.margin import MarginTiers
+from simulator.venue.venue import Venue, VenueConfig, _tier_arrays
+from simulator.world.model import PerpModel
+from simulator.world.scenario import validate
+
+from conftest import unit_market
+
+SCAN = kernels.scan()
+BOOK = kernels.book()
+
+
+def test_compiled_step_kernels_are_available():
+    assert SCAN is not None and BOOK is not None
+    assert traders._kernels() is not None and market_makers._kernels() is not None
+
+
+# ------------------------------------------------------------------ ledger scans
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 400), st.integers(1, 3))
+def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
+    rng = np.random.default_rng(seed)
+    # tiers with floors the notionals cross (notional = |lots| x mark x cv up to ~2e7)
+    tiers = [MarginTiers((0, 10**5, 10**6, 10**7), (5_000, 10_000, 25_000, 50_000)), MarginTiers((0,), (20_000,)),
+             MarginTiers((0, 3 * 10**6), (7_000, 13_000))][:n_markets]
+    v = Venue(VenueConfig(markets=[unit_market(f"M{m}", tiers=tiers[m]) for m in range(n_markets)]), rng)
+    acc = v.add_accounts(n, "trader", rng.integers(0, 10**6, n))
+    for m in range(n_markets):
+        lots = rng.integers(0, 2_000, n) * (rng.random(n) < 0.7)
+        v.opening_auction(m, np.r_[acc, acc], np.r_[lots, -lots[::-1]], 1_000)
+    cuts = rng.integers(0, 10**6, n // 3)
+    v.ledger.wallet[acc[: n // 3]] -= cuts  # some below maintenance, some flat and negative
+    cut = int(cuts.sum())
+    led = v.ledger
+    tier_arrays = _tier_arrays(v.tiers)
+    for mark in (1_000, 700, 1_400, 9_000):
+        v.prices.mark[:] = mark
+        marks = kernels.i64(v.marks)
+        fast = SCAN.liquidatable(led.wallet, led.qty, led.cost, marks, v.contract_values, *tier_arrays, led.is_venue())
+        first = _nb.liquidatable(led.wallet, led.qty, led.cost, marks, v.contract_values, *tier_arrays, led.is_venue())
+        assert np.array_equal(fast, first)
+        assert np.array_equal(fast, v.liquidatable_reference())
+        w, u, net, oi = SCAN.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
+        w0, u0, net0, oi0 = _nb.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
+        assert (w, u) == (w0, u0) and np.array_equal(net, net0) and np.array_equal(oi, oi0)
+        # the wallets were cut by hand above, so the residual is that cut: -sum(cuts)
+        assert int(w) + int(u) - led.deposits == v.conservation_residual() == -cut
+
+
+@pytest.mark.parametrize("lots, mm", [(600, 1_450), (40, 40), (100, 150), (5_000, 23_450)])
+def test_scan_at_the_maintenance_boundary_by_hand(lots, mm):
+    # tiers 1 % from 0, 2 % from 5,000, 5 % from 50,000: deductions 0, 5,000 x 1 % = 50,
+    # 50 + 50,000 x 3 % = 1,550. At mark 100: 600 lots = 60,000 -> 3,000 - 1,550 = 1,450;
+    # 40 lots = 4,000 -> 40; 100 lots = 10,000 -> 200 - 50 = 150; 5,000 lots = 500,000 -> 23,450.
+    # Equity one unit below the margin is liquidatable, at or above it is not.
+    tiers = MarginTiers((0, 5_000, 50_000), (10_000, 20_000, 50_000))
+    v = Venue(VenueConfig(markets=[unit_market(tiers=tiers)]), np.random.default_rng(0))
+    accounts = v.add_accounts(3, "trader", [mm - 1, mm, mm + 1])
+    short = v.add_accounts(1, "trader", 10**9)[0]
+    v.set_index([100])
+    v.update_marks()
+    v.opening_auction(0, np.r_[accounts, short], [lots, lots, lots, -3 * lots], 100)
+    assert v.maintenance(accounts).sum(axis=1).tolist() == [mm] * 3
+    assert v.liquidatable()[accounts].tolist() == [True, False, False]
+    assert v.liquidatable_reference()[accounts].tolist() == [True, False, False]
+
+
+# ------------------------------------------------------------------ book kernels
+def _random_book(rng, n_rest) -> OrderBook:
+    b = OrderBook()
+    for _ in range(3):  # several posts: ids interleave across prices
+        k = int(rng.integers(0, n_rest + 1))
+        sides = np.where(rng.random(k) < 0.5, BUY, SELL)
+        prices = np.where(sides == BUY, rng.integers(90, 100, k), rng.integers(101, 111, k))
+        b.post(rng.integers(0, 6, k), sides, prices, rng.integers(1, 20, k))
+    return b
+
+
+def _side_columns(b: OrderBook):
+    return [getattr(getattr(b, s), c).tolist() for s in ("bids", "asks") for c in ("price", "qty", "owner", "oid")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 25), st.integers(0, 25))
+def test_book_kernels_equal_numpy_reference(seed, n_rest, n_new):
+    rng = np.random.default_rng(seed)
+    fast = _random_book(rng, n_rest)
+    ref = copy.deepcopy(fast)
+    # post-only batch, sometimes crossing itself or the book, with empty and bad orders
+    sides = np.where(rng.random(n_new) < 0.5, BUY, SELL)
+    prices = rng.integers(-1, 115, n_new)
+    qtys = rng.integers(-1, 15, n_new)
+    assert fast.postable(sides, prices, qtys).tolist() == ref.postable_reference(sides, prices, qtys).tolist()
+    owners = rng.integers(0, 6, n_new)
+    ok = fast.postable(sides, prices, qtys)
+    for side, s_fast, s_ref in ((BUY, fast.bids, ref.bids), (SELL, fast.asks, ref.asks)):
+        m = ok & (sides == side)
+        oids = 1_000 + np.flatnonzero(m)
+        s_fast.insert(prices[m], qtys[m], owners[m], oids)
+        s_ref.insert_reference(prices[m], qtys[m], owners[m], oids)
+    assert _side_columns(fast) == _side_columns(ref)
+    who = np.unique(rng.integers(0, 6, 3))
+    assert [x.tolist() for x in fast.resting_lots_of(who)] == [x.tolist() for x in ref.resting_lots_of_reference(who)]
+    gone = rng.integers(0, 6, int(rng.integers(0, 3)))
+    assert fast.cancel_owners(gone) == ref.cancel_owners_reference(gone)
+    assert _side_columns(fast) == _side_columns(ref)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 25), st.integers(1, 25), st.booleans())
+def test_submit_kernel_equals_side_by_side_matching(seed, n_rest, n_in, market_orders):
+    rng = np.random.default_rng(seed)
+    fast = _random_book(rng, n_rest)
+    ref = copy.deepcopy(fast)
+    ref._match = ref._match_reference  # the numpy matcher, one side after the other
+    owners, qtys = rng.integers(10, 20, n_in), rng.integers(0, 30, n_in)
+    sides = np.where(rng.random(n_in) < 0.5, BUY, SELL)
+    limits = None if market_orders else rng.integers(85, 116, n_in)
+    f1, f2 = fast.submit(owners, sides, qtys, limits), ref.submit(owners, sides, qtys, limits)
+    for f in f1.__dataclass_fields__:
+        assert getattr(f1, f).tolist() == getattr(f2, f).tolist(), f
+    assert _side_columns(fast) == _side_columns(ref)
+
+
+def test_submit_fills_in_arrival_order_by_hand():
+    # asks 101 x 5 (id 0), 102 x 5 (id 1); bids 99 x 4 (id 2). Batch: buy 7, sell 3, buy 2:
+    # buy 7 takes 5 @ 101 and 2 @ 102, the sell 3 @ 99, the last buy 2 @ 102
+    b = OrderBook()
+    b.post([1, 1, 2], [SELL, SELL, BUY], [101, 102, 99], [5, 5, 4])
+    f = b.submit([7, 8, 9], [BUY, SELL, BUY], [7, 3, 2])
+    assert f.qty.tolist() == [5, 2, 3, 2] and f.price.tolist() == [101, 102, 99, 102]
+    assert f.order_index.tolist() == [0, 0, 1, 2] and f.taker_side.tolist() == [BUY, BUY, SELL, BUY]
+    assert f.maker_order_id.tolist() == [0, 1, 2, 1]
+    assert b.asks.qty.tolist() == [1] and b.bids.qty.tolist() == [1]
+
+
+def test_insert_merges_by_price_then_arrival():
+    # bids at 99 (id 0), 98 (id 1) rest; new 99 (id 5), 100 (id 6), 98 (id 7): by price best
+    # first, then arrival: 100/6, 99/0, 99/5, 98/1, 98/7
+    b = OrderBook()
+    b.post([1, 2], [BUY, BUY], [99, 98], [1, 1])
+    b.bids.insert(np.array([99, 100, 98]), np.array([1, 1, 1]), np.array([3, 4, 5]), np.array([5, 6, 7]))
+    assert b.bids.price.tolist() == [100, 99, 99, 98, 98]
+    assert b.bids.oid.tolist() == [6, 0, 5, 1, 7]
+
+
+# ------------------------------------------------------------ margin checks
+def _venue_with_positions(seed, guard: bool):
+    rng = np.random.default_rng(seed)
+    markets = [unit_market("A", maker_fee_ppm=int(rng.integers(-200, 500)), taker_fee_ppm=int(rng.integers(0, 800)),
+                           max_leverage=50.0), unit_market("B", max_leverage=20.0)]
+    kw = {"fund_guard_threshold": 10.0, "fund_guard_max_leverage": 2.5} if guard else {}
+    v = Venue(VenueConfig(markets=markets, insurance_fund=1_000, **kw), rng)
+    n = 8
+    acc = v.add_accounts(n, "market_maker", rng.integers(0, 20_000, n), leverage=rng.uniform(1, 60, n))
+    for m in range(2):
+        lots = rng.integers(0, 300, n)
+        v.opening_auction(m, np.r_[acc, acc], np.r_[lots, -lots[::-1]], 100)
+    v.set_index([100.0, 100.0])
+    v.update_marks()
+    if guard:
+        v.oi_value_sum, v.oi_value_count = 10**9, 1  # the fund is far below the guard
+        assert v.fund_guard_active()
+    for m in range(2):  # something already resting
+        k = 6
+        sides = np.where(rng.random(k) < 0.5, BUY, SELL)
+        v.books[m].post(rng.choice(acc, k), sides, np.where(sides == BUY, 95, 105), rng.integers(1, 50, k))
+    return v, acc, rng
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_quote_and_order_margin_kernels_equal_numpy_reference(seed, guard):
+    v, acc, rng = _venue_with_positions(seed, guard)
+    n = 20
+    owners, sides = rng.choice(acc, n), np.where(rng.random(n) < 0.5, BUY, SELL)
+    qtys = rng.integers(0, 400, n)
+    market = int(rng.integers(0, 2))
+    fast = v.quote_margin_ok(market, owners, sides, qtys)
+    assert fast.tolist() == v.quote_margin_ok_reference(market, owners, sides, qtys).tolist()
+
+    # a maker batch: ladders near to far on both sides, some crossing the book or each other
+    ref = copy.deepcopy(v)
+    prices = np.where(sides == BUY, rng.integers(92, 104, n), rng.integers(97, 109, n))
+    o1 = v.post_quotes(market, owners, sides, prices, qtys)
+    o2 = ref.post_quotes_reference(market, owners, sides, prices, qtys)
+    assert o1.tolist() == o2.tolist() and v.quote_rejections == ref.quote_rejections
+    assert v.books[market]._next_oid == ref.books[market]._next_oid
+    assert _side_columns(v.books[market]) == _side_columns(ref.books[market])
+
+    ref = copy.deepcopy(v)
+    reduce_only = rng.random(n) < 0.3
+    limits = rng.integers(90, 111, n)
+    f1 = v.submit_orders(market, owners, sides, qtys, limits, reduce_only=reduce_only)
+    f2 = ref.submit_orders_reference(market, owners, sides, qtys, limits, reduce_only=reduce_only)
+    for f in f1.__dataclass_fields__:
+        assert np.array_equal(getattr(f1, f), getattr(f2, f)), f
+    assert v.rejections == ref.rejections
+    for col in ("wallet", "qty", "cost"):
+        assert np.array_equal(getattr(v.ledger, col), getattr(ref.ledger, col))
+
+
+def test_order_margin_refuses_by_hand():
+    # equity 100, leverage 10, mark 100: a 10-lot buy needs IM 10 x 100 / 10 = 100 plus a taker
+    # fee of ceil(1,000 x 1,000 / 1e6) = 1 -> 99 < 100, refused; 9 lots need 90 + 1 -> accepted
+    v = Venue(VenueConfig(markets=[unit_market(taker_fee_ppm=1_000)]), np.random.default_rng(0))
+    a = v.add_accounts(1, "trader", 100, leverage=10.0)[0]
+    mm = v.add_accounts(1, "market_maker", 10**9)[0]
+    v.set_index([100])
+    v.update_marks()
+    v.books[0].post([mm], [SELL], [100], [1_000])
+    assert len(v.submit_orders(0, [a], [BUY], [10])) == 0 and v.rejections == 1
+    assert v.submit_orders(0, [a], [BUY], [9]).qty.tolist() == [9]
+
+
+def test_fees_by_hand_with_a_maker_rebate():
+    # 100 lots at 100 = value 10,000: taker 1,000 ppm -> 10; maker -250 ppm -> ceil(-2.5) = -2,
+    # a rebate the pool pays; the pool nets 8 and the ledger still adds up
+    v = Venue(VenueConfig(markets=[unit_market(taker_fee_ppm=1_000, maker_fee_ppm=-250)]), np.random.default_rng(0))
+    t, mk = v.add_accounts(2, "trader", 10**6)
+    v.set_index([100])
+    v.update_marks()
+    v.post_quotes(0, [mk], [SELL], [100], [100])
+    v.submit_orders(0, [t], [BUY], [100])
+    assert v.ledger.wallet[v.fee_pool] == 8
+    assert v.equity(np.array([t, mk])).tolist() == [10**6 - 10, 10**6 + 2]
+    assert v.conservation_residual() == 0
+
+
+# --------------------------------------------------------------- whole runs
+def _scenario(**traders_extra) -> dict:
+    t = {"count": 400, "trade_probability": 0.05, "isolated_share": 0.3, "stop_loss": 0.5, "take_profit": 0.8,
+         "multi_market_share": 0.3, "leverage": {"median": 30, "sigma": 0.3, "cap": 50}, "long_share": 0.8,
+         **traders_extra}
+    return {
+        "name": "kernels", "seed": 5, "steps": 150,
+        "markets": [{"name": "BTC", "tick_size": 0.1, "lot_size": 0.001, "max_leverage": 50},
+                    {"name": "ETH", "tick_size": 0.01, "lot_size": 0.01, "max_leverage": 25}],
+        "index": {"models": [{"kind": "gbm", "start_price": 50_000, "volatility": 0.8},
+                             {"kind": "gbm", "start_price": 3_000, "volatility": 0.9}], "correlation": 0.7},
+        "shocks": [{"kind": "index_move", "step": 60, "duration": 20, "move": -0.12}],
+        "agents": {"traders": t, "market_makers": {"count": 3, "capital": 8_000_000, "level_notional": 20_000},
+                   "arbitrageurs": {"count": 1}},
+        "venue": {"insurance_fund": 50_000},
+    }
+
+
+def _run(sc, monkeypatch, compiled: bool) -> PerpModel:
+    with monkeypatch.context() as mp:
+        if not compiled:
+            mp.setattr(traders, "_kernels", lambda: None)
+            mp.setattr(market_makers, "_kernels", lambda: None)
+            mp.setattr(kernels, "book", lambda: None)
+            mp.setattr(kernels, "scan", lambda: None)
+        model = PerpModel(sc)
+        model.run()
+    return model
+
+
+@pytest.mark.parametrize("extra", [{}, {"hedger_leverage": {"median": 0.5, "sigma": 0.3}, "long_share": 0.3}])
+def test_compiled_run_equals_numpy_run(monkeypatch, extra):
+    sc = validate(_scenario(**extra))
+    fast, slow = _run(sc, monkeypatch, True), _run(sc, monkeypatch, False)
+    assert fast.venue.events.to_frame().equals(slow.venue.events.to_frame())
+    for col in ("wallet", "qty", "cost"):
+        assert np.array_equal(getattr(fast.venue.ledger, col), getattr(slow.venue.ledger, col))
+    assert (fast.venue.rejections, fast.venue.quote_rejections) == (slow.venue.rejections, slow.venue.quote_rejections)
+    assert (fast.venue.events.to_frame()["kind"] == "liquidation").sum() > 30  # the run went through a cascade
+
+
+def test_inverse_run_takes_the_reference_paths_and_matches_them(monkeypatch):
+    # the compiled money kernels value lots linearly: on an inverse (coin-margined) ledger every
+    # one of them must stand aside, so the run is the numpy run exactly
+    from pathlib import Path
+
+    from simulator.experiments import run
+
+    root = Path(__file__).resolve().parents[1]
+    sc = run.load_scenario(root / "scenarios/inverse_crash.yaml", {"agents.traders.count": 200})
+    fast, slow = _run(sc, monkeypatch, True), _run(sc, monkeypatch, False)
+    assert fast.venue.ledger.any_inverse
+    assert fast.venue.events.to_frame().equals(slow.venue.events.to_frame())
+    for col in ("wallet", "qty", "cost"):
+        assert np.array_equal(getattr(fast.venue.ledger, col), getattr(slow.venue.ledger, col))
+    assert fast.venue.ledger.wallet[fast.venue.fee_pool] > 0  # fees were charged (in coin)
+
+
+# ------------------------------------------------------------ agents, checks
+def test_trader_agents_are_made_on_demand_with_the_set_up_ids():
+    sc = validate({"name": "ids", "seed": 1, "steps": 20,
+                   "index": {"models": [{"kind": "gbm", "start_price": 50_000, "volatility": 0.5}]},
+                   "agents": {"traders": {"count": 100}, "market_makers": {"count": 2, "capital": 2_000_000},
+                              "arbitrageurs": {"count": 1}}})
+    model = PerpModel(sc)
+    model.run()
+    assert len(model._agents) == 5  # stepping made no trader object: exchange, 2 makers, 1 arb, backstop
+    # mesa numbers agents from 1 in creation order: exchange 1, makers 2-3, arbitrageur 4,
+    # traders 5..104 (slot order), backstop vault 105
+    traders_set = model.agents_by_type[LeveragedTrader]
+    assert sorted(a.unique_id for a in traders_set) == list(range(5, 105))
+    assert [a.account for a in sorted(traders_set, key=lambda a: a.slot)] == model.traders.accounts.tolist()
+    assert model.backstop_vault.unique_id == 105 and model.exchange.unique_id == 1
+    assert len(model.agents) == 105
+
+
+def test_conservation_break_is_caught_in_the_step_it_happens():
+    sc = validate({"name": "break", "seed": 2, "steps": 30,
+                   "index": {"models": [{"kind": "gbm", "start_price": 50_000, "volatility": 0.5}]},
+                   "agents": {"traders": {"count": 50}}})
+    model = PerpModel(sc)
+    for _ in range(12):
+        model.step()
+    trader = int(model.traders.accounts[0])
+    model.venue.ledger.wallet[trader] += 1  # one cash unit out of nowhere, no deposit recorded
+    with pytest.raises(RuntimeError, match="ledger broke conservation at step 12: residual 1"):
+        model.step()
+
+
+def test_snapshots_keep_only_changed_accounts_and_rebuild_every_table():
+    from types import SimpleNamespace
+
+    from simulator.venue import audit
+
+    led = SimpleNamespace(wallet=np.array([5, 7, 9]), qty=np.zeros((3, 1), np.int64), cost=np.zeros((3, 1), np.int64))
+    venue = SimpleNamespace(ledger=led, insurance_fund=1, equity=lambda a: led.wallet[a])
+    rec = audit.SnapshotRecorder(step_seconds=60.0)
+    rec.record(0, venue)
+    led.wallet[1] = 8  # account 1 pays
+    led.qty[2, 0], led.cost[2, 0] = 3, 300  # account 2 opens 3 lots
+    rec.record(1, venue)
+    led.wallet = np.array([5, 8, 9, 4])  # an account opened after the start (a whale)
+    led.qty = np.zeros((4, 1), np.int64)
+    led.cost = np.zeros((4, 1), np.int64)
+    led.qty[2, 0], led.cost[2, 0] = 3, 300
+    rec.record(2, venue)
+    assert [r["changed"].tolist() for r in rec.rows] == [[0, 1, 2], [1, 2], [3]]
+    table = rec.balances_frame()
+    assert table["snapshot"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
+    assert table["wallet"].tolist() == [5, 7, 9, 5, 8, 9, 5, 8, 9, 4]
+    assert table["qty_0"].tolist() == [0, 0, 0, 0, 0, 3, 0, 0, 3, 0]
+    assert table["cost_0"].tolist() == [0, 0, 0, 0, 0, 300, 0, 0, 300, 0]
