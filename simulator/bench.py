@@ -81,14 +81,10 @@ def _warm() -> bool:
         from simulator.venue import kernels
     except ImportError:  # a checkout from before the kernels (benchmarking an old version)
         return False
-    kernels.warm_up()
-    # the step path's other kernels (book, scans, agents) load on first use: a few steps of a
-    # tiny run load them all before the clock starts
-    from simulator.world.model import PerpModel
-
-    model = PerpModel(run.load_scenario(SCENARIO, {"agents.traders.count": 50}), 0)
-    for _ in range(5):
-        model.step()
+    if hasattr(run, "warm_up"):
+        run.warm_up()
+    else:  # a checkout from before run.warm_up
+        kernels.warm_up()
     return True
 
 

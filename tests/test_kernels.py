@@ -71,8 +71,10 @@ def test_inverse_trade_kernel_equals_numpy_reference(seed, n_acc, n_fills, k):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.integers(1, 30))
-def test_match_kernel_equals_numpy_reference(seed, n_rest, n_in):
+@given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.integers(1, 30), st.booleans())
+def test_match_kernel_equals_numpy_reference(seed, n_rest, n_in, rest):
+    """IOC batches (the fused kernel) and resting limit orders one at a time (the per-side
+    kernel) match exactly as the numpy reference does."""
     rng = np.random.default_rng(seed)
     books = [OrderBook(), OrderBook()]
     for b in books:
@@ -83,10 +85,10 @@ def test_match_kernel_equals_numpy_reference(seed, n_rest, n_in):
     owners, qtys = rng.integers(10, 20, n_in), rng.integers(1, 30, n_in)
     sides = np.where(rng.random(n_in) < 0.5, BUY, SELL)
     limits = rng.integers(85, 116, n_in)
-    fast = books[0].submit(owners, sides, qtys, limits)
+    fast = books[0].submit(owners, sides, qtys, limits, rest=rest)
     ref_book = books[1]
-    ref_book._match = ref_book._match_reference  # the numpy path
-    slow = ref_book.submit(owners, sides, qtys, limits)
+    ref_book.compiled = False  # the numpy path
+    slow = ref_book.submit(owners, sides, qtys, limits, rest=rest)
     for f in fast.__dataclass_fields__:
         assert np.array_equal(getattr(fast, f), getattr(slow, f)), f
     for side in ("bids", "asks"):
@@ -118,3 +120,23 @@ def test_liquidatable_and_totals_kernels_equal_numpy_reference(seed, n, inverse)
         assert residual == v.ledger.conservation_residual(v.marks)
         assert np.array_equal(net, v.ledger.qty.sum(axis=0))
         assert np.array_equal(oi, v.ledger.open_interest())
+
+
+def test_a_book_with_compiled_off_matches_with_the_numpy_reference(monkeypatch):
+    """The comparisons above mean something only if ``compiled = False`` really takes the numpy
+    path (and the default book does not)."""
+    calls = []
+    original = OrderBook._match_reference
+
+    def spy(self, *args):
+        calls.append(self.compiled)
+        return original(self, *args)
+
+    monkeypatch.setattr(OrderBook, "_match_reference", spy)
+    for compiled in (True, False):
+        b = OrderBook()
+        b.compiled = compiled
+        b.post([1], [SELL], [101], [5])
+        fills = b.submit([2], [BUY], [3])
+        assert fills.qty.tolist() == [3] and fills.price.tolist() == [101]
+    assert calls == ([False] if kernels.get() is not None else [True, False])

@@ -92,6 +92,19 @@ def run_scenario(scenario: Scenario, seed=None, steps: int | None = None, progre
     return RunResult(scenario, seed_out, summary, ts, ev, extras)
 
 
+def warm_up(traders: int = 50, steps: int = 5) -> None:
+    """Load every compiled kernel (from numba's on-disk cache; compiling only when it is cold)
+    before timed or pooled work: the kernels with fixed signatures on tiny inputs, then the step
+    path's (book, scans, agents) through a few steps of a tiny bundled cascade."""
+    from simulator.venue import kernels
+    from simulator.world.bundled import scenario_path
+
+    kernels.warm_up()
+    model = PerpModel(load_scenario(scenario_path("cascade"), {"agents.traders.count": traders}), 0)
+    for _ in range(steps):
+        model.step()
+
+
 def run_meta(model: PerpModel) -> dict:
     """What the metrics need to know about the run besides its series and events."""
     venue = model.venue

@@ -115,6 +115,9 @@ class OrderBook:
         self.bids = _Side(BUY)
         self.asks = _Side(SELL)
         self._next_oid = 0
+        #: False: match with the numpy reference, one side after the other (what the compiled
+        #: matchers are tested against)
+        self.compiled = True
 
     # ------------------------------------------------------------------ queries
     def best_bid(self) -> int | None:
@@ -259,10 +262,8 @@ class OrderBook:
             # resting orders interact with later ones on the other side: go one at a time
             return Fills.concat([self.submit(owners[i], sides[i], qtys[i], limits[i], True) for i in range(len(qtys))])
         k = kernels.book()
-        # IOC batches in one compiled call (both sides, fills in arrival order); a book whose
-        # matcher was swapped for the numpy reference (``_match``, the tests) goes side by side
-        if not rest and k is not None and kernels.get() is not None and "_match" not in self.__dict__ \
-                and not (qtys < 0).any():
+        # IOC batches in one compiled call (both sides, fills in arrival order)
+        if not rest and self.compiled and k is not None and kernels.get() is not None and not (qtys < 0).any():
             b, a = self.bids, self.asks
             i64 = kernels.i64
             out, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid = k.submit(
@@ -289,7 +290,7 @@ class OrderBook:
 
     def _match(self, book: _Side, side: int, index, owners, qtys, limits) -> Fills:
         k = kernels.get()
-        if k is None or (qtys < 0).any():
+        if k is None or not self.compiled or (qtys < 0).any():
             return self._match_reference(book, side, index, owners, qtys, limits)
         if len(book.qty) == 0:
             return Fills.empty()

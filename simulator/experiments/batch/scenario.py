@@ -35,11 +35,10 @@ def _prepare_worker() -> None:
     """Once per worker process, before its first run: import what a run uses (pandas, mesa, the
     model) and load the compiled kernels from numba's on-disk cache (compiling them only if the
     cache is cold), so a run's time is the run's."""
-    from simulator.experiments import run  # noqa: F401
+    from simulator.experiments import run
     from simulator.experiments.paths import thin_paths  # noqa: F401
-    from simulator.venue import kernels
 
-    kernels.warm_up()
+    run.warm_up()
 
 
 scenario_run_fn.prepare = _prepare_worker  # run_batch calls it once per process (see plan.RunFn)
