@@ -355,8 +355,10 @@ def plot_compare(
                             ax.errorbar([p + 0.2], [r["mean"]], yerr=[[r["mean"] - r["low"]], [r["high"] - r["mean"]]],
                                         fmt="D", color=colors[d], ecolor=colors[d], ms=5, capsize=4, lw=1.8, zorder=5,
                                         markeredgecolor="black", markeredgewidth=0.6)
+                        # the interval on one line fits two designs per panel; with more it takes two
+                        sep = ",\n" if len(others) > 2 else ", "
                         ticks.append(f"{d}\n{_fmt_metric(r['mean'], unit, True)}\n"
-                                     f"[{_fmt_metric(r['low'], unit)}, {_fmt_metric(r['high'], unit)}]")
+                                     f"[{_fmt_metric(r['low'], unit)}{sep}{_fmt_metric(r['high'], unit)}]")
                     else:
                         ticks.append(d)
                 ax.axhline(0, color="0.3", lw=0.9)
