@@ -45,7 +45,12 @@ def _overrides(traders: int, sets: dict) -> dict:
 
 def one_run(scenario_path: str, traders: int, seed: int, steps: int | None, sets: dict) -> dict:
     """One timed run in this process: step-loop and end-to-end seconds, market health, peak RSS."""
+    import gc
     import resource
+
+    # a finished run's model holds reference cycles (mesa agents and the model): free it before
+    # this run is built, so the peak RSS is one run's, not two
+    gc.collect()
 
     from simulator.experiments import run
     from simulator.world import metrics

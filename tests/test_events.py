@@ -132,3 +132,17 @@ def test_add_broadcasts_and_validates():
     empty = EventLog().to_frame()
     assert list(empty.columns) == list(COLUMNS) and len(empty) == 0
     assert set(REQUIRED) <= set(KINDS)
+
+
+def test_frame_is_built_once_and_each_caller_gets_an_independent_copy():
+    log = EventLog()
+    log.add("deficit", stage="book", account=3, amount=40)
+    a = log.to_frame()
+    b = log.to_frame()
+    assert log._frame is not None and a is not b
+    a.loc[0, "amount"] = 999  # a caller editing its frame changes no one else's
+    assert b["amount"].tolist() == [40] and log.to_frame()["amount"].tolist() == [40]
+    log.step = 1
+    log.add("venue_loss", account=5, amount=10)  # a new event: the frame is rebuilt
+    c = log.to_frame()
+    assert c["kind"].tolist() == ["deficit", "venue_loss"] and c["step"].tolist() == [0, 1]

@@ -272,3 +272,21 @@ def test_a_batch_settles_exactly_as_its_fills_one_at_a_time(case):
     for mark in (1, 97, 10**4):
         assert batched.conservation_residual([mark]) == 0
     assert batched.qty.sum() == 0
+
+
+def test_account_kinds_are_one_byte_codes_that_answer_by_name():
+    led = Ledger(np.array([1]))
+    led.add_accounts(3, "trader")
+    led.add_accounts(1, "insurance_fund")
+    led.add_accounts(2, "market_maker")
+    # 6 accounts x 1 byte (the old "<U16" column: 6 x 64 bytes)
+    assert led.kind_code.nbytes == 6
+    assert (led.kind == "trader").tolist() == [True, True, True, False, False, False]
+    assert (led.kind != "trader").sum() == 3
+    assert (led.kind == "no_such_kind").sum() == 0
+    assert led.kind[3] == "insurance_fund"
+    assert led.kind[[0, 4]].tolist() == ["trader", "market_maker"]
+    assert list(led.kind) == ["trader"] * 3 + ["insurance_fund"] + ["market_maker"] * 2
+    assert led.is_venue().tolist() == [False, False, False, True, False, False]
+    assert led.kind.counts() == {"insurance_fund": 1, "market_maker": 2, "trader": 3}
+    assert len(led.flows) == 0  # no deposit, nothing logged

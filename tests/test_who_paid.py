@@ -94,3 +94,22 @@ def test_real_run_with_adl_agrees_with_the_summary(tmp_path):
     assert t["socialized"].sum() * 1e-6 == pytest.approx(s["socialized_total"], abs=1e-6)
     assert t["adl_fills"].sum() == s["adl_fills"]
     assert s["hedger_shortfall"] == pytest.approx(t.loc["trader:hedger", "shortfall_usd"])
+
+
+def test_account_classes_name_population_traders_whales_and_venue_rows():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from simulator.venue.ledger import Ledger
+    from simulator.world.who_paid import account_classes
+
+    led = Ledger(np.array([1]))
+    led.add_accounts(1, "market_maker")
+    led.add_accounts(3, "trader")  # rows 1, 2 in the population; row 3 a whale
+    led.add_accounts(1, "insurance_fund")
+    pop = SimpleNamespace(accounts=np.array([1, 2]), strategy=np.array([0, 3]))  # trend, hedger
+    model = SimpleNamespace(venue=SimpleNamespace(ledger=led), traders=pop)
+    got = account_classes(model)
+    assert dict(got) == {0: "market_maker", 1: "trader:trend", 2: "trader:hedger", 3: "whale", 4: "insurance_fund"}
+    assert got.series().tolist() == ["market_maker", "trader:trend", "trader:hedger", "whale", "insurance_fund"]

@@ -109,7 +109,6 @@ def run_meta(model: PerpModel) -> dict:
     """What the metrics need to know about the run besides its series and events."""
     venue = model.venue
     led = venue.ledger
-    kinds, counts = np.unique(led.kind, return_counts=True)
     return {
         "cash_unit": model.cash_unit,
         "settlement_asset": settlement_asset(model.scenario),
@@ -122,7 +121,7 @@ def run_meta(model: PerpModel) -> dict:
         # in the settlement asset (an inverse fund: its coin at the opening price)
         "insurance_fund_start": (venue.config.insurance_fund * model.cash_unit if venue.ledger.any_inverse
                                  else model.scenario.venue.insurance_fund),
-        "n_accounts_by_kind": {str(k): int(c) for k, c in zip(kinds, counts)},
+        "n_accounts_by_kind": led.kind.counts(),
         **_socialization_meta(venue.events.to_frame()),
         "profitable_accounts": int(venue.adl_profitable.sum()),
         "max_leverage_after_adl": venue.adl_leverage_after,

@@ -49,6 +49,9 @@ KINDS = (
 
 
 _GIVEN = frozenset(COLUMNS) - {"step", "round", "kind"}
+# pandas >= 3 is always copy-on-write: a shallow copy of a frame is independent of it. Before,
+# only a deep copy is.
+_SHALLOW_IS_SAFE = int(pd.__version__.split(".")[0]) >= 3
 
 
 class EventLog:
@@ -60,6 +63,7 @@ class EventLog:
 
     def __init__(self):
         self._parts: list[tuple] = []  # (n, step, round, kind, {column: array of length n})
+        self._frame: tuple[int, pd.DataFrame] | None = None  # (parts it was built from, frame)
         self.step = 0
         self.round = 0
 
@@ -81,6 +85,14 @@ class EventLog:
         return sum(p[0] for p in self._parts)
 
     def to_frame(self) -> pd.DataFrame:
+        """The events as one DataFrame. Built once per state of the log (the time series, the
+        run's metadata and the summary all ask for it); each caller gets its own shallow copy,
+        which copy-on-write keeps independent of the others (a deep copy on pandas 2)."""
+        if self._frame is None or self._frame[0] != len(self._parts):
+            self._frame = (len(self._parts), self._build_frame())
+        return self._frame[1].copy(deep=not _SHALLOW_IS_SAFE)
+
+    def _build_frame(self) -> pd.DataFrame:
         if not self._parts:
             return pd.DataFrame({k: pd.Series(dtype=v) for k, v in COLUMNS.items()})
         data = {}

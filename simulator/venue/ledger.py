@@ -37,6 +37,8 @@ ACCOUNT_KINDS = (
     "engine",
 )
 VENUE_KINDS = frozenset({"insurance_fund", "backstop", "fee_pool", "loss_pool", "engine"})
+_KIND_CODE = {k: i for i, k in enumerate(ACCOUNT_KINDS)}
+_VENUE_CODES = np.array([k in VENUE_KINDS for k in ACCOUNT_KINDS])
 
 
 @dataclass
@@ -47,6 +49,72 @@ class CashFlow:
     kind: str
     amount: int
     reason: str = ""
+
+
+class CashFlows:
+    """The log of external cash movements, kept as one batch of arrays per call (a deposit to
+    100,000 new accounts is two int64 arrays, not 100,000 objects); reading it yields
+    ``CashFlow`` records in order."""
+
+    def __init__(self):
+        self._batches: list[tuple[np.ndarray, str, np.ndarray, str]] = []  # (accounts, kind, amounts, reason)
+
+    def add(self, accounts, kind: str, amounts, reason: str = "") -> None:
+        accounts = np.array(accounts, dtype=np.int64, ndmin=1)
+        amounts = np.array(np.broadcast_to(np.asarray(amounts, dtype=np.int64), accounts.shape))
+        if len(accounts):
+            self._batches.append((accounts, kind, amounts, reason))
+
+    def __len__(self) -> int:
+        return sum(len(b[0]) for b in self._batches)
+
+    def __iter__(self):
+        for accounts, kind, amounts, reason in self._batches:
+            for a, x in zip(accounts.tolist(), amounts.tolist()):
+                yield CashFlow(a, kind, x, reason)
+
+    def __getitem__(self, i):
+        return list(self)[i]
+
+
+class KindColumn:
+    """The account kind of every row, stored as one small integer code per account (index into
+    ``ACCOUNT_KINDS``). Answers ``ledger.kind == "trader"`` (a boolean mask), ``kind[a]`` (the
+    name) and ``kind[rows]`` / iteration / ``np.asarray`` (names) like the string column it
+    replaces, at 1 byte per account instead of 64."""
+
+    def __init__(self, codes: np.ndarray):
+        self.codes = codes
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __eq__(self, name) -> np.ndarray:  # type: ignore[override]
+        code = _KIND_CODE.get(name)
+        return np.zeros(len(self.codes), dtype=bool) if code is None else self.codes == code
+
+    def __ne__(self, name) -> np.ndarray:  # type: ignore[override]
+        return ~(self == name)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getitem__(self, i):
+        c = self.codes[i]
+        if np.ndim(c) == 0:
+            return ACCOUNT_KINDS[int(c)]
+        return np.asarray(ACCOUNT_KINDS, dtype=object)[c].astype(str)
+
+    def __iter__(self):
+        return (ACCOUNT_KINDS[c] for c in self.codes.tolist())
+
+    def __array__(self, dtype=None, copy=None):
+        names = np.asarray(ACCOUNT_KINDS)[self.codes]
+        return names if dtype is None else names.astype(dtype)
+
+    def counts(self) -> dict[str, int]:
+        """Accounts per kind (kinds with at least one account), in name order."""
+        n = np.bincount(self.codes, minlength=len(ACCOUNT_KINDS))
+        return {k: int(n[i]) for i, k in sorted(enumerate(ACCOUNT_KINDS), key=lambda x: x[1]) if n[i]}
 
 
 @dataclass
@@ -64,11 +132,11 @@ class Ledger:
     wallet: np.ndarray = field(init=False)
     qty: np.ndarray = field(init=False)
     cost: np.ndarray = field(init=False)
-    kind: np.ndarray = field(init=False)
+    kind_code: np.ndarray = field(init=False)
     deposits: int = 0
     withdrawals: int = 0
     injections: int = 0
-    flows: list[CashFlow] = field(default_factory=list)
+    flows: CashFlows = field(default_factory=CashFlows)
 
     def __post_init__(self):
         self.contract_values = np.asarray(self.contract_values, dtype=np.int64)
@@ -82,7 +150,7 @@ class Ledger:
         self.wallet = np.zeros(0, dtype=np.int64)
         self.qty = np.zeros((0, m), dtype=np.int64)
         self.cost = np.zeros((0, m), dtype=np.int64)
-        self.kind = np.zeros(0, dtype="<U16")
+        self.kind_code = np.zeros(0, dtype=np.int8)  # index into ACCOUNT_KINDS (``kind`` names it)
         self._venue_mask = np.zeros(0, dtype=bool)
 
     # ------------------------------------------------------------------ accounts
@@ -94,6 +162,11 @@ class Ledger:
     def n_markets(self) -> int:
         return len(self.contract_values)
 
+    @property
+    def kind(self) -> KindColumn:
+        """Each account's kind: ``ledger.kind == "trader"`` is a mask, ``ledger.kind[a]`` a name."""
+        return KindColumn(self.kind_code)
+
     def add_accounts(self, n: int, kind: str, deposit=0) -> np.ndarray:
         """Open ``n`` accounts of ``kind``, each funded with ``deposit`` (int or array)."""
         if kind not in ACCOUNT_KINDS:
@@ -103,8 +176,8 @@ class Ledger:
         self.wallet = np.concatenate([self.wallet, np.zeros(n, dtype=np.int64)])
         self.qty = np.concatenate([self.qty, np.zeros((n, m), dtype=np.int64)])
         self.cost = np.concatenate([self.cost, np.zeros((n, m), dtype=np.int64)])
-        self.kind = np.concatenate([self.kind, np.full(n, kind, dtype="<U16")])
-        self._venue_mask = np.isin(self.kind, list(VENUE_KINDS))
+        self.kind_code = np.concatenate([self.kind_code, np.full(n, _KIND_CODE[kind], dtype=np.int8)])
+        self._venue_mask = _VENUE_CODES[self.kind_code]
         ids = np.arange(start, start + n, dtype=np.int64)
         amounts = np.broadcast_to(np.asarray(deposit, dtype=np.int64), (n,))
         if (amounts > 0).any():
@@ -138,13 +211,13 @@ class Ledger:
             self.deposits += int(amounts.sum())
         else:
             self.withdrawals += int(amounts.sum())
-        self.flows.extend(CashFlow(int(a), kind, int(x)) for a, x in zip(ids, amounts))
+        self.flows.add(ids, kind, amounts)
 
     def inject(self, account: int, amount: int, reason: str) -> None:
         """Money from outside the ledger (the venue's own balance sheet), logged with a reason."""
         self.wallet[account] += amount
         self.injections += int(amount)
-        self.flows.append(CashFlow(int(account), "injection", int(amount), reason))
+        self.flows.add(account, "injection", amount, reason)
 
     # ---------------------------------------------------------- internal movements
     def transfer(self, src, dst, amounts) -> None:
