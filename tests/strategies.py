@@ -90,6 +90,16 @@ withdrawal_factor_waterfalls = st.tuples(
     st.sampled_from(SCOPES),
 ).map(lambda t: t[0] + [{"stage": "socialize", "weights": "withdrawal_factor", "scope": t[1]}])
 
+# two socialize stages that both use the loss pool (a delayed one and a settlement one, either
+# order) after the position stages: neither may charge what the other fronted
+two_socialize_waterfalls = st.tuples(
+    st.lists(st.sampled_from(["book", "insurance_fund"]), max_size=2, unique=True).flatmap(
+        lambda names: st.tuples(*(stage_entry(n) for n in names)).map(list)),
+    st.sampled_from([30.0, 90.0]), st.booleans(),
+).map(lambda t: t[0] + (lambda pair: pair if t[2] else pair[::-1])(
+    [{"stage": "socialize", "weights": "equity", "delay_seconds": t[1]},
+     {"stage": "socialize", "weights": "equity", "when": "settlement"}]))
+
 
 @st.composite
 def market_specs(draw, i: int):
@@ -143,7 +153,7 @@ def venue_runs(draw):
     return {
         "markets": [draw(market_specs(i)) for i in range(n_markets)],
         "prices": draw(st.lists(st.sampled_from([50.0, 1_000.0, 30_000.0]), min_size=n_markets, max_size=n_markets)),
-        "waterfall": draw(st.one_of(waterfalls, withdrawal_factor_waterfalls)),
+        "waterfall": draw(st.one_of(waterfalls, withdrawal_factor_waterfalls, two_socialize_waterfalls)),
         "mark": draw(st.sampled_from(["median", "index", "mid"])),
         "fund": draw(st.sampled_from([0.0, 0.5, 20.0])),  # in units of one lot's value
         "backstop": draw(st.sampled_from([0.0, 1.0, 50.0])),

@@ -100,3 +100,36 @@ def test_delayed_charge_that_cannot_be_collected_is_the_venues_loss(make_venue):
 def test_delay_with_settlement_timing_is_refused(make_venue):
     with pytest.raises(ValueError):
         make_venue(waterfall=[{"stage": "socialize", "when": "settlement", "delay_seconds": 90}])
+
+
+def test_a_settlement_stage_does_not_charge_what_a_delayed_stage_will(make_venue):
+    """Two socialize stages: the delayed one (first in the list) fronts the 50 at t = 0; a
+    funding settlement at t = 30 must not charge those 50 again (they are the delayed stage's,
+    due at t = 90). Then at t = 90 the 50 are charged once, as in the delayed case above with the
+    mark back at 100: S 6, W 9, M 35, and the loss pool is back to 0 (not +50)."""
+    v = make_venue(waterfall=[{"stage": "book"},
+                              {"stage": "socialize", "weights": "equity", "delay_seconds": 90},
+                              {"stage": "socialize", "weights": "equity", "when": "settlement"}],
+                   step_seconds=30)
+    S, L, F = (int(x) for x in v.add_accounts(3, "trader", [200, 50, 0]))
+    W = int(v.add_accounts(1, "trader", 300, leverage=1.0, spot=True)[0])
+    M = int(v.add_accounts(1, "market_maker", 1_100)[0])
+    acc = dict(S=S, L=L, W=W, M=M)
+    v.ledger.trade(0, F, S, 10, 100)
+    v.ledger.trade(0, L, F, 10, 100)
+    move_to(v, 100)
+    v.post_quotes(0, [M], [BUY], [90], [10])
+    move_to(v, 90)
+    v.liquidate()
+    assert int(v.ledger.wallet[v.loss_pool]) == -50
+    v.step = v.events.step = 1
+    v.settle_period()  # a settlement before the delay has run out
+    assert charges(v, acc) == {} and int(v.ledger.wallet[v.loss_pool]) == -50
+    for step, price in ((2, 95), (3, 100)):
+        v.step = v.events.step = step
+        move_to(v, price)
+        v.liquidate()
+    assert charges(v, acc) == {"S": 6, "W": 9, "M": 35}
+    v.settle_period()  # nothing left for the settlement stage
+    assert charges(v, acc) == {"S": 6, "W": 9, "M": 35}
+    assert int(v.ledger.wallet[v.loss_pool]) == 0 and v.conservation_residual() == 0

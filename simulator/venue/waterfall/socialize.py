@@ -98,8 +98,11 @@ class SocializeStage(Stage):
         """Charge what the loss pool fronted; what cannot be collected is the venue's loss."""
         if self.delay_seconds > 0 or self.weights == "withdrawal_factor":
             return  # charged when due / repaid by withdrawals, not at settlement
-        # what the loss pool fronted, less what a withdrawal factor is recovering on its own
-        owed = -int(venue.ledger.wallet[venue.loss_pool]) - sum(getattr(s, "outstanding", 0) for s in venue.waterfall)
+        # what the loss pool fronted, less what other stages recover on their own: a withdrawal
+        # factor's outstanding loss, and a delayed stage's charges not yet due
+        recovered_elsewhere = sum(
+            getattr(s, "outstanding", 0) + sum(a for _, a in getattr(s, "delayed", ())) for s in venue.waterfall)
+        owed = -int(venue.ledger.wallet[venue.loss_pool]) - recovered_elsewhere
         self._collect(venue, owed)
         self.pending_markets.clear()
 
