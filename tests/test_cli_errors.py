@@ -52,6 +52,8 @@ CASES = [
     (["run", CASCADE, "--steps", "x"], "argument --steps: invalid int value: 'x'"),
     (["run", CASCADE, "--set", "agents.traders.count"], "use FIELD.PATH=VALUE"),
     (["run", CASCADE, "--set", "a..b=1"], "is not a dotted field path"),
+    (["fit", str(ROOT / "scenarios/inverse_crash.yaml"), "--targets", str(ROOT / "scenarios/targets/2025-10-10.yaml")],
+     "markets.settlement: calibration supports linear (USD-margined) markets only"),
 ]
 
 

@@ -202,6 +202,7 @@ def calibrate(
     space = load_params(params_path)
     targets = load_targets(targets_path)
     data, _ = batch_scenario(scenario_path, None, [], [], overrides or {})
+    _linear_only(data, scenario_path)
     data["designs"] = []  # the scenario's own waterfall: one design
     names = [m["name"] for m in data["markets"]]
     check_markets(targets, names, f"{targets_path}: ")
@@ -279,6 +280,7 @@ def evaluate(scenario_path, targets_path, out_dir, runs: int = 8, seed: int | No
     user's own venue: replay its path, run this against its own aggregates."""
     targets = load_targets(targets_path)
     data, _ = batch_scenario(scenario_path, None, [], [], overrides or {})
+    _linear_only(data, scenario_path)
     data["designs"] = []
     check_markets(targets, [m["name"] for m in data["markets"]], f"{targets_path}: ")
     run_fn = functools.partial(calibration_run_fn, targets=targets.model_dump(mode="json"))
@@ -290,6 +292,15 @@ def evaluate(scenario_path, targets_path, out_dir, runs: int = 8, seed: int | No
     fit.to_csv(folder / "fit.csv", index=False)
     (folder / "fit.md").write_text(format_fit(fit) + "\n")
     return fit
+
+
+def _linear_only(data: dict, scenario_path) -> None:
+    """Calibration targets are defined on USD-margined (linear) runs: the real aggregates are in
+    USD and ``adl_median_leverage`` reads wallets as micro-USD. An inverse scenario is refused
+    before anything runs rather than scored in the wrong unit."""
+    if any(m.get("settlement", "linear") == "inverse" for m in data.get("markets", [])):
+        raise ScenarioError(f"{scenario_path}: markets.settlement: calibration supports linear (USD-margined) "
+                            "markets only; the targets are in USD")
 
 
 def _probe_value(p: Param):
