@@ -394,7 +394,12 @@ def plot_compare(
         pos = exc.loc[(exc["metric"] == m) & (exc["x"] > 0), "x"].to_numpy(dtype=float)
         log = len(pos) > 0 and pos.max() / pos.min() > 100  # designs orders of magnitude apart
         if log:
-            ax.set_xscale("symlog", linthresh=10.0 ** math.floor(math.log10(pos.min())), linscale=0.5)
+            lin = 10.0 ** math.floor(math.log10(pos.min()))
+            ax.set_xscale("symlog", linthresh=lin, linscale=0.5)
+            # 0, then decades from 10 x the linear threshold: the threshold's own tick sits too
+            # close to 0 to read; every other decade when there would be more than five
+            decades = [lin * 10 ** k for k in range(1, int(math.log10(pos.max() / lin)) + 2)]
+            ax.set_xticks([0.0] + decades[:: 2 if len(decades) > 5 else 1])
         ax.set_xlabel(f"x: {EXCEEDANCE_METRICS[m].lower()} (USD{', log scale' if log else ''})")
         ax.set_ylabel("P(X > x)")
         ax.set_ylim(-0.03, 1.03)
