@@ -66,6 +66,28 @@ def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
         assert int(w) + int(u) - led.deposits == v.conservation_residual() == -cut
 
 
+def test_equity_of_a_few_rows_equals_the_ledger_and_a_hand_sum():
+    # two markets, contract value 1 (unit markets), marks 120 and 30: an account with wallet
+    # 1,000, long 3 lots bought at 100 (cost 300) and short 2 lots sold at 40 (cost -80) has
+    # equity 1,000 + (3 x 120 - 300) + (-2 x 30 + 80) = 1,000 + 60 + 20 = 1,080
+    v = Venue(VenueConfig(markets=[unit_market("A"), unit_market("B")]), np.random.default_rng(0))
+    a, other = v.add_accounts(2, "trader", [1_000, 10**6])
+    v.opening_auction(0, [a, other], [3, -3], 100)
+    v.opening_auction(1, [a, other], [-2, 2], 40)
+    v.set_index([120, 30])
+    v.update_marks()
+    assert v.marks.tolist() == [120, 30]
+    rows = np.array([a, other, a], dtype=np.int64)
+    assert v.equity(rows).tolist() == [1_080, 10**6 - 60 - 20, 1_080]
+    led = v.ledger
+    rng = np.random.default_rng(5)  # random positions: the kernel is the ledger's numpy sum
+    led.qty[:] = rng.integers(-10**6, 10**6, led.qty.shape)
+    led.cost[:] = rng.integers(-10**9, 10**9, led.cost.shape)
+    some = rng.integers(0, led.n_accounts, 7)
+    assert np.array_equal(v.equity(some), led.equity(v.marks, some))
+    assert np.array_equal(v.equity(some), v.equity()[some])
+
+
 @pytest.mark.parametrize("lots, mm", [(600, 1_450), (40, 40), (100, 150), (5_000, 23_450)])
 def test_scan_at_the_maintenance_boundary_by_hand(lots, mm):
     # tiers 1 % from 0, 2 % from 5,000, 5 % from 50,000: deductions 0, 5,000 x 1 % = 50,
