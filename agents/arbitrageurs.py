@@ -24,23 +24,24 @@ class Arbitrageur(AccountAgent):
         if len(acc) == 0:
             return
         venue = model.venue
-        equity = venue.equity(acc)
+        equity = None  # valued once, at the first market outside the band (the usual step has none)
         for m, spec in enumerate(venue.markets):
             book = venue.books[m]
             index = model.spot_ticks(m)  # the real spot price, not the venue's oracle
             bid, ask = book.best_bid(), book.best_ask()
+            if ask is not None and ask < index * (1 - cfg.threshold):
+                side, limit, sign = BUY, int(index * (1 - cfg.threshold)), -1
+            elif bid is not None and bid > index * (1 + cfg.threshold):
+                side, limit, sign = SELL, int(np.ceil(index * (1 + cfg.threshold))), 1
+            else:
+                continue  # inside the band the carry position is simply held
+            if equity is None:
+                equity = venue.equity(acc)
             lot_cash = venue.lot_cash(m, index)
             pos = venue.ledger.qty[acc, m]
             cap_lots = np.floor(np.clip(equity, 0, None) * cfg.leverage * 0.9 / lot_cash).astype(np.int64)
             trade_lots = int(spec.lots_for_quote(cfg.max_trade_notional, index))
-            if ask is not None and ask < index * (1 - cfg.threshold):
-                side, limit = BUY, int(index * (1 - cfg.threshold))
-                room = cap_lots - pos
-            elif bid is not None and bid > index * (1 + cfg.threshold):
-                side, limit = SELL, int(np.ceil(index * (1 + cfg.threshold)))
-                room = cap_lots + pos
-            else:
-                continue  # inside the band the carry position is simply held
+            room = cap_lots + sign * pos
             lots = np.clip(np.minimum(room, trade_lots), 0, None)
             go = lots > 0
             if go.any():

@@ -19,6 +19,7 @@ from agents.traders import LeveragedTrader
 from simulator.venue import _nb, kernels
 from simulator.venue.book import BUY, SELL, OrderBook
 from simulator.venue.margin import MarginTiers
+from simulator.venue.prices import MarkConfig, PriceState
 from simulator.venue.venue import Venue, VenueConfig, _tier_arrays
 from simulator.world.model import PerpModel
 from simulator.world.scenario import validate
@@ -66,6 +67,28 @@ def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
         assert int(w) + int(u) - led.deposits == v.conservation_residual() == -cut
 
 
+def test_equity_of_a_few_rows_equals_the_ledger_and_a_hand_sum():
+    # two markets, contract value 1 (unit markets), marks 120 and 30: an account with wallet
+    # 1,000, long 3 lots bought at 100 (cost 300) and short 2 lots sold at 40 (cost -80) has
+    # equity 1,000 + (3 x 120 - 300) + (-2 x 30 + 80) = 1,000 + 60 + 20 = 1,080
+    v = Venue(VenueConfig(markets=[unit_market("A"), unit_market("B")]), np.random.default_rng(0))
+    a, other = v.add_accounts(2, "trader", [1_000, 10**6])
+    v.opening_auction(0, [a, other], [3, -3], 100)
+    v.opening_auction(1, [a, other], [-2, 2], 40)
+    v.set_index([120, 30])
+    v.update_marks()
+    assert v.marks.tolist() == [120, 30]
+    rows = np.array([a, other, a], dtype=np.int64)
+    assert v.equity(rows).tolist() == [1_080, 10**6 - 60 - 20, 1_080]
+    led = v.ledger
+    rng = np.random.default_rng(5)  # random positions: the kernel is the ledger's numpy sum
+    led.qty[:] = rng.integers(-10**6, 10**6, led.qty.shape)
+    led.cost[:] = rng.integers(-10**9, 10**9, led.cost.shape)
+    some = rng.integers(0, led.n_accounts, 7)
+    assert np.array_equal(v.equity(some), led.equity(v.marks, some))
+    assert np.array_equal(v.equity(some), v.equity()[some])
+
+
 @pytest.mark.parametrize("lots, mm", [(600, 1_450), (40, 40), (100, 150), (5_000, 23_450)])
 def test_scan_at_the_maintenance_boundary_by_hand(lots, mm):
     # tiers 1 % from 0, 2 % from 5,000, 5 % from 50,000: deductions 0, 5,000 x 1 % = 50,
@@ -82,6 +105,55 @@ def test_scan_at_the_maintenance_boundary_by_hand(lots, mm):
     assert v.maintenance(accounts).sum(axis=1).tolist() == [mm] * 3
     assert v.liquidatable()[accounts].tolist() == [True, False, False]
     assert v.liquidatable_reference()[accounts].tolist() == [True, False, False]
+
+
+# ------------------------------------------------------------------ mark update
+def _price_state(method, n, rng):
+    ps = PriceState(n, MarkConfig(method=method))
+    ps.set_index(rng.uniform(50.0, 5_000.0, n))
+    return ps
+
+
+def _price_fields(ps):
+    return [np.asarray(getattr(ps, f)).tobytes() for f in
+            ("mark", "previous_mark", "basis_ema", "mark_high", "mark_low", "premium_sum", "last", "index")] + [
+        ps.premium_count]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(["median", "index", "index_basis", "mid", "last"]))
+def test_mark_kernel_equals_numpy_reference(seed, n, method):
+    # a walk of index moves, mids (some NaN: a one-sided book), trades and rolls; the compiled
+    # update and the numpy reference must leave every field bit for bit the same
+    rng = np.random.default_rng(seed)
+    fast = _price_state(method, n, rng)
+    ref = copy.deepcopy(fast)
+    for _ in range(40):
+        if rng.random() < 0.3:
+            ticks = rng.uniform(50.0, 5_000.0, n)
+            fast.set_index(ticks)
+            ref.set_index(ticks)
+        if rng.random() < 0.3:
+            fast.last[:] = ref.last[:] = rng.uniform(40.0, 6_000.0, n)
+        if rng.random() < 0.1:
+            fast.reset_extremes()
+            ref.reset_extremes()
+        mids = fast.index * rng.uniform(0.9, 1.1, n) + rng.uniform(-0.5, 0.5, n)
+        mids[rng.random(n) < 0.2] = np.nan
+        roll = bool(rng.random() < 0.6)
+        assert fast.update_mark(mids.copy(), roll).tobytes() == ref.update_mark_reference(mids.copy(), roll).tobytes()
+        assert _price_fields(fast) == _price_fields(ref)
+
+
+def test_mark_median_by_hand():
+    # index 1,000, alpha 0.5: mid 1,010 -> basis EMA 0 x 0.5 + 10 x 0.5 = 5, fair 1,005; last
+    # 1,000 (set from the index): median(1,005, 1,010, 1,000) = 1,005. The premium
+    # (1,005 - 1,000) / 1,000 = 0.005 is summed for funding.
+    ps = PriceState(1, MarkConfig(method="median", basis_ema_alpha=0.5))
+    ps.set_index([1_000.0])
+    assert ps.update_mark(np.array([1_010.0])).tolist() == [1_005]
+    assert ps.basis_ema.tolist() == [5.0] and ps.premium_sum.tolist() == [0.005]
+    assert ps.mark_high.tolist() == [1_005] and ps.mark_low.tolist() == [1_000]
 
 
 # ------------------------------------------------------------------ book kernels

@@ -130,3 +130,36 @@ def test_fund_guard_caps_new_leverage_while_the_fund_is_low():
     free.venue.submit_orders(0, [t2], [1], [lots])
     assert free.venue.ledger.qty[t2, 0] > 0
     assert model.series["fund_guard"][0] == 1.0
+
+
+def test_realised_vol_is_the_std_of_the_log_returns_in_the_window():
+    # vol_window 20 at step 50: the 20 log returns of index[30..50]; at step 1 fewer than 3
+    # prices, so 0. Recomputed here from the index path, independently of the model's cache.
+    model = PerpModel(validate(scenario()))
+    w = model.scenario.agents.market_makers.vol_window
+    assert w == 20
+    assert model.realised_vol().tolist() == [0.0]  # t = 0: one price, no return yet
+    while model.t < 50:
+        model.step()
+    window = model.index_path[30:51, 0]
+    r = [float(np.log(window[i + 1]) - np.log(window[i])) for i in range(20)]
+    mean = sum(r) / 20
+    by_hand = (sum((x - mean) ** 2 for x in r) / 20) ** 0.5
+    assert model.realised_vol()[0] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_venue_index_in_ticks_per_market_tick_size():
+    # two markets, tick 0.5 and 0.01: 50_000.26 / 0.5 = 100_000.52 -> 100_001 ticks;
+    # 3.004 / 0.01 = 300.4 -> 300 ticks; a price under half a tick still counts 1 tick
+    class Spec:
+        def __init__(self, tick_size):
+            self.tick_size = tick_size
+
+    venue = PerpModel(validate(scenario())).venue
+    venue.markets = [Spec(0.5), Spec(0.01)]
+    venue._tick_sizes = None
+    seen = []
+    venue.prices.set_index = lambda ticks: seen.append(np.asarray(ticks).tolist())
+    venue.set_index([50_000.26, 3.004])
+    venue.set_index([0.2, 0.004])
+    assert seen == [[100_001.0, 300.0], [1.0, 1.0]]

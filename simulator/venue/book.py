@@ -257,7 +257,9 @@ class OrderBook:
         owners, sides, qtys = (np.atleast_1d(np.asarray(a, dtype=np.int64)) for a in (owners, sides, qtys))
         if limits is None:
             limits = np.where(sides == BUY, NO_LIMIT_BUY, NO_LIMIT_SELL)
-        limits = np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape)
+        limits = np.asarray(limits, dtype=np.int64)
+        if limits.shape != qtys.shape:
+            limits = np.broadcast_to(limits, qtys.shape)
         if rest and len(qtys) > 1:
             # resting orders interact with later ones on the other side: go one at a time
             return Fills.concat([self.submit(owners[i], sides[i], qtys[i], limits[i], True) for i in range(len(qtys))])

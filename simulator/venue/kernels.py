@@ -55,6 +55,20 @@ def book():
     return _load("_nb_book")
 
 
+def prices():
+    """The mark update (``_nb_prices``), or None."""
+    return _load("_nb_prices")
+
+
+def f64(a) -> np.ndarray:
+    """``a`` as a C-contiguous, writable float64 array (``i64`` for floats)."""
+    if type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 1:
+        flags = a.flags
+        if flags.c_contiguous and flags.writeable:
+            return a
+    return np.require(np.atleast_1d(np.asarray(a, dtype=np.float64)), np.float64, ["C", "W"])
+
+
 def i64(a) -> np.ndarray:
     """``a`` as a C-contiguous, writable int64 array (one compiled signature per kernel)."""
     if type(a) is np.ndarray and a.dtype == np.int64:

@@ -27,6 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from simulator.venue import kernels
 from simulator.venue.fixedpoint import PPB, muldiv_ceil
 from simulator.venue.settlement import exposure
 
@@ -136,8 +137,27 @@ class PriceState:
         """Recompute the mark from index, ``mids`` (NaN where the book is one-sided) and last.
 
         ``roll`` saves the current mark as ``previous_mark`` first (once per step, not per
-        liquidation round).
+        liquidation round). The compiled ``_nb_prices.update_mark``, bit for bit
+        ``update_mark_reference``.
         """
+        k = kernels.prices()
+        mids = kernels.f64(mids)
+        if k is None or len(mids) != len(self.index):  # (a scalar mid broadcasts in numpy)
+            return self.update_mark_reference(mids, roll)
+        if roll:
+            self.previous_mark = self.mark.copy()
+        f64 = kernels.f64
+        self.premium_sum = f64(self.premium_sum)
+        self.mark, self.basis_ema, self.mark_high, self.mark_low = k.update_mark(
+            mids, f64(self.index), f64(self.last), f64(self.basis_ema), kernels.i64(self.mark_high),
+            kernels.i64(self.mark_low), self.premium_sum, float(self.config.basis_ema_alpha), bool(roll),
+            k.METHODS.get(self.config.method, 4))
+        if roll:
+            self.premium_count += 1
+        return self.mark
+
+    def update_mark_reference(self, mids, roll: bool = True) -> np.ndarray:
+        """``update_mark`` in numpy (the reference of the compiled kernel)."""
         mids = np.asarray(mids, dtype=float)
         if roll:
             self.previous_mark = self.mark.copy()

@@ -103,6 +103,7 @@ class Venue:
         self.engine = self.add_accounts(1, "engine")[0]  # the liquidation engine's own book
         self.waterfall = build_waterfall(config.waterfall)
         self._tier_arrays = None  # padded maintenance tiers for the compiled scan
+        self._tick_sizes = None  # per market, for set_index
         self.step = 0
         self.rejections = 0
         self.quote_rejections = 0  # resting orders refused for initial margin (post_quotes)
@@ -177,7 +178,13 @@ class Venue:
     # ---------------------------------------------------------------- margin
     def equity(self, accounts=None) -> np.ndarray:
         """Equity at mark of every account, or of ``accounts`` only (cheaper)."""
-        return self.ledger.equity(self.marks, accounts)
+        led = self.ledger
+        if type(accounts) is np.ndarray and accounts.dtype == np.int64 and accounts.ndim == 1 and not led.any_inverse:
+            k = kernels.scan()
+            if k is not None:  # a few rows: the compiled sum, exactly ``Ledger.equity``'s
+                return k.equity_of(led.wallet, led.qty, led.cost, kernels.i64(self.marks), led.contract_values,
+                                   kernels.i64(accounts))
+        return led.equity(self.marks, accounts)
 
     def maintenance(self, accounts=None) -> np.ndarray:
         """Maintenance margin per account and market (of ``accounts`` only, if given)."""
@@ -233,6 +240,9 @@ class Venue:
         owners, sides, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, qtys))
         if reduce_only is None:
             ro = np.zeros(0, dtype=bool)
+        elif (type(reduce_only) is np.ndarray and reduce_only.dtype == np.bool_ and reduce_only.shape == qtys.shape
+              and reduce_only.flags.c_contiguous):
+            ro = reduce_only  # the traders' flags, as they come
         else:
             ro = np.ascontiguousarray(np.broadcast_to(np.asarray(reduce_only, dtype=bool), qtys.shape))
         guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
@@ -482,7 +492,13 @@ class Venue:
     # ------------------------------------------------------------ step parts
     def set_index(self, index_prices) -> None:
         """Feed the external index (quote currency, one per market)."""
-        ticks = np.array([m.to_ticks(p) for m, p in zip(self.markets, np.atleast_1d(index_prices))], dtype=float)
+        prices = np.atleast_1d(np.asarray(index_prices, dtype=float))
+        if len(prices) != self.n_markets:
+            ticks = np.array([m.to_ticks(p) for m, p in zip(self.markets, prices)], dtype=float)
+        else:  # every market's ``MarketSpec.to_ticks`` at once
+            if self._tick_sizes is None:
+                self._tick_sizes = np.array([m.tick_size for m in self.markets], dtype=float)
+            ticks = np.maximum(np.round(prices / self._tick_sizes), 1).astype(np.int64).astype(float)
         self.prices.set_index(ticks)
 
     def mids(self) -> np.ndarray:
@@ -563,7 +579,10 @@ class Venue:
 
     def unwind_venue_positions(self, holders=None) -> None:
         """The backstop vault, the fund and the engine sell part of what they took over."""
-        for holder in (self.backstop, self.insurance_fund, self.engine) if holders is None else holders:
+        holders = (self.backstop, self.insurance_fund, self.engine) if holders is None else holders
+        if not self.ledger.qty[list(holders)].any():  # the usual step: no inventory to unwind
+            return
+        for holder in holders:
             for m in range(self.n_markets):
                 q = int(self.ledger.qty[holder, m])
                 if q == 0:

@@ -171,6 +171,8 @@ class PerpModel(mesa.Model):
             scenario.index.models, scenario.steps, scenario.step_seconds, np.random.default_rng(s_index),
             correlation=scenario.index.correlation, shocks=index_moves, base_dir=base_dir,
         )
+        self._log_returns = None  # realised_vol's log returns of the index path, made once
+        self._venue_rows = None  # the fund, backstop and engine rows the record values
         self.venue_index_path = self._oracle_view(self.index_path)
 
         # an inverse run holds money in the coin: quote amounts convert once, at the opening index
@@ -351,10 +353,11 @@ class PerpModel(mesa.Model):
     def realised_vol(self) -> np.ndarray:
         w = self.scenario.agents.market_makers.vol_window
         lo = max(0, self.t - w)
-        window = self.index_path[lo : self.t + 1]
-        if len(window) < 3:
-            return np.zeros(window.shape[1])
-        return np.diff(np.log(window), axis=0).std(axis=0)
+        if self.t + 1 - lo < 3:
+            return np.zeros(self.index_path.shape[1])
+        if self._log_returns is None:  # the index path is fixed for the run: its returns once
+            self._log_returns = np.diff(np.log(self.index_path), axis=0)
+        return self._log_returns[lo : self.t].std(axis=0)
 
     def spot_ticks(self, m: int) -> float:
         """The real index of market ``m`` now, in ticks: what makers and arbitrageurs hedge
@@ -432,7 +435,7 @@ class PerpModel(mesa.Model):
         bb, ba = book.best_bid(), book.best_ask()
         s["best_bid"][t] = np.nan if bb is None else bb * tick
         s["best_ask"][t] = np.nan if ba is None else ba * tick
-        ref = book.mid() or float(venue.marks[0])
+        ref = (None if bb is None or ba is None else (bb + ba) / 2) or float(venue.marks[0])  # book.mid()
         dbid, dask = book.depth_within(0.01, ref)
         lot_quote = spec.lot_quote(ref)
         s["depth_bid_1pct"][t] = dbid * lot_quote
@@ -442,7 +445,9 @@ class PerpModel(mesa.Model):
         s["open_interest"][t] = (long_lots[0] * spec.lot_size if spec.inverse
                                  else long_lots[0] * spec.lot_size * venue.marks[0] * tick)
         s["funding_rate"][t] = np.nan if self.exchange.funding_rate is None else self.exchange.funding_rate[0]
-        eq = venue.equity(np.array([venue.insurance_fund, venue.backstop, venue.engine]))
+        if self._venue_rows is None:
+            self._venue_rows = np.array([venue.insurance_fund, venue.backstop, venue.engine])
+        eq = venue.equity(self._venue_rows)
         s["insurance_fund"][t] = eq[0] * self.cash_unit  # the settlement asset (USD or coin)
         s["backstop_equity"][t] = eq[1] * self.cash_unit
         s["engine_equity"][t] = eq[2] * self.cash_unit

@@ -1,0 +1,69 @@
+"""The mark update, compiled (numba, ``cache=True``): ``PriceState.update_mark`` in one call.
+
+The same float operations in the same order as ``PriceState.update_mark_reference`` (numpy),
+element by element, so the marks, the basis EMA, the running extremes and the premium sum are
+bit for bit the reference's: ``np.maximum`` / ``np.minimum`` propagate NaN here too, and
+``np.round`` to whole ticks is ``rint`` (half to even). Imported lazily through
+``kernels.prices()``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+njit = numba.njit(cache=True, nogil=True)
+
+#: ``MarkConfig.method`` as the kernel's code (anything else: the last trade).
+METHODS = {"median": 0, "index": 1, "index_basis": 2, "mid": 3}
+
+
+@njit
+def _max(a, b):
+    return a if np.isnan(a) else (b if np.isnan(b) else max(a, b))
+
+
+@njit
+def _min(a, b):
+    return a if np.isnan(a) else (b if np.isnan(b) else min(a, b))
+
+
+@njit
+def update_mark(mids, index, last, basis_ema, mark_high, mark_low, premium_sum, alpha, roll, method):
+    """New (mark, basis EMA, mark high, mark low); with ``roll`` the EMA steps and the premium
+    of the new mark is added to ``premium_sum`` (in place)."""
+    n = len(index)
+    ema = np.empty(n, np.float64)
+    mark = np.empty(n, np.int64)
+    high = np.empty(n, np.int64)
+    low = np.empty(n, np.int64)
+    keep = 1 - alpha
+    for i in range(n):
+        missing = np.isnan(mids[i])
+        if roll:
+            basis = 0.0 if missing else mids[i] - index[i]
+            ema[i] = keep * basis_ema[i] + alpha * basis
+        else:
+            ema[i] = basis_ema[i]
+        fair = index[i] + ema[i]
+        mid = fair if missing else mids[i]
+        if method == 0:
+            m = _max(_min(fair, mid), _min(_max(fair, mid), last[i]))
+        elif method == 1:
+            m = index[i]
+        elif method == 2:
+            m = fair
+        elif method == 3:
+            m = mid
+        else:
+            m = last[i]
+        mark[i] = np.int64(_max(np.rint(m), 1.0))
+        if mark_high[i] == 0:
+            high[i] = mark[i]
+            low[i] = mark[i]
+        else:
+            high[i] = max(mark_high[i], mark[i])
+            low[i] = min(mark_low[i], mark[i])
+        if roll:
+            premium_sum[i] += (mark[i] - index[i]) / index[i]
+    return mark, ema, high, low
