@@ -244,9 +244,9 @@ class Ledger:
         (buyer == seller) changes nothing and is skipped.
         """
         buyers = np.atleast_1d(np.asarray(buyers, dtype=np.int64))
-        sellers = np.broadcast_to(np.asarray(sellers, dtype=np.int64), buyers.shape)
-        qty = np.broadcast_to(np.asarray(qty, dtype=np.int64), buyers.shape)
-        price = np.broadcast_to(np.asarray(price, dtype=np.int64), buyers.shape)
+        # full-length arrays pass through as they are (a broadcast view would be copied again
+        # for the kernel); only scalars and short inputs are broadcast
+        sellers, qty, price = (_fill_column(a, buyers.shape) for a in (sellers, qty, price))
         if (qty < 0).any() or (price <= 0).any():
             raise ValueError("fills need non-negative qty and positive price")
         k = kernels.get()
@@ -408,6 +408,12 @@ class Ledger:
     def open_interest(self) -> np.ndarray:
         """Lots held long per market (equal to lots held short)."""
         return np.clip(self.qty, 0, None).sum(axis=0)
+
+
+def _fill_column(a, shape) -> np.ndarray:
+    """One int64 column of a fill batch, of the batch's ``shape`` (broadcast only if needed)."""
+    a = np.asarray(a, dtype=np.int64)
+    return a if a.shape == shape else np.broadcast_to(a, shape)
 
 
 def _pair(ids, amounts):
