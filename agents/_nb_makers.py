@@ -18,11 +18,12 @@ njit = numba.njit(cache=True, nogil=True)
 
 @njit
 def maker_ladder(accounts, equity, qty, market, fair, cv, inventory_limit, leverage, base_lots, half, spacing,
-                 levels):
+                 levels, inverse):
     """The makers' quotes in one market (``MarketMaker.step_all_reference``'s arithmetic):
     every maker quotes the same price ladder; inventory thins the side that would add to it.
     Returns (owners, sides, prices, lots): all bids, maker by maker and near to far, then all
-    asks."""
+    asks. ``inverse``: the market is inverse, its inventory is ``q K / fair`` cash
+    (``Venue.exposure_cash``)."""
     n = len(accounts)
     bid = np.empty(levels, np.int64)
     ask = np.empty(levels, np.int64)
@@ -37,7 +38,10 @@ def maker_ladder(accounts, equity, qty, market, fair, cv, inventory_limit, lever
     count = 0
     for i in range(n):
         eq = equity[i]
-        inv = float(qty[accounts[i], market]) * fair * float(cv)
+        if inverse:
+            inv = float(qty[accounts[i], market] * cv) / fair
+        else:
+            inv = float(qty[accounts[i], market]) * fair * float(cv)
         limit = inventory_limit * float(max(eq, 0)) * leverage
         skew = inv / max(limit, 1.0)
         skew = min(max(skew, -1.0), 1.0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from simulator.venue._nb_scan import value_at
+
 njit = numba.njit(cache=True, nogil=True)
 
 
@@ -33,8 +35,9 @@ def watched(draw, probability, accounts, market, qty, with_stops):
 
 
 @njit
-def equity_of(wallet, qty, cost, marks, cv, accounts):
-    """Cross-margin equity of ``accounts`` (``Ledger.equity``)."""
+def equity_of(wallet, qty, cost, marks, cv, accounts, inverse):
+    """Cross-margin equity of ``accounts`` (``Ledger.equity``; ``inverse``: per market, True
+    for an inverse contract)."""
     m_count = qty.shape[1]
     out = np.empty(len(accounts), np.int64)
     for i in range(len(accounts)):
@@ -42,7 +45,7 @@ def equity_of(wallet, qty, cost, marks, cv, accounts):
         e = wallet[a]
         u = np.int64(0)
         for m in range(m_count):
-            u += qty[a, m] * (marks[m] * cv[m]) - cost[a, m]
+            u += value_at(qty[a, m], marks[m], cv[m], inverse[m]) - cost[a, m]
         out[i] = e + u
     return out
 
@@ -50,12 +53,16 @@ def equity_of(wallet, qty, cost, marks, cv, accounts):
 @njit
 def decide(idx, acting, equity, coin_draw, size_draw, accounts, market, strategy, slot_leverage, isolated,
            size_share, qty, cost, marks, cv, account_leverage, trend_sign, deviation_sign, long_share,
-           fraction, stop_loss, has_stop_loss, take_profit, has_take_profit):
+           fraction, stop_loss, has_stop_loss, take_profit, has_take_profit, inverse, mixed):
     """Per watched slot: (lots, side, reduce-only) of the order it sends (lots 0: none).
 
     A slot closes its whole position on a stop-loss / take-profit or when it acts against its
     position (hedgers never reverse); a flat slot that acts opens ``equity x leverage x use /
     lot price`` lots on its strategy's side; only accounts with equity > 0 trade.
+
+    ``inverse`` (per market) and ``mixed`` (any market inverse) repeat the float valuation of
+    ``Venue.value_cash`` / ``Venue.lot_cash``: on such a ledger a value is a float before the
+    cost is taken off (an inverse lot is ``K / P`` cash), on an all-linear one an integer.
     """
     n = len(idx)
     lots = np.zeros(n, np.int64)
@@ -71,13 +78,18 @@ def decide(idx, acting, equity, coin_draw, size_draw, accounts, market, strategy
         has = pos != 0
         stop = False
         if has:
-            u = pos * marks[m] * cv[m] - c
+            if not mixed:
+                uf = float(pos * marks[m] * cv[m] - c)
+            elif inverse[m]:
+                uf = -(float(pos * cv[m]) / float(marks[m])) - float(c)
+            else:
+                uf = float(pos * marks[m] * cv[m]) - float(c)
             margin = abs(c) / slot_leverage[i]
             if margin < 1.0:
                 margin = 1.0
-            if has_stop_loss and float(u) <= (-stop_loss) * margin:
+            if has_stop_loss and uf <= (-stop_loss) * margin:
                 stop = True
-            if has_take_profit and float(u) >= take_profit * margin:
+            if has_take_profit and uf >= take_profit * margin:
                 stop = True
         coin = 1 if coin_draw[j] < long_share else -1
         s = strategy[i]
@@ -104,9 +116,9 @@ def decide(idx, acting, equity, coin_draw, size_draw, accounts, market, strategy
         else:
             side_out[j] = side
             if opening:
-                price = marks[m] * cv[m]
+                price = float(cv[m]) / float(marks[m]) if inverse[m] else float(marks[m] * cv[m])
                 lev = min(slot_leverage[i], account_leverage[a, m])
                 use = (0.98 if isolated[i] else fraction) * size_draw[j] * size_share[i]
                 size = float(max(eq, 0)) * lev * use
-                lots[j] = np.int64(np.floor(size / float(price)))
+                lots[j] = np.int64(np.floor(size / price))
     return lots, side_out, close_out

@@ -22,7 +22,7 @@ class MarketMaker(AccountAgent):
         """Cancel and re-quote every maker's ladder: the compiled ladder (``agents/_nb_makers``),
         bit for bit the quotes of ``step_all_reference``."""
         k = _kernels()
-        if k is None or model.venue.ledger.any_inverse:  # the compiled ladder values lots linearly
+        if k is None:
             return cls.step_all_reference(model)
         cfg = model.maker_config
         accounts = model.maker_accounts
@@ -41,7 +41,8 @@ class MarketMaker(AccountAgent):
             base_lots = size_quote / spec.lot_quote(fair)
             owners, sides, prices, lots = k.maker_ladder(
                 accounts, equity, qty, m, float(fair), int(venue.contract_values[m]), float(cfg.inventory_limit),
-                float(cfg.leverage), float(base_lots), float(half), float(cfg.level_spacing), int(cfg.levels))
+                float(cfg.leverage), float(base_lots), float(half), float(cfg.level_spacing), int(cfg.levels),
+                bool(venue.inverse[m]))
             if len(lots):
                 venue.post_quotes(m, owners, sides, prices, lots)
 

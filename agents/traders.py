@@ -121,7 +121,7 @@ class LeveragedTrader(AccountAgent):
         """Every trader decides and sends its order: the compiled pass (``agents/_nb_traders``),
         with exactly the draws and results of ``step_all_reference``."""
         k = _kernels()
-        if k is None or model.venue.ledger.any_inverse:  # the compiled pass values lots linearly
+        if k is None:
             return cls.step_all_reference(model)
         pop: TraderPopulation = model.traders
         if len(pop) == 0:
@@ -137,7 +137,7 @@ class LeveragedTrader(AccountAgent):
         marks = venue.marks
         cv = venue.contract_values
         acc = pop.accounts[idx]
-        equity = k.equity_of(led.wallet, led.qty, led.cost, marks, cv, acc)
+        equity = k.equity_of(led.wallet, led.qty, led.cost, marks, cv, acc, led.inverse)
         trend, deviation = model.signals()
         coin_draw = rng.random(len(idx))  # _entry_side's draw
         size_draw = rng.uniform(0.5, 1.0, len(idx))  # _entry_lots' draw
@@ -147,7 +147,7 @@ class LeveragedTrader(AccountAgent):
             np.sign(np.asarray(trend, dtype=float)), -np.sign(np.asarray(deviation, dtype=float)),
             float(pop.long_share), float(cfg.position_fraction),
             float(cfg.stop_loss or 0.0), cfg.stop_loss is not None,
-            float(cfg.take_profit or 0.0), cfg.take_profit is not None)
+            float(cfg.take_profit or 0.0), cfg.take_profit is not None, led.inverse, led.any_inverse)
         send = np.flatnonzero(lots > 0)
         if len(send) == 0:
             return

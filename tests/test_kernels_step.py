@@ -7,6 +7,7 @@ conservation break caught in the step it happens."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -18,8 +19,11 @@ import agents.traders as traders
 from agents.traders import LeveragedTrader
 from simulator.venue import _nb, kernels
 from simulator.venue.book import BUY, SELL, OrderBook
+from simulator.venue.fixedpoint import PPM, muldiv_ceil
 from simulator.venue.margin import MarginTiers
+from simulator.venue.market import MarketSpec
 from simulator.venue.prices import MarkConfig, PriceState
+from simulator.venue.settlement import fill_notional
 from simulator.venue.venue import Venue, VenueConfig, _tier_arrays
 from simulator.world.model import PerpModel
 from simulator.world.scenario import validate
@@ -236,10 +240,18 @@ def test_insert_merges_by_price_then_arrival():
 
 
 # ------------------------------------------------------------ margin checks
-def _venue_with_positions(seed, guard: bool):
+def _inverse(spec: MarketSpec) -> MarketSpec:
+    # K = lot_size / (tick_size x cash_unit) = 10,007 (prime): at ~100 ticks a lot is worth
+    # ~100 cash units, as in the unit market, and floor(|q| K / P) almost never divides evenly
+    return dataclasses.replace(spec, lot_size=10_007.0, settlement="inverse")
+
+
+def _venue_with_positions(seed, guard: bool, inverse: bool = False):
     rng = np.random.default_rng(seed)
     markets = [unit_market("A", maker_fee_ppm=int(rng.integers(-200, 500)), taker_fee_ppm=int(rng.integers(0, 800)),
                            max_leverage=50.0), unit_market("B", max_leverage=20.0)]
+    if inverse:
+        markets = [_inverse(m) for m in markets]
     kw = {"fund_guard_threshold": 10.0, "fund_guard_max_leverage": 2.5} if guard else {}
     v = Venue(VenueConfig(markets=markets, insurance_fund=1_000, **kw), rng)
     n = 8
@@ -260,9 +272,11 @@ def _venue_with_positions(seed, guard: bool):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.booleans())
-def test_quote_and_order_margin_kernels_equal_numpy_reference(seed, guard):
-    v, acc, rng = _venue_with_positions(seed, guard)
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.booleans())
+def test_quote_and_order_margin_kernels_equal_numpy_reference(seed, guard, inverse):
+    # inverse: the kernels value lots as floor(|q| K / P) (settlement.py), bit for bit numpy's
+    v, acc, rng = _venue_with_positions(seed, guard, inverse)
+    assert v.ledger.any_inverse == inverse
     n = 20
     owners, sides = rng.choice(acc, n), np.where(rng.random(n) < 0.5, BUY, SELL)
     qtys = rng.integers(0, 400, n)
@@ -289,6 +303,21 @@ def test_quote_and_order_margin_kernels_equal_numpy_reference(seed, guard):
     assert v.rejections == ref.rejections
     for col in ("wallet", "qty", "cost"):
         assert np.array_equal(getattr(v.ledger, col), getattr(ref.ledger, col))
+    assert np.array_equal(v.equity(acc), v.ledger.equity(v.marks, acc))
+
+    # fees of fills: ceil(value x rate / 1e6) each, value = settlement.fill_notional
+    spec, cv = v.markets[market], int(v.contract_values[market])
+    q, px = rng.integers(1, 10**6, n), rng.integers(50, 200, n)
+    taker, maker = rng.choice(acc, n), rng.choice(acc, n)
+    wallet = v.ledger.wallet.copy()
+    BOOK.pay_fees(wallet, taker, maker, q, px, cv, spec.taker_fee_ppm, spec.maker_fee_ppm, v.fee_pool, inverse)
+    expect = v.ledger.wallet.copy()
+    value = fill_notional(q, px, cv, inverse)
+    for who, ppm in ((taker, spec.taker_fee_ppm), (maker, spec.maker_fee_ppm)):
+        fee = muldiv_ceil(value, ppm, PPM)
+        np.subtract.at(expect, who, fee)
+        expect[v.fee_pool] += int(fee.sum())
+    assert np.array_equal(wallet, expect)
 
 
 def test_order_margin_refuses_by_hand():
@@ -359,9 +388,9 @@ def test_compiled_run_equals_numpy_run(monkeypatch, extra):
     assert (fast.venue.events.to_frame()["kind"] == "liquidation").sum() > 30  # the run went through a cascade
 
 
-def test_inverse_run_takes_the_reference_paths_and_matches_them(monkeypatch):
-    # the compiled money kernels value lots linearly: on an inverse (coin-margined) ledger every
-    # one of them must stand aside, so the run is the numpy run exactly
+def test_inverse_run_with_the_kernels_equals_the_numpy_run(monkeypatch):
+    # on an inverse (coin-margined) ledger the compiled traders' pass, makers' ladder, margin
+    # checks and fees value lots as floor(|q| K / P): the run is the numpy run exactly
     from pathlib import Path
 
     from simulator.experiments import run

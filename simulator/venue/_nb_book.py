@@ -16,6 +16,8 @@ import numpy as np
 PPM = 1_000_000
 BUY = 1
 SELL = -1
+from simulator.venue._nb_scan import notional_at, value_at
+
 njit = numba.njit(cache=True, nogil=True)
 
 
@@ -167,12 +169,13 @@ def _round_half_even(x):
 
 @njit
 def quote_margin(market, owners, sides, qtys, accounts, inverse, buys, sells, wallet, qty, cost, marks, cv,
-                 leverage, guard, guard_leverage, fee_ppm):
+                 leverage, guard, guard_leverage, fee_ppm, inv_market):
     """``Venue.quote_margin_ok`` in one pass: per new order, does the owner's equity less the
     maker fee cover the initial margin of its worst case once the order's side fills up to
     it (cumulative per owner and side, in the given order), or does the order not add
     exposure? ``accounts`` are the sorted unique owners, ``inverse`` each order's index in it,
-    ``buys``/``sells`` their resting lots per market, ``leverage`` their leverage rows."""
+    ``buys``/``sells`` their resting lots per market, ``leverage`` their leverage rows,
+    ``inv_market`` per market True for an inverse contract (``value_at``, ``notional_at``)."""
     nu, m_count = buys.shape
     n = len(qtys)
     run = np.zeros((nu, 2), np.int64)
@@ -186,7 +189,7 @@ def quote_margin(market, owners, sides, qtys, accounts, inverse, buys, sells, wa
             if guard:
                 lev = min(lev, guard_leverage)
             lev_ppm[a, m] = max(_round_half_even(lev * PPM), 1)
-            u += qty[acc, m] * (marks[m] * cv[m]) - cost[acc, m]
+            u += value_at(qty[acc, m], marks[m], cv[m], inv_market[m]) - cost[acc, m]
         equity[a] = wallet[acc] + u
     mark_value = marks[market] * cv[market]
     ok = np.empty(n, np.bool_)
@@ -207,29 +210,32 @@ def quote_margin(market, owners, sides, qtys, accounts, inverse, buys, sells, wa
             else:
                 q = qty[acc, m]
                 lots = max(abs(q + buys[a, m]), abs(q - sells[a, m]))
-            notional = abs(lots) * (marks[m] * cv[m])
+            notional = notional_at(lots, marks[m], cv[m], inv_market[m])
             lp = lev_ppm[a, m]
             d = notional // lp
             r = notional % lp
             im += d * PPM + -((-(r * PPM)) // lp)
-        fee = -_muldiv(-(side_lots * mark_value), fee_ppm, PPM)
+        if inv_market[market]:  # settlement.fill_notional: floor(side_lots K / P), no abs
+            fee = -_muldiv(-_muldiv(side_lots, cv[market], marks[market]), fee_ppm, PPM)
+        else:
+            fee = -_muldiv(-(side_lots * mark_value), fee_ppm, PPM)
         ok[i] = exposure <= abs(q0) or equity[a] - fee >= im
     return ok
 
 
 @njit
 def order_margin(market, owners, sides, qtys, reduce_only, has_reduce_only, wallet, qty, cost, marks, cv, leverage,
-                 guard, guard_leverage, taker_fee_ppm):
+                 guard, guard_leverage, taker_fee_ppm, inv_market):
     """``Venue.submit_orders``' checks in one pass: a reduce-only order is cut to the position it
     reduces; an order that grows a position is refused when the owner's equity less the taker
-    fee is below the initial margin of all its positions after it. Returns (lots to send,
-    accepted, refused count among orders with lots > 0)."""
+    fee is below the initial margin of all its positions after it (``inv_market``: per market,
+    True for an inverse contract). Returns (lots to send, accepted, refused count among
+    orders with lots > 0)."""
     n = len(qtys)
     m_count = qty.shape[1]
     out_q = np.empty(n, np.int64)
     ok = np.empty(n, np.bool_)
     refused_count = 0
-    px_m = marks[market] * cv[market]
     for i in range(n):
         a = owners[i]
         s = sides[i]
@@ -246,17 +252,16 @@ def order_margin(market, owners, sides, qtys, reduce_only, has_reduce_only, wall
             u = np.int64(0)
             for m in range(m_count):
                 lots = new_pos if m == market else qty[a, m]
-                px = marks[m] * cv[m]
-                u += qty[a, m] * px - cost[a, m]
+                u += value_at(qty[a, m], marks[m], cv[m], inv_market[m]) - cost[a, m]
                 lev = leverage[a, m]
                 if guard:
                     lev = min(lev, guard_leverage)
                 lp = max(_round_half_even(lev * PPM), 1)
-                notional = abs(lots) * px
+                notional = notional_at(lots, marks[m], cv[m], inv_market[m])
                 d = notional // lp
                 r = notional % lp
                 im += d * PPM + -((-(r * PPM)) // lp)
-            fee = -_muldiv(-(abs(q) * px_m), taker_fee_ppm, PPM)
+            fee = -_muldiv(-notional_at(q, marks[market], cv[market], inv_market[market]), taker_fee_ppm, PPM)
             if wallet[a] + u - fee < im:
                 if good:
                     refused_count += 1
@@ -266,11 +271,12 @@ def order_margin(market, owners, sides, qtys, reduce_only, has_reduce_only, wall
 
 
 @njit
-def pay_fees(wallet, taker, maker, qty, price, cv, taker_fee_ppm, maker_fee_ppm, fee_pool):
-    """Taker and maker fees of fills, ``ceil(qty x price x cv x rate / PPM)`` each (a negative
-    rate is a rebate, paid by the pool), moved to the fee pool (``Venue.settle``)."""
+def pay_fees(wallet, taker, maker, qty, price, cv, taker_fee_ppm, maker_fee_ppm, fee_pool, inverse):
+    """Taker and maker fees of fills, ``ceil(value x rate / PPM)`` each with ``value`` the fill's
+    ``qty x price x cv`` (``inverse``: ``floor(qty K / price)``, ``settlement.fill_notional``;
+    a negative rate is a rebate, paid by the pool), moved to the fee pool (``Venue.settle``)."""
     for i in range(len(qty)):
-        value = qty[i] * price[i] * cv
+        value = _muldiv(qty[i], cv, price[i]) if inverse else qty[i] * price[i] * cv
         t = -_muldiv(-value, taker_fee_ppm, PPM)
         mk = -_muldiv(-value, maker_fee_ppm, PPM)
         wallet[taker[i]] -= t
@@ -394,7 +400,7 @@ def submit(bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner
 @njit
 def post_quotes(market, owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty,
                 ask_owner, ask_oid, accounts, buys, sells, wallet, qty, cost, marks, cv, leverage, guard,
-                guard_leverage, fee_ppm, next_oid):
+                guard_leverage, fee_ppm, next_oid, inv_market):
     """``Venue.post_quotes`` on one book in one call: drop what the book would not rest
     (``postable``), refuse what fails the quote margin check (``quote_margin``), post the rest
     (``OrderBook.post``: ids in batch order, ``postable`` again, merged into the sides).
@@ -413,7 +419,7 @@ def post_quotes(market, owners, sides, prices, qtys, bid_price, bid_qty, bid_own
         o_s = owners[sel]
         inverse = np.searchsorted(accounts, o_s)
         fits = quote_margin(market, o_s, sides[sel], qtys[sel], accounts, inverse, buys, sells, wallet, qty, cost,
-                            marks, cv, leverage, guard, guard_leverage, fee_ppm)
+                            marks, cv, leverage, guard, guard_leverage, fee_ppm, inv_market)
         for j in range(len(sel)):
             if not fits[j]:
                 refused += 1

@@ -157,16 +157,38 @@ def ledger_totals(wallet, qty, cost, marks, cv):
 
 
 @njit
-def equity_of(wallet, qty, cost, marks, cv, accounts):
-    """Cross-margin equity ``wallet + sum_m (q x mark x cv - cost)`` of ``accounts`` (linear
-    markets), int64 wrapping like numpy: ``Ledger.equity(marks, accounts)`` without its
-    temporaries, for the few rows a step values many times (makers, venue rows)."""
+def value_at(q, price, cv, inverse):
+    """``V(q, P)`` of one position, int64 (``simulator.venue.settlement``): linear ``q P cv``;
+    inverse ``-sign(q) floor(|q| K / P)``, split as ``muldiv`` does (``|q| = a P + r`` gives
+    ``a K + r K // P``) so only ``r K < P K < 2**63`` is multiplied at full width."""
+    if not inverse:
+        return q * (price * cv)
+    a = abs(q)
+    e = (a // price) * cv + ((a % price) * cv) // price
+    return -e if q > 0 else e
+
+
+@njit
+def notional_at(lots, price, cv, inverse):
+    """``|V(lots, P)|`` (``Ledger.notional``: what margin is charged on), int64."""
+    if not inverse:
+        return abs(lots) * (price * cv)
+    a = abs(lots)
+    return (a // price) * cv + ((a % price) * cv) // price
+
+
+@njit
+def equity_of(wallet, qty, cost, marks, cv, accounts, inverse):
+    """Cross-margin equity ``wallet + sum_m (V(q, mark) - cost)`` of ``accounts`` (``inverse``:
+    per market, True for an inverse contract), int64 wrapping like numpy:
+    ``Ledger.equity(marks, accounts)`` without its temporaries, for the few rows a step values
+    many times (makers, venue rows)."""
     m_count = qty.shape[1]
     out = np.empty(len(accounts), np.int64)
     for i in range(len(accounts)):
         a = accounts[i]
         u = np.int64(0)
         for m in range(m_count):
-            u += qty[a, m] * (marks[m] * cv[m]) - cost[a, m]
+            u += value_at(qty[a, m], marks[m], cv[m], inverse[m]) - cost[a, m]
         out[i] = wallet[a] + u
     return out

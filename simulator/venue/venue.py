@@ -179,11 +179,11 @@ class Venue:
     def equity(self, accounts=None) -> np.ndarray:
         """Equity at mark of every account, or of ``accounts`` only (cheaper)."""
         led = self.ledger
-        if type(accounts) is np.ndarray and accounts.dtype == np.int64 and accounts.ndim == 1 and not led.any_inverse:
+        if type(accounts) is np.ndarray and accounts.dtype == np.int64 and accounts.ndim == 1:
             k = kernels.scan()
             if k is not None:  # a few rows: the compiled sum, exactly ``Ledger.equity``'s
                 return k.equity_of(led.wallet, led.qty, led.cost, kernels.i64(self.marks), led.contract_values,
-                                   kernels.i64(accounts))
+                                   kernels.i64(accounts), led.inverse)
         return led.equity(self.marks, accounts)
 
     def maintenance(self, accounts=None) -> np.ndarray:
@@ -234,7 +234,7 @@ class Venue:
         to the position they reduce.
         """
         k = kernels.book()
-        if k is None or self.ledger.any_inverse:  # the compiled checks value lots linearly
+        if k is None:
             return self.submit_orders_reference(market, owners, sides, qtys, limits, reduce_only)
         i64 = kernels.i64
         owners, sides, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, qtys))
@@ -251,7 +251,7 @@ class Venue:
             int(market), owners, sides, qtys, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
             i64(self.marks), self.contract_values, np.ascontiguousarray(self.leverage, dtype=float), guard,
             float(self.config.fund_guard_max_leverage),
-            int(self.markets[market].taker_fee_ppm))
+            int(self.markets[market].taker_fee_ppm), led.inverse)
         self.rejections += int(refused)
         if not ok.any():
             return Fills.empty()
@@ -305,7 +305,7 @@ class Venue:
         for a dropped or refused order.
         """
         k = kernels.book()
-        if k is not None and not self.ledger.any_inverse:  # the compiled check values lots linearly
+        if k is not None:
             return self._post_quotes_compiled(k, market, owners, sides, prices, qtys)
         return self.post_quotes_reference(market, owners, sides, prices, qtys)
 
@@ -326,7 +326,7 @@ class Venue:
             int(market), owners, sides, prices, qtys, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid,
             u, buys, sells, led.wallet, led.qty, led.cost, i64(self.marks), self.contract_values,
             np.ascontiguousarray(self.leverage[u], dtype=float), guard, float(self.config.fund_guard_max_leverage),
-            max(self.markets[market].maker_fee_ppm, 0), int(book._next_oid))
+            max(self.markets[market].maker_fee_ppm, 0), int(book._next_oid), led.inverse)
         self.quote_rejections += int(refused)
         return oids
 
@@ -358,7 +358,7 @@ class Venue:
         the fund health guard caps leverage as for market orders.
         """
         k = kernels.book()
-        if k is None or self.ledger.any_inverse:  # the compiled check values lots linearly
+        if k is None:
             return self.quote_margin_ok_reference(market, owners, sides, qtys)
         i64 = kernels.i64
         owners, sides, qtys = (i64(a) for a in (owners, sides, qtys))
@@ -373,7 +373,8 @@ class Venue:
         return k.quote_margin(int(market), owners, sides, qtys, u, i64(inv.reshape(-1)), buys, sells, led.wallet,
                               led.qty, led.cost, i64(self.marks), self.contract_values,
                               np.ascontiguousarray(self.leverage[u], dtype=float), guard,
-                              float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0))
+                              float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0),
+                              led.inverse)
 
     def quote_margin_ok_reference(self, market: int, owners, sides, qtys) -> np.ndarray:
         """``quote_margin_ok`` in numpy (the reference of the compiled kernel)."""
@@ -477,11 +478,11 @@ class Venue:
         if fees:
             spec = self.markets[market]
             k = kernels.book()
-            if k is not None and not self.inverse[market]:
+            if k is not None:
                 i64 = kernels.i64
                 k.pay_fees(self.ledger.wallet, i64(fills.taker), i64(fills.maker), i64(fills.qty), i64(fills.price),
                            int(self.contract_values[market]), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm),
-                           int(self.fee_pool))
+                           int(self.fee_pool), bool(self.inverse[market]))
                 return
             value = fill_notional(fills.qty, fills.price, self.contract_values[market], bool(self.inverse[market]))
             taker_fee = muldiv_ceil(value, spec.taker_fee_ppm, PPM)
