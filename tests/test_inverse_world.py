@@ -69,13 +69,13 @@ def test_wrong_way_risk_fund_in_coin_loses_dollar_value_with_the_crash():
 
 
 def test_quote_amounts_become_coin_at_the_opening_price():
-    # fund 300,000 USD at 100,000 -> 3 BTC = 3e8 sats; a maker's 3,000,000 USD -> 30 BTC
+    # fund 300,000 USD at 100,000 -> 3 BTC = 3e8 sats; a maker's 30,000,000 USD -> 300 BTC
     from simulator.world.model import PerpModel
 
     model = PerpModel(validate(_inverse_crash({"agents.traders.count": 5}), "inverse"))
     venue = model.venue
     assert venue.ledger.wallet[venue.insurance_fund] == 300_000_000
-    assert int(venue.ledger.wallet[model.maker_accounts[0]]) == 3_000_000_000
+    assert int(venue.ledger.wallet[model.maker_accounts[0]]) == 30_000_000_000
     # tier floors 100,000 and 1,000,000 USD -> 1 and 10 BTC
     assert venue.tiers[0].floors == (0, 100_000_000, 1_000_000_000)
     assert venue.contract_values[0] == 200_000_000  # K = 1 USD / (0.5 USD x 1e-8 BTC)
