@@ -90,45 +90,22 @@ def venue_config(scenario: Scenario, quote_per_coin: float = 1.0) -> VenueConfig
     """The venue of a scenario; ``quote_per_coin`` converts an inverse scenario's quote amounts
     (fund, backstop capital, caps, tier floors) to its coin (the opening index price)."""
     v = scenario.venue
-    if is_inverse(scenario):
-        per_cash = INVERSE_CASH_UNIT * quote_per_coin
-        return VenueConfig(
-            markets=market_specs(scenario, quote_per_coin),
-            waterfall=[_stage_kwargs(s, per_cash) for s in v.waterfall],
-            mark=MarkConfig(method=v.mark.method, basis_ema_alpha=v.mark.basis_ema_alpha),
-            funding=FundingConfig(**v.funding.model_dump()),
-            insurance_fund=int(round(v.insurance_fund / per_cash)),
-            backstop_capital=int(round(v.backstop_capital / per_cash)),
-            **_venue_rest(scenario),
-        )
+    per_cash = INVERSE_CASH_UNIT * quote_per_coin if is_inverse(scenario) else CASH_UNIT  # quote per cash unit
+    guard = v.fund_guard
     return VenueConfig(
-        markets=market_specs(scenario),
-        waterfall=[_stage_kwargs(s) for s in v.waterfall],
+        markets=market_specs(scenario, quote_per_coin),
+        waterfall=[_stage_kwargs(s, per_cash) for s in v.waterfall],
         mark=MarkConfig(method=v.mark.method, basis_ema_alpha=v.mark.basis_ema_alpha),
         funding=FundingConfig(**v.funding.model_dump()),
-        insurance_fund=int(round(v.insurance_fund / CASH_UNIT)),
-        backstop_capital=int(round(v.backstop_capital / CASH_UNIT)),
+        insurance_fund=int(round(v.insurance_fund / per_cash)),
+        backstop_capital=int(round(v.backstop_capital / per_cash)),
         max_rounds=v.max_rounds,
         unwind_fraction=v.unwind_fraction,
         unwind_band=v.unwind_band,
-        fund_guard_threshold=None if v.fund_guard is None else v.fund_guard.threshold,
-        fund_guard_max_leverage=5.0 if v.fund_guard is None else v.fund_guard.max_leverage,
-        fund_guard_funding_adjustment=0.0 if v.fund_guard is None else v.fund_guard.funding_adjustment,
-        fund_guard_window_seconds=30 * 86_400.0 if v.fund_guard is None else v.fund_guard.window_seconds,
-        step_seconds=scenario.step_seconds,
-    )
-
-
-def _venue_rest(scenario: Scenario) -> dict:
-    v = scenario.venue
-    return dict(
-        max_rounds=v.max_rounds,
-        unwind_fraction=v.unwind_fraction,
-        unwind_band=v.unwind_band,
-        fund_guard_threshold=None if v.fund_guard is None else v.fund_guard.threshold,
-        fund_guard_max_leverage=5.0 if v.fund_guard is None else v.fund_guard.max_leverage,
-        fund_guard_funding_adjustment=0.0 if v.fund_guard is None else v.fund_guard.funding_adjustment,
-        fund_guard_window_seconds=30 * 86_400.0 if v.fund_guard is None else v.fund_guard.window_seconds,
+        fund_guard_threshold=None if guard is None else guard.threshold,
+        fund_guard_max_leverage=5.0 if guard is None else guard.max_leverage,
+        fund_guard_funding_adjustment=0.0 if guard is None else guard.funding_adjustment,
+        fund_guard_window_seconds=30 * 86_400.0 if guard is None else guard.window_seconds,
         step_seconds=scenario.step_seconds,
     )
 
