@@ -133,29 +133,20 @@ def liquidatable_mixed(wallet, qty, cost, marks, cv, inverse, floors, mmr, deduc
 
 
 @njit
-def match(book_price, book_qty, book_owner, book_oid, incoming_buy, index, owners, qtys, limits):
-    """Match incoming orders one after the other against one side of the book (priority order).
-
-    Each order takes what rests at or better than its limit, from the front, until it is
-    filled; one fill per (incoming order, resting order) pair, in execution order. Returns the
-    fills (taker, maker, qty, price, order_index, maker_order_id) and the resting lots left.
-    """
-    nb = len(book_qty)
-    cap = len(qtys) + nb
-    f_taker = np.empty(cap, np.int64)
-    f_maker = np.empty(cap, np.int64)
-    f_qty = np.empty(cap, np.int64)
-    f_price = np.empty(cap, np.int64)
-    f_index = np.empty(cap, np.int64)
-    f_oid = np.empty(cap, np.int64)
-    left = book_qty.copy()
-    k = 0
+def match_side(price, qty, owner, oid, incoming_buy, owners, sides, qtys, limits, side,
+                f_taker, f_maker, f_qty, f_price, f_index, f_oid, k):
+    """Match the incoming orders of ``side`` (in batch order) against one book side; fills are
+    written from slot ``k``; returns (next slot, lots left per resting order)."""
+    nb = len(qty)
+    left = qty.copy()
     j = 0
     for i in range(len(qtys)):
+        if sides[i] != side:
+            continue
         want = qtys[i]
         lim = limits[i]
         while want > 0 and j < nb:
-            p = book_price[j]
+            p = price[j]
             if incoming_buy:
                 if p > lim:
                     break
@@ -166,16 +157,39 @@ def match(book_price, book_qty, book_owner, book_oid, incoming_buy, index, owner
                 continue
             take = min(want, left[j])
             f_taker[k] = owners[i]
-            f_maker[k] = book_owner[j]
+            f_maker[k] = owner[j]
             f_qty[k] = take
             f_price[k] = p
-            f_index[k] = index[i]
-            f_oid[k] = book_oid[j]
+            f_index[k] = i
+            f_oid[k] = oid[j]
             k += 1
             want -= take
             left[j] -= take
             if left[j] == 0:
                 j += 1
+    return k, left
+
+
+@njit
+def match(book_price, book_qty, book_owner, book_oid, incoming_buy, index, owners, qtys, limits):
+    """Match incoming orders one after the other against one side of the book (priority order).
+
+    Each order takes what rests at or better than its limit, from the front, until it is
+    filled; one fill per (incoming order, resting order) pair, in execution order. Returns the
+    fills (taker, maker, qty, price, order_index, maker_order_id) and the resting lots left.
+    """
+    cap = len(qtys) + len(book_qty)
+    f_taker = np.empty(cap, np.int64)
+    f_maker = np.empty(cap, np.int64)
+    f_qty = np.empty(cap, np.int64)
+    f_price = np.empty(cap, np.int64)
+    f_index = np.empty(cap, np.int64)
+    f_oid = np.empty(cap, np.int64)
+    sides = np.zeros(len(qtys), np.int64)  # one side: every order is matched
+    k, left = match_side(book_price, book_qty, book_owner, book_oid, incoming_buy, owners, sides, qtys, limits, 0,
+                         f_taker, f_maker, f_qty, f_price, f_index, f_oid, 0)
+    for r in range(k):
+        f_index[r] = index[f_index[r]]  # position in this batch -> the caller's order index
     return f_taker[:k], f_maker[:k], f_qty[:k], f_price[:k], f_index[:k], f_oid[:k], left
 
 

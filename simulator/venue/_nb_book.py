@@ -16,6 +16,7 @@ import numpy as np
 PPM = 1_000_000
 BUY = 1
 SELL = -1
+from simulator.venue._nb import match_side as _match_side
 from simulator.venue._nb_scan import notional_at, value_at
 
 njit = numba.njit(cache=True, nogil=True)
@@ -283,44 +284,6 @@ def pay_fees(wallet, taker, maker, qty, price, cv, taker_fee_ppm, maker_fee_ppm,
         wallet[fee_pool] += t
         wallet[maker[i]] -= mk
         wallet[fee_pool] += mk
-
-
-@njit
-def _match_side(price, qty, owner, oid, incoming_buy, owners, sides, qtys, limits, side,
-                f_taker, f_maker, f_qty, f_price, f_index, f_oid, k):
-    """Match the incoming orders of ``side`` (in batch order) against one book side; fills are
-    written from slot ``k``; returns (next slot, lots left per resting order)."""
-    nb = len(qty)
-    left = qty.copy()
-    j = 0
-    for i in range(len(qtys)):
-        if sides[i] != side:
-            continue
-        want = qtys[i]
-        lim = limits[i]
-        while want > 0 and j < nb:
-            p = price[j]
-            if incoming_buy:
-                if p > lim:
-                    break
-            elif p < lim:
-                break
-            if left[j] <= 0:
-                j += 1
-                continue
-            take = min(want, left[j])
-            f_taker[k] = owners[i]
-            f_maker[k] = owner[j]
-            f_qty[k] = take
-            f_price[k] = p
-            f_index[k] = i
-            f_oid[k] = oid[j]
-            k += 1
-            want -= take
-            left[j] -= take
-            if left[j] == 0:
-                j += 1
-    return k, left
 
 
 @njit
