@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.account import AccountAgent
+from simulator.venue import kernels
 from simulator.venue.book import BUY, SELL
 
 
@@ -92,15 +93,6 @@ class MarketMaker(AccountAgent):
             venue.post_quotes(m, owners[k], sides[k], prices[k], qtys[k])
 
 
-_KERNELS = []
-
-
 def _kernels():
     """The compiled ladder (``agents._nb_makers``), or None without numba."""
-    if not _KERNELS:
-        try:
-            from agents import _nb_makers
-        except ImportError:  # pragma: no cover - numba is a dependency
-            _nb_makers = None
-        _KERNELS.append(_nb_makers)
-    return _KERNELS[0]
+    return kernels.load("agents._nb_makers")

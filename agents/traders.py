@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.account import AccountAgent
+from simulator.venue import kernels
 from simulator.venue.book import BUY
 
 STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
@@ -212,18 +213,9 @@ def _send_orders(venue, send, market, acc, order_side, lots, close) -> None:
         venue.submit_orders(m, acc[k], s, lots[k], limit, reduce_only=close[k])
 
 
-_KERNELS = []
-
-
 def _kernels():
     """The compiled decision pass (``agents._nb_traders``), or None without numba."""
-    if not _KERNELS:
-        try:
-            from agents import _nb_traders
-        except ImportError:  # pragma: no cover - numba is a dependency
-            _nb_traders = None
-        _KERNELS.append(_nb_traders)
-    return _KERNELS[0]
+    return kernels.load("agents._nb_traders")
 
 
 def _entry_side(pop: TraderPopulation, idx, rng, trend, deviation) -> np.ndarray:

@@ -35,29 +35,30 @@ def get():
     return _KERNELS
 
 
-def _load(name: str):
-    """A compiled-kernel module of this package by name, or None without numba."""
-    if name not in _MODULES:
+def load(module: str):
+    """A compiled-kernel module by dotted name (imported once, on first use), or None without
+    numba; the agents' kernels (``agents._nb_makers``, ``agents._nb_traders``) load through it too."""
+    if module not in _MODULES:
         try:
-            _MODULES[name] = importlib.import_module(f"simulator.venue.{name}")
+            _MODULES[module] = importlib.import_module(module)
         except ImportError:  # pragma: no cover - numba is a dependency
-            _MODULES[name] = None
-    return _MODULES[name]
+            _MODULES[module] = None
+    return _MODULES[module]
 
 
 def scan():
     """Whole-ledger scans (``_nb_scan``: maintenance scan, ledger totals), or None."""
-    return _load("_nb_scan")
+    return load("simulator.venue._nb_scan")
 
 
 def book():
     """Order-book and quote kernels (``_nb_book``), or None."""
-    return _load("_nb_book")
+    return load("simulator.venue._nb_book")
 
 
 def prices():
     """The mark update (``_nb_prices``), or None."""
-    return _load("_nb_prices")
+    return load("simulator.venue._nb_prices")
 
 
 def f64(a) -> np.ndarray:
