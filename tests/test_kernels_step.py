@@ -61,7 +61,9 @@ def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
         v.prices.mark[:] = mark
         marks = kernels.i64(v.marks)
         fast = SCAN.liquidatable(led.wallet, led.qty, led.cost, marks, v.contract_values, *tier_arrays, led.is_venue())
-        first = _nb.liquidatable(led.wallet, led.qty, led.cost, marks, v.contract_values, *tier_arrays, led.is_venue())
+        linear = np.zeros(v.n_markets, dtype=np.bool_)
+        first = _nb.liquidatable(led.wallet, led.qty, led.cost, marks, v.contract_values, linear, *tier_arrays,
+                                 led.is_venue())
         assert np.array_equal(fast, first)
         assert np.array_equal(fast, v.liquidatable_reference())
         w, u, net, oi = SCAN.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)

@@ -70,39 +70,12 @@ def trade_values(wallet, qty, cost, market, buyers, sellers, qtys, values):
 
 
 @njit
-def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue):
-    """Cross margin: ``equity < sum_m MM_m`` with a position, or flat with a negative wallet;
-    venue rows excluded. One pass over the accounts."""
-    n, m_count = qty.shape
-    out = np.zeros(n, dtype=np.bool_)
-    for a in range(n):
-        if venue[a]:
-            continue
-        eq = wallet[a]
-        mm = 0
-        has = False
-        for m in range(m_count):
-            lots = qty[a, m]
-            px = marks[m] * cv[m]
-            eq += lots * px - cost[a, m]
-            if lots != 0:
-                has = True
-            notional = abs(lots) * px
-            t = 0
-            for k in range(1, n_tiers[m]):  # the tier whose floor is the largest <= N
-                if floors[m, k] <= notional:
-                    t = k
-            mm += -muldiv(-notional, mmr[m, t], PPM) - deductions[m, t]
-        if (eq < mm and mm > 0) or (wallet[a] < 0 and not has):
-            out[a] = True
-    return out
-
-
-@njit
-def liquidatable_mixed(wallet, qty, cost, marks, cv, inverse, floors, mmr, deductions, n_tiers, venue):
-    """``liquidatable`` for a ledger with inverse markets: an inverse market's exposure is
-    ``sign(q) * floor(|q| K / M)`` and its value minus that (``simulator.venue.settlement``).
-    Linear-only ledgers use ``liquidatable``."""
+def liquidatable(wallet, qty, cost, marks, cv, inverse, floors, mmr, deductions, n_tiers, venue):
+    """Cross margin, exact integers, one pass over the accounts: ``equity < sum_m MM_m`` with a
+    position, or flat with a negative wallet; venue rows excluded. A linear market's exposure is
+    ``q * M * cv``, an inverse one's ``sign(q) * floor(|q| K / M)`` and its value minus that
+    (``simulator.venue.settlement``). Linear-only ledgers run the faster ``_nb_scan.liquidatable``,
+    which gives the same answers."""
     n, m_count = qty.shape
     out = np.zeros(n, dtype=np.bool_)
     for a in range(n):

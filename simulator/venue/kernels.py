@@ -92,8 +92,7 @@ def warm_up() -> None:
     k.trade_values(w, q, c, 0, np.zeros(1, dtype=np.int64), one, one, -one)
     tiers = (np.zeros((1, 1), dtype=np.int64), np.full((1, 1), 5000, dtype=np.int64),
              np.zeros((1, 1), dtype=np.int64), one)
-    k.liquidatable(w, q, c, one, one, *tiers, np.zeros(2, dtype=np.bool_))
-    k.liquidatable_mixed(w, q, c, one, one, np.ones(1, dtype=np.bool_), *tiers, np.zeros(2, dtype=np.bool_))
+    k.liquidatable(w, q, c, one, one, np.ones(1, dtype=np.bool_), *tiers, np.zeros(2, dtype=np.bool_))
     k.match(one, one, one, one, True, one, one, one, one)
     k.match(one, one, one, one, False, one, one, one, one)
     k.ledger_totals(w, q, c, one, one)

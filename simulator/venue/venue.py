@@ -212,7 +212,7 @@ class Venue:
         if self._tier_arrays is None:
             self._tier_arrays = _tier_arrays(self.tiers)
         if led.any_inverse:
-            return kernels.get().liquidatable_mixed(led.wallet, led.qty, led.cost, kernels.i64(self.marks), self.contract_values,
+            return kernels.get().liquidatable(led.wallet, led.qty, led.cost, kernels.i64(self.marks), self.contract_values,
                                         led.inverse, *self._tier_arrays, led.is_venue())
         return k.liquidatable(led.wallet, led.qty, led.cost, kernels.i64(self.marks),
                               self.contract_values, *self._tier_arrays, led.is_venue())
