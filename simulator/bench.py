@@ -7,7 +7,9 @@ Runs the bundled cascade scenario, a live market (liquidity scales with the popu
   the runs of the sizes are interleaved) and of the whole run (set-up, steps, summary);
 - the fixed cost per step and the cost per trader per step, from a least-squares fit of
   seconds per step over the sizes (``time/step = fixed + per_trader x traders``);
-- the peak resident memory of each size (each size runs in its own fresh process);
+- the peak resident memory of each size (each size runs in its own fresh process; the kernel's
+  high-water mark is reset before each run, so the peak is that run's) and the floor under it:
+  the memory of the worker after its imports and compiled kernels are loaded, before any run;
 - a batch (``--batch-runs``, 16 by default), serial and on the process pool: runs per minute,
   the speed-up, the workers' start-up, the time per run and the CPU seconds (with a CPU-time
   speed-up, what a loaded machine distorts least; ``--batch-only`` runs just this section);
@@ -46,11 +48,11 @@ def _overrides(traders: int, sets: dict) -> dict:
 def one_run(scenario_path: str, traders: int, seed: int, steps: int | None, sets: dict) -> dict:
     """One timed run in this process: step-loop and end-to-end seconds, market health, peak RSS."""
     import gc
-    import resource
 
     # a finished run's model holds reference cycles (mesa agents and the model): free it before
     # this run is built, so the peak RSS is one run's, not two
     gc.collect()
+    _reset_peak_rss()
 
     from simulator.experiments import run
     from simulator.world import metrics
@@ -74,8 +76,45 @@ def one_run(scenario_path: str, traders: int, seed: int, steps: int | None, sets
         "total_s": t3 - t0,
         "two_sided_pre_shock": float(summary["two_sided_share_pre_shock"]),
         "residual": summary["conservation_residual_max_abs"],
-        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_mb": _peak_rss_mb(),
     }
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> None:
+    # Linux: writing 5 to clear_refs resets the high-water mark (VmHWM) to the current RSS, so
+    # the peak measured after a run is that run's, not the largest of the process's earlier runs
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _floor_rss_mb() -> float:
+    """Resident memory of a warmed worker before any run: imports plus the loaded kernels."""
+    import gc
+
+    gc.collect()
+    rss = _status_mb("VmRSS")
+    return rss if rss is not None else _peak_rss_mb()
 
 
 def _warm() -> bool:
@@ -209,6 +248,7 @@ def main(argv=None) -> int:
     try:
         for n in sizes:
             pools[n].submit(_warm).result()
+        floor = max(pools[n].submit(_floor_rss_mb).result() for n in sizes)
         for r in range(repeats):
             for n in sizes:
                 results[n].append(pools[n].submit(one_run, str(SCENARIO), n, r, steps, sets).result())
@@ -241,6 +281,7 @@ def main(argv=None) -> int:
         live_cpu.append(cpu)
         print(f"{n:>8} {share:>9.1%}  {statistics.median(loop):>9.2f} {loop[0]:>8.2f} {loop[-1]:>8.2f}  "
               f"{total:>10.2f}  {sps * 1e3:>8.3f}  {n / cpu / 1e6:>9.2f}  {rss:>9.0f}")
+    print(f"memory floor (a warmed worker before any run: imports and loaded kernels): {floor:.0f} MB")
     if len(live_sizes) >= 2:
         fixed, per = fit(live_sizes, live_sps)
         print(f"\nfit over {len(live_sizes)} sizes: fixed {fixed * 1e3:.3f} ms/step + {per * 1e9:.1f} ns per trader-step")

@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,7 +25,7 @@ def test_quick_bench_prints_every_figure():
     assert r.returncode == 0, r.stderr
     out = r.stdout
     for text in ("cores usable", "load average", "M trader-steps/s", "ms/step", "peak RSS", "fit over 2 sizes",
-                 "ns per trader-step", "runs/minute", "speed-up"):
+                 "ns per trader-step", "runs/minute", "speed-up", "memory floor"):
         assert text in out, text
     assert "REFUSED" not in out
 
@@ -33,3 +36,16 @@ def test_quick_bench_refuses_a_dead_market():
     assert "REFUSED" in r.stdout, r.stdout + r.stderr
     assert "M trader-steps/s" in r.stdout  # the header still prints
     assert r.returncode == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_peak_rss_is_the_runs_own_not_the_processes():
+    # a worker runs all repeats of its size: a 200 MB array freed before a run must not count as
+    # that run's peak (the process's high-water mark keeps it until reset)
+    from simulator import bench
+
+    big = np.ones(25_000_000)  # 200 MB, every page written
+    del big
+    peak_before = bench._peak_rss_mb()
+    bench._reset_peak_rss()
+    assert bench._peak_rss_mb() < peak_before - 150
