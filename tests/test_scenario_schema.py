@@ -48,6 +48,10 @@ CASES = {
     "withdrawal factor at settlement": (lambda d: d["venue"]["waterfall"].append(
         {"stage": "socialize", "weights": "withdrawal_factor", "when": "settlement"}),
         "venue.waterfall.3.socialize", "withdrawal_factor is repaid by later withdrawals"),
+    "two partial rules": (lambda d: d["venue"]["waterfall"][0].update(partial=True, slice_share=0.2),
+                          "venue.waterfall.0.book", "set one of them"),
+    "slice share": (lambda d: d["venue"]["waterfall"][0].update(slice_share=1.5),
+                    "venue.waterfall.0.book.slice_share", "less than 1"),
     "design fund guard": (lambda d: d.update(designs=[{"name": "g", "waterfall": [{"stage": "book"}], "fund_guard": {"threshold": 0}}]),
                           "designs.0.fund_guard.threshold", "greater than 0"),
 }

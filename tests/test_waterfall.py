@@ -296,6 +296,62 @@ def test_unfilled_trigger_is_the_literal_reading_and_deleverages_a_solvent_case(
     check_books(v)
 
 
+def test_slice_sends_a_share_of_a_large_position_and_restores_the_case(make_venue):
+    # Hyperliquid: the position is worth 100 x 104 = 10,400 > 5,000, so only ceil(20 % x 100) =
+    # 20 lots go to the book @ 104 (equity stays 100: a sale at mark). Left: long 80, MM 80 x
+    # 104 x 1 % = 83.2 -> 84 <= 100: back above maintenance, the rest is left with the trader
+    wf = [{"stage": "book", "slice_share": 0.2, "slice_above": 5_000}, {"stage": "adl"}]
+    v, L, S, *_ = scenario(make_venue, wf)
+    assert v.liquidate() == 1
+    assert v.ledger.qty[L, 0] == 80 and v.equity()[L] == 100 and v.maintenance()[L, 0] == 84
+    assert not v.liquidatable()[L]
+    assert kinds(v, "liquidation").qty.tolist() == [-20]
+    check_books(v)
+
+
+def test_a_position_at_or_below_the_slice_threshold_is_sent_whole(make_venue):
+    # worth 10,400 <= 20,000: the whole 100 lots @ 104
+    wf = [{"stage": "book", "slice_share": 0.2, "slice_above": 20_000}]
+    v, L, *_ = scenario(make_venue, wf)
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 0
+    assert kinds(v, "liquidation").qty.tolist() == [-100]
+    check_books(v)
+
+
+def test_after_a_slice_the_next_block_sends_the_whole_position(make_venue):
+    # bids @ 103: the 20-lot slice costs 20 x (104 - 103) = 20 -> equity 80 < MM 84, still
+    # liquidatable. In the same step (block) the book does not get the account again; one step
+    # later (1 s, inside the 30 s cooldown) the order is for all 80 lots: 80 @ 103 -> equity
+    # 80 - 80 = 0, flat.
+    wf = [{"stage": "book", "slice_share": 0.2, "slice_above": 5_000}]
+    v, L, *_ = scenario(make_venue, wf, bids=((103, 500),))
+    v.start_step(1)
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 80 and v.equity()[L] == 80 and v.liquidatable()[L]
+    v.liquidate()  # same block: no second order
+    assert v.ledger.qty[L, 0] == 80
+    v.start_step(2)
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 0 and v.ledger.wallet[L] == 0
+    assert kinds(v, "liquidation").qty.tolist() == [-20, -80]
+    check_books(v)
+
+
+def test_after_the_cooldown_a_large_position_is_sliced_again(make_venue):
+    # the same case; 31 steps of 1 s later the cooldown (30 s) is over: the 80 lots (worth 8,320
+    # > 5,000) are sliced again, ceil(20 % x 80) = 16 lots
+    wf = [{"stage": "book", "slice_share": 0.2, "slice_above": 5_000}]
+    v, L, *_ = scenario(make_venue, wf, bids=((103, 500),))
+    v.start_step(1)
+    v.liquidate()
+    v.start_step(32)
+    v.liquidate()
+    assert kinds(v, "liquidation").qty.tolist() == [-20, -16]
+    assert v.ledger.qty[L, 0] == 64
+    check_books(v)
+
+
 def test_book_price_band(make_venue):
     # band 2 % of mark 104: sells no lower than 101.92 -> 102 (whole ticks inside the band)
     v, L, *_ = scenario(make_venue, [{"stage": "book", "price_band": 0.02}], bids=((103, 10), (102, 10), (101, 100)))

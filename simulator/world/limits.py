@@ -89,6 +89,7 @@ def check_design(design, prefix: str) -> list[tuple[str, str]]:
     _money(problems, f"{prefix}backstop_capital", design.backstop_capital)
     for i, st in enumerate(design.waterfall):
         _money(problems, f"{prefix}waterfall.{i}.cap_per_event", getattr(st, "cap_per_event", None))
+        _money(problems, f"{prefix}waterfall.{i}.slice_above", getattr(st, "slice_above", None))
     return problems
 
 
@@ -111,6 +112,7 @@ def check_scenario(sc) -> list[tuple[str, str]]:
     _money(p, "venue.backstop_capital", v.backstop_capital)
     for i, st in enumerate(v.waterfall):
         _money(p, f"venue.waterfall.{i}.cap_per_event", getattr(st, "cap_per_event", None))
+        _money(p, f"venue.waterfall.{i}.slice_above", getattr(st, "slice_above", None))
     for i, d in enumerate(sc.designs):
         p += check_design(d, f"designs.{i}.")
         if d.contract is not None:  # the markets as this design settles them must work too

@@ -114,6 +114,8 @@ def _stage_kwargs(stage, per_cash: float = CASH_UNIT) -> dict:
     d = stage.model_dump()
     if d.get("cap_per_event") is not None:
         d["cap_per_event"] = int(round(d["cap_per_event"] / per_cash))
+    if d.get("slice_above") is not None:
+        d["slice_above"] = int(round(d["slice_above"] / per_cash))
     return d
 
 

@@ -86,6 +86,21 @@ class BookStage(Strict):
     partial_buffer: float = Field(0.1, ge=0, le=1)
     price_band: float | None = Field(None, gt=0, lt=1)
     limit_at_bankruptcy: bool = False
+    slice_share: float | None = Field(
+        None, gt=0, lt=1,
+        description="Hyperliquid's partial liquidation: a position worth more than slice_above is sent to the "
+        "book this share at a time (None: the whole position, or partial's rule)",
+    )
+    slice_above: float = Field(100_000, ge=0, description="quote currency: position value above which it is sliced")
+    slice_cooldown_seconds: float = Field(
+        30.0, ge=0, description="after a slice, liquidation orders are for the whole position for this long"
+    )
+
+    @model_validator(mode="after")
+    def _one_partial_rule(self):
+        if self.partial and self.slice_share is not None:
+            raise ValueError("partial and slice_share are two partial-liquidation rules; set one of them")
+        return self
 
 
 class BackstopStage(Strict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -23,6 +23,13 @@ class BookStage(Stage):
         price_band: worst fill allowed, as a fraction away from mark (None: no band).
         limit_at_bankruptcy: never fill worse than the bankruptcy price (BitMEX, Bybit and
             Binance place the liquidation order at the bankruptcy price).
+        slice_share: Hyperliquid's partial liquidation: a position worth more than
+            ``slice_above`` at mark is liquidated ``slice_share`` of it at a time (None: off).
+        slice_above: cash value of a position above which it is sliced.
+        slice_cooldown_seconds: after a slice, the account's liquidation orders are for the
+            whole position for this long. A step is one block of the venue's clock: an account
+            sliced in this step is not sent to the book again until the next step (later stages
+            may still take it), so the slice leaves the market one step to absorb it.
     """
 
     name: ClassVar[str] = "book"
@@ -30,6 +37,10 @@ class BookStage(Stage):
     partial_buffer: float = 0.1
     price_band: float | None = None
     limit_at_bankruptcy: bool = False
+    slice_share: float | None = None
+    slice_above: int = 0
+    slice_cooldown_seconds: float = 30.0
+    _sliced_at: dict = field(default_factory=dict, repr=False)
 
     def close(self, venue, cases) -> None:
         led = venue.ledger
@@ -49,6 +60,13 @@ class BookStage(Stage):
             acc = cases.accounts[sel]
             q = led.qty[acc, m]
             size = np.minimum(np.ceil(np.abs(q) * frac[sel]).astype(np.int64), np.abs(q))
+            if self.slice_share is not None:
+                size = self._slice(venue, m, acc, q, size)
+                go = size > 0
+                if not go.all():
+                    sel, acc, q, size = sel[go], acc[go], q[go], size[go]
+                    if len(sel) == 0:
+                        continue
             sides = np.where(q > 0, SELL, BUY)
             p_b = bankruptcy_prices(led, venue.marks, acc, m)
             p_liq = liquidation_prices(led, venue.marks, acc, m, venue.tiers, venue.maintenance(acc))
@@ -79,11 +97,29 @@ class BookStage(Stage):
                 book = venue.books[m]
                 other_side_empty = np.where(sides == SELL, book.best_bid() is None, book.best_ask() is None)
                 cases.book_reason[sel[left]] = np.where(other_side_empty[left], "book_exhausted", "price_band")
-        if self.partial:
+        if self.partial or self.slice_share is not None:
             back = venue.equity(cases.accounts) >= venue.maintenance(cases.accounts).sum(axis=1)
             cases.restored |= cases.open(venue) & back
         cases.update(venue, self.name, covering=False)
         cases.record_flat(venue, self.name)
+
+    def _slice(self, venue, m: int, acc, q, size) -> np.ndarray:
+        """Order sizes under the slice rule: a slice of a large position outside a cooldown, the
+        whole position inside one, nothing for an account already sliced in this step."""
+        now = venue.time
+        worth = fill_notional(np.abs(q), np.full(len(q), int(venue.marks[m])), int(venue.contract_values[m]),
+                              bool(venue.inverse[m]))
+        size = size.copy()
+        for k, a in enumerate(acc.tolist()):
+            since = self._sliced_at.get(a)
+            if since is not None and since == now:
+                size[k] = 0  # sliced in this block: the next order waits for the next one
+            elif since is not None and now - since < self.slice_cooldown_seconds:
+                size[k] = abs(int(q[k]))
+            elif worth[k] > self.slice_above:
+                size[k] = min(size[k], max(1, int(np.ceil(abs(int(q[k])) * self.slice_share))))
+                self._sliced_at[a] = now
+        return size
 
     def _limits(self, mark: float, sides, p_b) -> np.ndarray:
         """Worst acceptable price per order, whole ticks inside the band."""
