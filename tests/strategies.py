@@ -35,6 +35,9 @@ STAGE_OPTIONS = {
         "partial_buffer": st.sampled_from([0.0, 0.1, 0.5]),
         "price_band": st.one_of(st.none(), st.sampled_from([0.01, 0.05, 0.3])),
         "limit_at_bankruptcy": st.booleans(),
+        "slice_share": st.sampled_from([0.2, 0.5]),  # Hyperliquid's slices (cash units below)
+        "slice_above": st.sampled_from([0, 10**4, 10**6]),
+        "slice_cooldown_seconds": st.sampled_from([0.0, 30.0]),
     }),
     "backstop": st.fixed_dictionaries({}, optional={
         "trigger": st.sampled_from([0.5, 2 / 3, 1.0]),
@@ -64,6 +67,8 @@ STAGE_OPTIONS = {
 
 
 def _valid(opts: dict) -> dict:
+    if opts.get("slice_share") is not None:  # one partial-liquidation rule per book stage
+        opts.pop("partial", None)
     if opts.get("when") == "settlement":  # a delay is for immediate socialization only
         opts.pop("delay_seconds", None)
     if opts.get("weights") == "withdrawal_factor":  # repaid by withdrawals: no timing of its own
