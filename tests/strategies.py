@@ -50,6 +50,8 @@ STAGE_OPTIONS = {
         "cap_per_event": st.one_of(st.none(), st.integers(0, 10**7)),
         "takeover": st.booleans(),
         "takeover_max_leverage": st.one_of(st.none(), st.sampled_from([3.0, 20.0])),
+        "takeover_share_step": st.sampled_from([0.2, 0.5]),  # Paradex's partial takeover
+        "takeover_penalty": st.sampled_from([0.0, 0.7]),
     }),
     "adl": st.fixed_dictionaries({}, optional={
         "ranking": st.sampled_from(RANKINGS),
@@ -67,6 +69,8 @@ STAGE_OPTIONS = {
 
 
 def _valid(opts: dict) -> dict:
+    if opts.get("takeover_share_step") is not None:  # a partial takeover is a takeover
+        opts["takeover"] = True
     if opts.get("slice_share") is not None:  # one partial-liquidation rule per book stage
         opts.pop("partial", None)
     if opts.get("when") == "settlement":  # a delay is for immediate socialization only

@@ -117,6 +117,21 @@ class InsuranceFundStage(Strict):
     cap_per_event: float | None = Field(None, gt=0, description="quote currency")
     takeover: bool = False
     takeover_max_leverage: float | None = Field(None, ge=1, description="optional cap; None: the balance against the loss")
+    takeover_share_step: float | None = Field(
+        None, gt=0, le=1,
+        description="Paradex's partial liquidation (needs takeover): the fund takes the same share of every position, "
+        "the smallest multiple of this step that brings the margin ratio below takeover_target_ratio",
+    )
+    takeover_target_ratio: float = Field(0.9, gt=0, lt=1, description="margin ratio (maintenance / equity) to get below")
+    takeover_penalty: float = Field(
+        0.7, ge=0, le=1, description="penalty paid to the fund: share x this x maintenance margin"
+    )
+
+    @model_validator(mode="after")
+    def _share_needs_takeover(self):
+        if self.takeover_share_step is not None and not self.takeover:
+            raise ValueError("takeover_share_step is a partial takeover: set takeover: true")
+        return self
 
 
 class ADLStage(Strict):

@@ -12,7 +12,7 @@ import numpy as np
 from simulator.venue.fixedpoint import PPM, muldiv
 from simulator.venue.waterfall.payout import pay_deficits
 from simulator.venue.waterfall.stage import Stage
-from simulator.venue.waterfall.takeover import take_over
+from simulator.venue.waterfall.takeover import take_over, take_share
 
 SURPLUS_POLICIES = ("all_remaining_margin", "fee", "none")
 
@@ -31,6 +31,12 @@ class InsuranceFundStage(Stage):
             against the loss, not a leverage multiple).
         takeover_max_leverage: optional explicit cap on the fund's gross leverage after a
             takeover (no venue publishes one; None: no cap).
+        takeover_share_step: Paradex's partial liquidation (with ``takeover``): the fund takes
+            the same share of every position of a solvent case, the smallest multiple of this
+            step that brings the margin ratio below ``takeover_target_ratio``, and the case pays
+            ``share x takeover_penalty x maintenance`` to the fund (None: whole positions).
+        takeover_target_ratio: margin ratio (maintenance / equity) to get below.
+        takeover_penalty: penalty as a fraction of the maintenance margin of a full liquidation.
     """
 
     name: ClassVar[str] = "insurance_fund"
@@ -39,12 +45,19 @@ class InsuranceFundStage(Stage):
     cap_per_event: int | None = None
     takeover: bool = False
     takeover_max_leverage: float | None = None
+    takeover_share_step: float | None = None
+    takeover_target_ratio: float = 0.9
+    takeover_penalty: float = 0.7
 
     def __post_init__(self):
         if self.surplus_policy not in SURPLUS_POLICIES:
             raise ValueError(f"surplus_policy {self.surplus_policy!r}; allowed: {SURPLUS_POLICIES}")
 
     def close(self, venue, cases) -> None:
+        if self.takeover and self.takeover_share_step is not None:
+            solvent = cases.pending(venue) & (venue.equity(cases.accounts) > 0)
+            take_share(venue, cases, venue.insurance_fund, solvent, self.name, _ppm(self.takeover_share_step),
+                       _ppm(self.takeover_target_ratio), _ppm(self.takeover_penalty))
         if self.takeover:
             take_over(venue, cases, venue.insurance_fund, cases.pending(venue), self.name, "loss",
                       self.takeover_max_leverage)
@@ -76,3 +89,7 @@ class InsuranceFundStage(Stage):
         if hit.any():
             led.transfer(cases.accounts[hit], venue.insurance_fund, take[hit])
             venue.events.add("fund_surplus", stage=self.name, account=cases.accounts[hit], amount=take[hit])
+
+
+def _ppm(x: float) -> int:
+    return int(round(x * PPM))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.venue.fixedpoint import PPM, muldiv, muldiv_ceil
 from simulator.venue.margin import bankruptcy_prices
+from simulator.venue.settlement import fill_notional
 
 
 def take_over(venue, cases, taker: int, eligible, stage: str, room_needed: str = "maintenance",
@@ -77,3 +79,63 @@ def take_over(venue, cases, taker: int, eligible, stage: str, room_needed: str =
         led.transfer(acc, taker, margin)
         venue.events.add("takeover", stage=stage, account=acc, counterparty=taker, amount=margin)
     cases.update(venue, stage, covering=move_margin)
+
+
+def take_share(venue, cases, taker: int, eligible, stage: str, share_step_ppm: int, target_ratio_ppm: int,
+               penalty_ppm: int) -> np.ndarray:
+    """Paradex's partial liquidation: ``taker`` takes the same share of every position of each
+    eligible solvent case, the smallest multiple of ``share_step_ppm`` after which the margin
+    ratio (maintenance / equity) is below ``target_ratio_ppm``, at mark, and the case pays a
+    penalty of ``share x penalty_ppm x maintenance`` to ``taker``; the rest stays with the trader.
+
+    The new maintenance is predicted as ``(1 - share) x maintenance`` (Paradex's own table).
+    A case for which no share leaves equity above the penalty is left to the caller (a full
+    takeover). Returns the mask of cases handled here.
+    """
+    led = venue.ledger
+    handled = np.zeros(len(cases.accounts), dtype=bool)
+    idx = np.flatnonzero(eligible)
+    if len(idx) == 0:
+        return handled
+    acc = cases.accounts[idx]
+    eq = venue.equity(acc)
+    mm = venue.maintenance(acc).sum(axis=1)
+    share = np.zeros(len(acc), dtype=np.int64)
+    penalty = np.zeros(len(acc), dtype=np.int64)
+    for s in range(share_step_ppm, PPM + 1, share_step_ppm):
+        pen = muldiv(muldiv(mm, s, PPM), penalty_ppm, PPM)
+        left_mm = mm - muldiv(mm, s, PPM)
+        left_eq = eq - pen
+        # ratio below target, exactly: left_mm < target x left_eq  <=>  left_mm < ceil(target x left_eq)
+        ok = (share == 0) & (left_eq > 0) & (left_mm < muldiv_ceil(left_eq, target_ratio_ppm, PPM))
+        share[ok] = s
+        penalty[ok] = pen[ok]
+    go = share > 0
+    if not go.any():
+        return handled
+    idx, acc, share, penalty = idx[go], acc[go], share[go], penalty[go]
+    handled[idx] = True
+    equity = eq[go]
+    for m in range(venue.n_markets):
+        q = led.qty[acc, m]
+        held = q != 0
+        if not held.any():
+            continue
+        a, qh = acc[held], q[held]
+        lots = np.minimum(muldiv_ceil(np.abs(qh), share[held], PPM), np.abs(qh))  # at least the share
+        sign = np.sign(qh)
+        notional = fill_notional(lots, np.full(len(lots), int(venue.marks[m])), int(venue.contract_values[m]),
+                                 bool(venue.inverse[m]))
+        buyers = np.where(qh > 0, taker, a)
+        sellers = np.where(qh > 0, a, taker)
+        led.trade(m, buyers, sellers, lots, venue.marks[m])
+        cases.liquidated_notional[idx[held]] += notional
+        venue.events.add("liquidation", amount=0, stage=stage, account=a, counterparty=taker, market=m,
+                         qty=-sign * lots, price=float(venue.marks[m]),
+                         bankruptcy_price=bankruptcy_prices(led, venue.marks, a, m), equity=equity[held])
+    led.transfer(acc, taker, penalty)
+    venue.events.add("fund_surplus", stage=stage, account=acc, amount=penalty)
+    back = venue.equity(acc) >= venue.maintenance(acc).sum(axis=1)
+    cases.restored[idx] |= back & (led.qty[acc] != 0).any(axis=1)
+    cases.record_flat(venue, stage)
+    return handled
