@@ -74,7 +74,8 @@ class Arbitrageur(AccountAgent):
             buy_room, sell_room = _room(venue, m, acc, equity, index, cfg.leverage)
             level_lots = int(spec.lots_for_quote(cfg.quote_notional, index))
             owners, sides, prices, lots = basis_ladder(acc, buy_room, sell_room, index, cfg.threshold,
-                                                       cfg.quote_spacing, cfg.quote_levels, level_lots)
+                                                       cfg.quote_spacing, cfg.quote_levels, level_lots,
+                                                       cfg.quote_growth)
             if len(lots):
                 venue.post_quotes(m, owners, sides, prices, lots)
 
@@ -89,7 +90,7 @@ def _room(venue, m: int, acc, equity, index: float, leverage: float) -> tuple[np
 
 
 def basis_ladder(accounts, buy_room, sell_room, index: float, threshold: float, spacing: float, levels: int,
-                 level_lots: int):
+                 level_lots: int, growth: float = 1.0):
     """The arbitrageurs' resting quotes in one market.
 
     Level ``k`` (0 = nearest) bids ``floor(index * (1 - threshold - k * spacing))`` and asks
@@ -101,12 +102,14 @@ def basis_ladder(accounts, buy_room, sell_room, index: float, threshold: float, 
         account order; empty levels are left out.
     """
     k = np.arange(levels)
+    want = np.floor(level_lots * growth ** k).astype(np.int64)  # level k: level_lots x growth^k
+    before = np.concatenate(([0], np.cumsum(want)[:-1]))  # what the nearer levels hold
     bid = np.floor(index * (1 - threshold - k * spacing)).astype(np.int64)
     ask = np.ceil(index * (1 + threshold + k * spacing)).astype(np.int64)
     owners, sides, prices, lots = [], [], [], []
     for a, rooms in zip(np.asarray(accounts).tolist(), zip(np.asarray(buy_room).tolist(), np.asarray(sell_room).tolist())):
         for side, px, room in ((BUY, bid, rooms[0]), (SELL, ask, rooms[1])):
-            size = np.clip(room - k * level_lots, 0, level_lots)
+            size = np.clip(room - before, 0, want)
             ok = size > 0
             owners.append(np.full(int(ok.sum()), a, dtype=np.int64))
             sides.append(np.full(int(ok.sum()), side, dtype=np.int64))

@@ -303,12 +303,16 @@ class Arbitrageurs(Strict):
     leverage: float = Field(5, ge=1)
     max_trade_notional: float = Field(100_000, gt=0)
     quote_levels: int = Field(
-        3, ge=0, le=50,
+        5, ge=0, le=50,
         description="resting basis quotes per side: bids from index x (1 - threshold) down, asks from "
         "index x (1 + threshold) up (0: takers only)")
-    quote_spacing: float = Field(0.002, gt=0, lt=0.1, description="fraction of the index between quote levels")
+    quote_spacing: float = Field(0.004, gt=0, lt=0.1, description="fraction of the index between quote levels")
     quote_notional: float = Field(
-        100_000, gt=0, description="quote notional per level, cut to the capital room the taker path uses")
+        20_000, gt=0, description="quote notional per level, cut to the capital room the taker path uses")
+    quote_growth: float = Field(
+        2.0, ge=1, le=10,
+        description="each deeper quote level holds this many times the size of the one before (the edge grows "
+        "with the discount)")
     scale_with_traders: bool = Field(
         True, description="capital, max_trade_notional and quote_notional are per agents.reference_traders traders "
         "and scale with agents.traders.count"
