@@ -3,7 +3,7 @@
 ``MarketMaker.step_all`` computes the per-market scalars (half spread, size per level) in numpy
 exactly as the reference does and hands them to ``maker_ladder``, which does the per-maker
 float arithmetic with the same operations in the same order, so the quotes are bit for bit
-those of ``MarketMaker.step_all_reference``. Imported lazily (``agents.market_makers``).
+those of ``agents.market_makers.ladder``. Imported lazily (``agents.market_makers``).
 """
 
 from __future__ import annotations
@@ -18,23 +18,19 @@ njit = numba.njit(cache=True, nogil=True)
 
 @njit
 def maker_ladder(accounts, equity, qty, market, fair, cv, inventory_limit, leverage, base_lots, half, spacing,
-                 levels, inverse):
-    """The makers' quotes in one market (``MarketMaker.step_all_reference``'s arithmetic):
-    every maker quotes the same price ladder; inventory thins the side that would add to it.
+                 levels, inverse, inventory_skew, limit_quote_share):
+    """The makers' quotes in one market (``agents.market_makers.ladder``'s arithmetic): each
+    maker's ladder is centred on its reservation price ``fair * (1 - inventory_skew * skew)``;
+    inventory thins the side that would add to it down to ``limit_quote_share`` at the limit.
     Returns (owners, sides, prices, lots): all bids, maker by maker and near to far, then all
     asks. ``inverse``: the market is inverse, its inventory is ``q K / fair`` cash
     (``Venue.exposure_cash``)."""
     n = len(accounts)
-    bid = np.empty(levels, np.int64)
-    ask = np.empty(levels, np.int64)
-    for k in range(levels):
-        offs = half + float(k) * spacing
-        bid[k] = np.int64(np.floor(fair * (1 - offs)))
-    for k in range(levels):
-        offs = half + float(k) * spacing
-        ask[k] = max(np.int64(np.ceil(fair * (1 + offs))), bid[0] + 1)
+    bid = np.empty((n, levels), np.int64)
+    ask = np.empty((n, levels), np.int64)
     bid_lots = np.empty(n, np.int64)
     ask_lots = np.empty(n, np.int64)
+    keep = 1 - limit_quote_share
     count = 0
     for i in range(n):
         eq = equity[i]
@@ -45,9 +41,16 @@ def maker_ladder(accounts, equity, qty, market, fair, cv, inventory_limit, lever
         limit = inventory_limit * float(max(eq, 0)) * leverage
         skew = inv / max(limit, 1.0)
         skew = min(max(skew, -1.0), 1.0)
+        r = fair * (1 - inventory_skew * skew)
+        for k in range(levels):
+            offs = half + float(k) * spacing
+            bid[i, k] = np.int64(np.floor(r * (1 - offs)))
+        for k in range(levels):
+            offs = half + float(k) * spacing
+            ask[i, k] = max(np.int64(np.ceil(r * (1 + offs))), bid[i, 0] + 1)
         if eq > 0:
-            bid_lots[i] = np.int64(np.floor(base_lots * (1 - min(max(skew, 0.0), 1.0))))
-            ask_lots[i] = np.int64(np.floor(base_lots * (1 - min(max(-skew, 0.0), 1.0))))
+            bid_lots[i] = np.int64(np.floor(base_lots * (1 - min(max(skew, 0.0), 1.0) * keep)))
+            ask_lots[i] = np.int64(np.floor(base_lots * (1 - min(max(-skew, 0.0), 1.0) * keep)))
         else:
             bid_lots[i] = np.int64(np.floor(base_lots * 0.0))
             ask_lots[i] = np.int64(np.floor(base_lots * 0.0))
@@ -68,7 +71,7 @@ def maker_ladder(accounts, equity, qty, market, fair, cv, inventory_limit, lever
             for k in range(levels):
                 owners[j] = accounts[i]
                 sides[j] = BUY if s == 0 else SELL
-                prices[j] = bid[k] if s == 0 else ask[k]
+                prices[j] = bid[i, k] if s == 0 else ask[i, k]
                 lots[j] = size
                 j += 1
     return owners, sides, prices, lots

@@ -1,9 +1,14 @@
 """Arbitrageurs: trade the perp against the index when the basis pays, within their capital.
 
-Their spot hedge sits outside the venue, so on the venue they simply hold the perp leg: they
-sell the perp when it trades rich to the index and buy it when it is cheap, with a limit at the
-index plus the threshold so that they only take the mispriced part of the book. Inside the band
-they hold: a carry position is closed only by trading the other way when the basis flips.
+Their spot hedge sits outside the venue, so on the venue they simply hold the perp leg. As
+takers they sell the perp when it trades rich to the index and buy it when it is cheap, with a
+limit at the index plus the threshold so that they only take the mispriced part of the book.
+As makers they stand ready to do the same passively: each step they rest a small ladder of bids
+from ``index * (1 - threshold)`` down and of asks from ``index * (1 + threshold)`` up
+(``quote_levels`` levels ``quote_spacing`` apart, ``quote_notional`` each), cut to the capital
+room the taker path uses. So a book whose makers have stopped bidding still has a bid at a
+price that reflects the basis. Inside the band they hold: a carry position is closed only by
+trading the other way when the basis flips.
 """
 
 from __future__ import annotations
@@ -13,9 +18,19 @@ import numpy as np
 from agents.account import AccountAgent
 from simulator.venue.book import BUY, SELL
 
+#: Share of capital x leverage an arbitrageur's position may reach (taker trades and quotes).
+CAPITAL_USE = 0.9
+
 
 class Arbitrageur(AccountAgent):
     """One basis arbitrageur; ``step_all`` decides for all of them per market."""
+
+    @classmethod
+    def cancel_quotes(cls, model) -> None:
+        """Pull every arbitrageur's resting quotes (at the start of a step, before the makers
+        re-quote, so that no stale quote blocks a maker's post-only order)."""
+        if model.arb_config.quote_levels and len(model.arb_accounts):
+            model.venue.cancel_orders(model.arb_accounts)
 
     @classmethod
     def step_all(cls, model) -> None:
@@ -37,13 +52,69 @@ class Arbitrageur(AccountAgent):
                 continue  # inside the band the carry position is simply held
             if equity is None:
                 equity = venue.equity(acc)
-            lot_cash = venue.lot_cash(m, index)
-            pos = venue.ledger.qty[acc, m]
-            cap_lots = np.floor(np.clip(equity, 0, None) * cfg.leverage * 0.9 / lot_cash).astype(np.int64)
+            room = _room(venue, m, acc, equity, index, cfg.leverage)[0 if side == BUY else 1]
             trade_lots = int(spec.lots_for_quote(cfg.max_trade_notional, index))
-            room = cap_lots + sign * pos
             lots = np.clip(np.minimum(room, trade_lots), 0, None)
             go = lots > 0
             if go.any():
                 order = model.arb_rng.permutation(int(go.sum()))
                 venue.submit_orders(m, acc[go][order], np.full(int(go.sum()), side), lots[go][order], limit)
+        if cfg.quote_levels:
+            cls.quote_all(model)
+
+    @classmethod
+    def quote_all(cls, model) -> None:
+        """Rest every arbitrageur's passive basis ladder in every market (``basis_ladder``)."""
+        cfg = model.arb_config
+        acc = model.arb_accounts
+        venue = model.venue
+        equity = venue.equity(acc)
+        for m, spec in enumerate(venue.markets):
+            index = model.spot_ticks(m)
+            buy_room, sell_room = _room(venue, m, acc, equity, index, cfg.leverage)
+            level_lots = int(spec.lots_for_quote(cfg.quote_notional, index))
+            owners, sides, prices, lots = basis_ladder(acc, buy_room, sell_room, index, cfg.threshold,
+                                                       cfg.quote_spacing, cfg.quote_levels, level_lots,
+                                                       cfg.quote_growth)
+            if len(lots):
+                venue.post_quotes(m, owners, sides, prices, lots)
+
+
+def _room(venue, m: int, acc, equity, index: float, leverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lots each arbitrageur may still buy and sell in market ``m`` before its position reaches
+    ``CAPITAL_USE`` of equity x leverage (valued at the index)."""
+    lot_cash = venue.lot_cash(m, index)
+    pos = venue.ledger.qty[acc, m]
+    cap_lots = np.floor(np.clip(equity, 0, None) * leverage * CAPITAL_USE / lot_cash).astype(np.int64)
+    return cap_lots - pos, cap_lots + pos
+
+
+def basis_ladder(accounts, buy_room, sell_room, index: float, threshold: float, spacing: float, levels: int,
+                 level_lots: int, growth: float = 1.0):
+    """The arbitrageurs' resting quotes in one market.
+
+    Level ``k`` (0 = nearest) bids ``floor(index * (1 - threshold - k * spacing))`` and asks
+    ``ceil(index * (1 + threshold + k * spacing))`` ticks, ``level_lots`` each, until the side's
+    room is used up: a side's levels hold ``min(level_lots, room left)`` lots.
+
+    Returns:
+        (owners, sides, prices, lots): each arbitrageur's bids near to far, then its asks, in
+        account order; empty levels are left out.
+    """
+    k = np.arange(levels)
+    want = np.floor(level_lots * growth ** k).astype(np.int64)  # level k: level_lots x growth^k
+    before = np.concatenate(([0], np.cumsum(want)[:-1]))  # what the nearer levels hold
+    bid = np.floor(index * (1 - threshold - k * spacing)).astype(np.int64)
+    ask = np.ceil(index * (1 + threshold + k * spacing)).astype(np.int64)
+    owners, sides, prices, lots = [], [], [], []
+    for a, rooms in zip(np.asarray(accounts).tolist(), zip(np.asarray(buy_room).tolist(), np.asarray(sell_room).tolist())):
+        for side, px, room in ((BUY, bid, rooms[0]), (SELL, ask, rooms[1])):
+            size = np.clip(room - before, 0, want)
+            ok = size > 0
+            owners.append(np.full(int(ok.sum()), a, dtype=np.int64))
+            sides.append(np.full(int(ok.sum()), side, dtype=np.int64))
+            prices.append(px[ok])
+            lots.append(size[ok].astype(np.int64))
+    if not owners:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
+    return tuple(np.concatenate(a).astype(np.int64) for a in (owners, sides, prices, lots))

@@ -1,9 +1,16 @@
-"""Market makers: a quote ladder around the index that thins out as volatility and inventory grow.
+"""Market makers: a quote ladder around a reservation price that thins out as volatility and
+inventory grow.
 
 Liquidity withdrawal is what turns a drop into a cascade: each step every maker cancels and
 re-quotes; its half spread widens with realised volatility, its size per level shrinks as
-``exp(-vol_sensitivity * vol)`` and with any scripted withdrawal, and the side that would add
-to an inventory beyond its limit is not quoted. Makers carry margin and can be liquidated.
+``exp(-vol_sensitivity * vol)`` and with any scripted withdrawal. Inventory moves the ladder and
+thins one side (Avellaneda–Stoikov's reservation price, in its simplest linear form): with
+``skew = inventory / limit`` clipped to [-1, 1], the ladder is centred on
+``r = fair * (1 - inventory_skew * skew)``, so a long maker lowers both its bid and its ask
+(it sells cheaper to unload, buys only at a discount), and the side that adds to inventory
+shrinks to ``limit_quote_share`` of its size at the limit instead of vanishing. With
+``inventory_skew = 0`` and ``limit_quote_share = 0`` the ladder is centred on the index and the
+adding side is not quoted at the limit. Makers carry margin and can be liquidated.
 """
 
 from __future__ import annotations
@@ -32,18 +39,12 @@ class MarketMaker(AccountAgent):
         venue = model.venue
         venue.cancel_orders(accounts)
         equity = venue.equity(accounts)
-        vol = model.realised_vol()
-        withdraw = model.liquidity_withdrawn()
-        qty = venue.ledger.qty
-        for m, spec in enumerate(venue.markets):
-            fair = model.spot_ticks(m)
-            half = cfg.half_spread + cfg.spread_vol_multiplier * vol[m]
-            size_quote = cfg.level_notional * np.exp(-cfg.vol_sensitivity * vol[m]) * (1 - withdraw)
-            base_lots = size_quote / spec.lot_quote(fair)
+        for m in range(venue.n_markets):
+            fair, base_lots, half = _market_scalars(model, m)
             owners, sides, prices, lots = k.maker_ladder(
-                accounts, equity, qty, m, float(fair), int(venue.contract_values[m]), float(cfg.inventory_limit),
-                float(cfg.leverage), float(base_lots), float(half), float(cfg.level_spacing), int(cfg.levels),
-                bool(venue.inverse[m]))
+                accounts, equity, venue.ledger.qty, m, fair, int(venue.contract_values[m]),
+                float(cfg.inventory_limit), float(cfg.leverage), base_lots, half, float(cfg.level_spacing),
+                int(cfg.levels), bool(venue.inverse[m]), float(cfg.inventory_skew), float(cfg.limit_quote_share))
             if len(lots):
                 venue.post_quotes(m, owners, sides, prices, lots)
 
@@ -57,40 +58,65 @@ class MarketMaker(AccountAgent):
         venue = model.venue
         venue.cancel_orders(accounts)
         equity = venue.equity(accounts)
-        alive = equity > 0
-        vol = model.realised_vol()
-        withdraw = model.liquidity_withdrawn()
-        lv = np.arange(cfg.levels)
-        owners, sides, prices, qtys, markets = [], [], [], [], []
-        for m, spec in enumerate(venue.markets):
-            fair = model.spot_ticks(m)  # makers hedge on spot: they see the real index
-            inv = venue.exposure_cash(venue.ledger.qty[accounts, m], m, fair)  # cash, signed
-            limit = cfg.inventory_limit * np.clip(equity, 0, None) * cfg.leverage
-            skew = np.clip(inv / np.maximum(limit, 1), -1, 1)
-            half = cfg.half_spread + cfg.spread_vol_multiplier * vol[m]
-            size_quote = cfg.level_notional * np.exp(-cfg.vol_sensitivity * vol[m]) * (1 - withdraw)
-            base_lots = size_quote / spec.lot_quote(fair)
-            # inventory skews size, not price: every maker quotes the same ladder, so makers
-            # never cross each other, and the side that adds to inventory thins to nothing
-            bid_lots = np.floor(base_lots * np.where(alive, 1 - np.clip(skew, 0, 1), 0)).astype(np.int64)
-            ask_lots = np.floor(base_lots * np.where(alive, 1 - np.clip(-skew, 0, 1), 0)).astype(np.int64)
-            offs = half + lv * cfg.level_spacing
-            bid = np.floor(fair * (1 - offs)).astype(np.int64)
-            ask = np.maximum(np.ceil(fair * (1 + offs)).astype(np.int64), bid[0] + 1)
-            for side, px, size in ((BUY, bid, bid_lots), (SELL, ask, ask_lots)):
-                q = np.broadcast_to(size[:, None], (len(accounts), len(px)))
-                ok = q > 0
-                owners.append(np.broadcast_to(accounts[:, None], q.shape)[ok])
-                sides.append(np.full(int(ok.sum()), side))
-                prices.append(np.broadcast_to(px[None, :], q.shape)[ok])
-                qtys.append(q[ok])
-                markets.append(np.full(int(ok.sum()), m))
-        if not owners:
-            return
-        owners, sides, prices, qtys, markets = map(np.concatenate, (owners, sides, prices, qtys, markets))
         for m in range(venue.n_markets):
-            k = markets == m
-            venue.post_quotes(m, owners[k], sides[k], prices[k], qtys[k])
+            fair, base_lots, half = _market_scalars(model, m)
+            inv = venue.exposure_cash(venue.ledger.qty[accounts, m], m, fair)  # cash, signed
+            owners, sides, prices, lots = ladder(
+                accounts, equity, inv, fair, cfg.inventory_limit, cfg.leverage, base_lots, half, cfg.level_spacing,
+                cfg.levels, cfg.inventory_skew, cfg.limit_quote_share)
+            if len(lots):
+                venue.post_quotes(m, owners, sides, prices, lots)
+
+
+def _market_scalars(model, m: int) -> tuple[float, float, float]:
+    """(fair price in ticks, lots per level, half spread) of market ``m`` this step: the same
+    numpy arithmetic for the compiled and the reference ladder."""
+    cfg = model.maker_config
+    spec = model.venue.markets[m]
+    fair = model.spot_ticks(m)  # makers hedge on spot: they see the real index
+    vol = model.realised_vol()[m]
+    half = cfg.half_spread + cfg.spread_vol_multiplier * vol
+    size_quote = cfg.level_notional * np.exp(-cfg.vol_sensitivity * vol) * (1 - model.liquidity_withdrawn())
+    return float(fair), float(size_quote / spec.lot_quote(fair)), float(half)
+
+
+def ladder(accounts, equity, inventory, fair, inventory_limit, leverage, base_lots, half, spacing, levels,
+           inventory_skew, limit_quote_share):
+    """The makers' quotes in one market, in numpy.
+
+    Args:
+        accounts, equity: the makers' ledger rows and equity (cash units).
+        inventory: each maker's signed inventory in cash (``Venue.exposure_cash``).
+        fair: the index in ticks. base_lots: lots per level before inventory. half, spacing:
+            the near level's distance and the distance between levels (fractions).
+        inventory_limit, leverage: the inventory limit is ``inventory_limit * equity * leverage``.
+        inventory_skew: how far the reservation price moves at the limit (fraction of fair).
+        limit_quote_share: share of ``base_lots`` still quoted on the adding side at the limit.
+
+    Returns:
+        (owners, sides, prices, lots): all bids, maker by maker and near to far, then all asks;
+        sides without size are left out.
+    """
+    equity = np.asarray(equity)
+    alive = equity > 0
+    limit = inventory_limit * np.clip(equity, 0, None) * leverage
+    skew = np.clip(inventory / np.maximum(limit, 1), -1, 1)
+    r = fair * (1 - inventory_skew * skew)  # the reservation price: below fair when long
+    keep = 1 - limit_quote_share  # the share of size the limit takes off the adding side
+    bid_lots = np.floor(base_lots * np.where(alive, 1 - np.clip(skew, 0, 1) * keep, 0)).astype(np.int64)
+    ask_lots = np.floor(base_lots * np.where(alive, 1 - np.clip(-skew, 0, 1) * keep, 0)).astype(np.int64)
+    offs = half + np.arange(levels) * spacing
+    bid = np.floor(r[:, None] * (1 - offs[None, :])).astype(np.int64)
+    ask = np.maximum(np.ceil(r[:, None] * (1 + offs[None, :])).astype(np.int64), bid[:, :1] + 1)
+    owners, sides, prices, lots = [], [], [], []
+    for side, px, size in ((BUY, bid, bid_lots), (SELL, ask, ask_lots)):
+        q = np.broadcast_to(size[:, None], px.shape)
+        ok = q > 0
+        owners.append(np.broadcast_to(np.asarray(accounts)[:, None], q.shape)[ok])
+        sides.append(np.full(int(ok.sum()), side, dtype=np.int64))
+        prices.append(px[ok])
+        lots.append(q[ok])
+    return tuple(np.concatenate(a).astype(np.int64) for a in (owners, sides, prices, lots))
 
 
 def _kernels():

@@ -31,8 +31,10 @@ def test_quick_bench_prints_every_figure():
 
 
 def test_quick_bench_refuses_a_dead_market():
-    # no market makers: the book is empty before the shock
-    r = _bench("--skip-batch", "--set", "agents.market_makers.count=0", "--set", "agents.traders.initial_positions=0")
+    # no market makers and no arbitrageurs' basis ladder (it alone would keep a two-sided book):
+    # the book is empty before the shock
+    r = _bench("--skip-batch", "--set", "agents.market_makers.count=0", "--set", "agents.arbitrageurs.quote_levels=0",
+               "--set", "agents.traders.initial_positions=0")
     assert "REFUSED" in r.stdout, r.stdout + r.stderr
     assert "M trader-steps/s" in r.stdout  # the header still prints
     assert r.returncode == 1

@@ -211,6 +211,9 @@ def _synthetic_scenario(tmp_path):
     data.update(name="synthetic", steps=300)
     data["shocks"][0].update(step=100, recovery_steps=100)
     data["agents"]["traders"]["count"] = 100
+    # takers-only arbitrageurs: at 100 traders the bundled basis ladder (sized for 1,000) would
+    # hold the dip inside the 1 % book band, and the vault, the planted parameter, would take nothing
+    data["agents"]["arbitrageurs"]["quote_levels"] = 0
     data["venue"].update(insurance_fund=0, backstop_capital=PLANTED, waterfall=[
         {"stage": "book", "price_band": 0.01},
         {"stage": "backstop", "max_leverage": 2},

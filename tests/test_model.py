@@ -67,11 +67,17 @@ def test_oracle_lag_shows_the_index_some_steps_late():
 
 
 def test_liquidity_withdrawal_thins_the_book():
-    calm = run_model()
-    thin = run_model(shocks=[{"kind": "liquidity_withdrawal", "step": 100, "duration": 50, "fraction": 0.8}])
+    # the shock withdraws market-maker depth; the arbitrageurs' basis ladder is not part of it,
+    # so the makers' share is measured with takers-only arbitrageurs
+    agents = scenario()["agents"] | {"arbitrageurs": {"count": 1, "quote_levels": 0}}
+    calm = run_model(agents=agents)
+    thin = run_model(agents=agents, shocks=[{"kind": "liquidity_withdrawal", "step": 100, "duration": 50, "fraction": 0.8}])
     window = slice(101, 150)
     assert np.nanmean(thin.series["depth_bid_1pct"][window]) < 0.35 * np.nanmean(calm.series["depth_bid_1pct"][window])
     np.testing.assert_array_equal(thin.series["depth_bid_1pct"][:100], calm.series["depth_bid_1pct"][:100])
+    # with the basis ladder the withdrawn book keeps more depth: its bids within 1 % stay
+    laddered = run_model(shocks=[{"kind": "liquidity_withdrawal", "step": 100, "duration": 50, "fraction": 0.8}])
+    assert np.nanmean(laddered.series["depth_bid_1pct"][window]) > np.nanmean(thin.series["depth_bid_1pct"][window])
 
 
 def test_funding_spike_raises_the_next_funding_rate_by_its_premium():

@@ -100,6 +100,9 @@ def results_folders(tmp_path_factory) -> dict[str, Path]:
         "--set", "shocks.0.step=200", "--set", "shocks.0.move=-0.08", "--set", "venue.insurance_fund=0",
         # an empty fund that takes no positions and keeps no surplus: ADL fires (fund_cannot_pay)
         "--set", "venue.waterfall.1.takeover=false", "--set", "venue.waterfall.1.surplus_policy=none",
+        # takers-only arbitrageurs: at 150 traders the basis ladder (sized for 1,000) holds the dip
+        # above the bankruptcy prices and nothing would reach ADL
+        "--set", "agents.arbitrageurs.quote_levels=0",
         "--out", str(run_dir),
     ])
     assert rc == 0

@@ -129,6 +129,7 @@ def check_scenario(sc) -> list[tuple[str, str]]:
     _money(p, "agents.market_makers.level_notional", mm.level_notional)
     _money(p, "agents.arbitrageurs.capital", arb.capital)
     _money(p, "agents.arbitrageurs.max_trade_notional", arb.max_trade_notional)
+    _money(p, "agents.arbitrageurs.quote_notional", arb.quote_notional)
     for i, s in enumerate(sc.shocks):
         if getattr(s, "kind", None) == "whale":
             _money(p, f"shocks.{i}.notional", s.notional)

@@ -381,6 +381,7 @@ class PerpModel(mesa.Model):
         self.traders.long_share = crowd[-1].long_share if crowd else cfg.long_share
         tp = crowd[-1].trade_probability if crowd else None
         self.traders.trade_probability = cfg.trade_probability if tp is None else tp
+        Arbitrageur.cancel_quotes(self)  # no stale basis quote may block a maker's post-only quote
         MarketMaker.step_all(self)
         for i, s in enumerate(self.scenario.shocks):
             if isinstance(s, Whale) and s.step == t and t > 0:

@@ -311,6 +311,14 @@ class MarketMakers(Strict):
     vol_sensitivity: float = Field(50.0, ge=0, description="depth shrinks as exp(-k * realised vol per step)")
     spread_vol_multiplier: float = Field(2.0, ge=0)
     inventory_limit: float = Field(0.5, gt=0, description="max inventory notional as a share of capital x leverage")
+    inventory_skew: float = Field(
+        0.005, ge=0, le=0.2,
+        description="reservation price: the ladder is centred on fair x (1 - inventory_skew x inventory / limit), "
+        "inventory / limit clipped to [-1, 1] (0: centred on the index)")
+    limit_quote_share: float = Field(
+        0.2, ge=0, le=1,
+        description="share of the level size still quoted, at the inventory limit, on the side that adds to "
+        "inventory (0: that side is not quoted at the limit)")
     leverage: float = Field(10, ge=1)
     vol_window: int = Field(20, ge=2)
     scale_with_traders: bool = Field(
@@ -324,8 +332,20 @@ class Arbitrageurs(Strict):
     threshold: float = Field(0.001, gt=0, lt=0.5, description="basis that triggers a trade")
     leverage: float = Field(5, ge=1)
     max_trade_notional: float = Field(100_000, gt=0)
+    quote_levels: int = Field(
+        5, ge=0, le=50,
+        description="resting basis quotes per side: bids from index x (1 - threshold) down, asks from "
+        "index x (1 + threshold) up (0: takers only)")
+    quote_spacing: float = Field(0.004, gt=0, lt=0.1, description="fraction of the index between quote levels")
+    quote_notional: float = Field(
+        20_000, gt=0, description="quote notional per level, cut to the capital room the taker path uses")
+    quote_growth: float = Field(
+        2.0, ge=1, le=10,
+        description="each deeper quote level holds this many times the size of the one before (the edge grows "
+        "with the discount)")
     scale_with_traders: bool = Field(
-        True, description="capital and max_trade_notional are per agents.reference_traders traders and scale with agents.traders.count"
+        True, description="capital, max_trade_notional and quote_notional are per agents.reference_traders traders "
+        "and scale with agents.traders.count"
     )
 
 
@@ -360,7 +380,8 @@ class Agents(Strict):
         if not arb.scale_with_traders:
             return arb
         k = self.liquidity_scale()
-        return arb.model_copy(update={"capital": arb.capital * k, "max_trade_notional": arb.max_trade_notional * k})
+        return arb.model_copy(update={"capital": arb.capital * k, "max_trade_notional": arb.max_trade_notional * k,
+                                      "quote_notional": arb.quote_notional * k})
 
 
 # -------------------------------------------------------------------------- shocks
