@@ -162,6 +162,30 @@ def test_mark_median_by_hand():
     assert ps.mark_high.tolist() == [1_005] and ps.mark_low.tolist() == [1_000]
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 400), st.integers(1, 3))
+def test_window_std_equals_numpy_std(seed, steps, n_markets):
+    # realised volatility: numpy sums one column pairwise (eight running sums, halves above
+    # 128 terms) and several columns row after row; the kernel must give numpy's std bit for
+    # bit on every window, short ones and ones longer than a pairwise block included
+    rng = np.random.default_rng(seed)
+    path = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (steps + 1, n_markets)), axis=0))
+    returns = np.ascontiguousarray(np.diff(np.log(path), axis=0))
+    k = kernels.prices()
+    for _ in range(10):
+        lo = int(rng.integers(0, steps - 1))
+        hi = int(rng.integers(lo + 2, steps + 1))
+        assert k.window_std(returns, lo, hi).tobytes() == returns[lo:hi].std(axis=0).tobytes()
+
+
+def test_window_std_by_hand():
+    # returns 1, 3 (mean 2, squared deviations 1 and 1): variance 1, std 1; returns 0, 0, 6:
+    # mean 2, squared deviations 4, 4, 16, variance 8, std sqrt(8)
+    k = kernels.prices()
+    assert k.window_std(np.array([[1.0], [3.0], [9.0]]), 0, 2).tolist() == [1.0]
+    assert k.window_std(np.array([[0.0, 1.0], [0.0, 3.0], [6.0, 5.0]]), 0, 3).tolist() == [8 ** 0.5, (8 / 3) ** 0.5]
+
+
 # ------------------------------------------------------------------ book kernels
 def _random_book(rng, n_rest) -> OrderBook:
     b = OrderBook()
@@ -201,6 +225,22 @@ def test_book_kernels_equal_numpy_reference(seed, n_rest, n_new):
     gone = rng.integers(0, 6, int(rng.integers(0, 3)))
     assert fast.cancel_owners(gone) == ref.cancel_owners_reference(gone)
     assert _side_columns(fast) == _side_columns(ref)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 25), st.floats(80.0, 120.0), st.sampled_from([0.0, 0.01, 0.05]))
+def test_depth_kernel_equals_numpy_reference(seed, n_rest, ref_price, fraction):
+    b = _random_book(np.random.default_rng(seed), n_rest)
+    assert b.depth_within(fraction, ref_price) == b.depth_within_reference(fraction, ref_price)
+
+
+def test_depth_within_by_hand():
+    # bids 99 x 4, 98 x 3, 90 x 5; asks 101 x 2, 102 x 7; 1 % of 100: bids >= 99 (4 lots),
+    # asks <= 101 (2 lots); 10 %: bids >= 90 (4 + 3 + 5 = 12), asks <= 110 (2 + 7 = 9)
+    b = OrderBook()
+    b.post([1, 1, 1, 2, 2], [BUY, BUY, BUY, SELL, SELL], [99, 98, 90, 101, 102], [4, 3, 5, 2, 7])
+    assert b.depth_within(0.01, 100.0) == (4, 2)
+    assert b.depth_within(0.1, 100.0) == (12, 9)
 
 
 @settings(max_examples=200, deadline=None)

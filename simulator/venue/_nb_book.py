@@ -414,3 +414,19 @@ def post_quotes(market, owners, sides, prices, qtys, bid_price, bid_qty, bid_own
         ask_price, ask_qty, ask_owner, ask_oid = insert(ask_price, ask_qty, ask_owner, ask_oid, p_prices[ka],
                                                         p_qtys[ka], p_owners[ka], oids[ka], False)
     return out, refused, next_oid, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
+
+
+@njit
+def depth_within(bid_price, bid_qty, ask_price, ask_qty, bid_floor, ask_cap):
+    """Lots resting at bids ``>= bid_floor`` and at asks ``<= ask_cap`` (float bounds, each
+    price compared as a float, as numpy compares int64 with a float):
+    ``OrderBook.depth_within``'s sums."""
+    bid = np.int64(0)
+    for i in range(len(bid_qty)):
+        if float(bid_price[i]) >= bid_floor:
+            bid += bid_qty[i]
+    ask = np.int64(0)
+    for i in range(len(ask_qty)):
+        if float(ask_price[i]) <= ask_cap:
+            ask += ask_qty[i]
+    return bid, ask

@@ -67,3 +67,70 @@ def update_mark(mids, index, last, basis_ema, mark_high, mark_low, premium_sum, 
         if roll:
             premium_sum[i] += (mark[i] - index[i]) / index[i]
     return mark, ema, high, low
+
+
+@njit
+def _pairwise_sum(a, lo, n, col, mean, square):
+    """numpy's pairwise sum (``pairwise_sum`` of ``add.reduce`` along a contiguous run) of
+    ``a[lo : lo + n, col]``, or with ``square`` of ``(a - mean) ** 2``: sequential below 8
+    terms, eight running sums up to 128, halves (a multiple of 8) above."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            x = a[lo + i, col]
+            if square:
+                x = (x - mean) * (x - mean)
+            res += x
+        return res
+    if n <= 128:
+        r = np.empty(8, np.float64)
+        for j in range(8):
+            x = a[lo + j, col]
+            if square:
+                x = (x - mean) * (x - mean)
+            r[j] = x
+        i = 8
+        while i < n - (n % 8):
+            for j in range(8):
+                x = a[lo + i + j, col]
+                if square:
+                    x = (x - mean) * (x - mean)
+                r[j] += x
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            x = a[lo + i, col]
+            if square:
+                x = (x - mean) * (x - mean)
+            res += x
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, lo, n2, col, mean, square) + _pairwise_sum(a, lo + n2, n - n2, col, mean, square)
+
+
+@njit
+def window_std(returns, lo, hi):
+    """``returns[lo:hi].std(axis=0)`` of a C-contiguous (steps, markets) float array, bit for
+    bit numpy's: the mean, then the mean of squared deviations, then the root. With one column
+    numpy sums the run pairwise (``_pairwise_sum``); with several it adds row after row."""
+    n = hi - lo
+    m_count = returns.shape[1]
+    out = np.empty(m_count, np.float64)
+    for c in range(m_count):
+        if m_count == 1:
+            mean = _pairwise_sum(returns, lo, n, c, 0.0, False) / n
+            var = _pairwise_sum(returns, lo, n, c, mean, True)
+        else:
+            s = returns[lo, c]
+            for i in range(lo + 1, hi):
+                s += returns[i, c]
+            mean = s / n
+            d = returns[lo, c] - mean
+            var = d * d
+            for i in range(lo + 1, hi):
+                d = returns[i, c] - mean
+                var += d * d
+        out[c] = np.sqrt(var / n)
+    return out

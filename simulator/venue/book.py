@@ -139,8 +139,17 @@ class OrderBook:
             ref = self.best_bid() or self.best_ask()
             if ref is None:
                 return 0, 0
-        bid = int(self.bids.qty[self.bids.price >= ref * (1 - fraction)].sum())
-        ask = int(self.asks.qty[self.asks.price <= ref * (1 + fraction)].sum())
+        k = kernels.book()
+        if k is not None:
+            b, a = self.bids, self.asks
+            bid, ask = k.depth_within(b.price, b.qty, a.price, a.qty, float(ref * (1 - fraction)), float(ref * (1 + fraction)))
+            return int(bid), int(ask)
+        return self.depth_within_reference(fraction, ref)
+
+    def depth_within_reference(self, fraction: float, reference: float) -> tuple[int, int]:
+        """``depth_within`` around ``reference`` in numpy (the reference of the compiled sums)."""
+        bid = int(self.bids.qty[self.bids.price >= reference * (1 - fraction)].sum())
+        ask = int(self.asks.qty[self.asks.price <= reference * (1 + fraction)].sum())
         return bid, ask
 
     def orders_of(self, owner: int) -> int:

@@ -126,8 +126,8 @@ class PriceState:
         self.mark_low = np.zeros(n_markets, dtype=np.int64)
 
     def set_index(self, index_ticks) -> None:
-        self.index = np.asarray(index_ticks, dtype=float).copy()
-        if (self.mark == 0).any():
+        self.index = np.array(index_ticks, dtype=float)
+        if not self.mark.all():  # a market without a mark yet
             self.mark = np.where(self.mark == 0, np.round(self.index), self.mark).astype(np.int64)
             self.previous_mark = self.mark.copy()
             self.last = np.where(np.isnan(self.last), self.index, self.last)

@@ -23,7 +23,7 @@ from simulator.venue.margin import below_maintenance, initial_margin, maintenanc
 from simulator.venue.market import MarketSpec
 from simulator.venue.settlement import fill_notional
 from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_payments
-from simulator.venue.waterfall import Cases, build_waterfall, cover_engine_inventory, run_round
+from simulator.venue.waterfall import Cases, Stage, build_waterfall, cover_engine_inventory, run_round
 
 
 @dataclass
@@ -104,6 +104,7 @@ class Venue:
         self.waterfall = build_waterfall(config.waterfall)
         self._tier_arrays = None  # padded maintenance tiers for the compiled scan
         self._tick_sizes = None  # per market, for set_index
+        self._holder_rows = None  # the inventory holders' rows, for the quiet liquidation pass
         self.step = 0
         self.rejections = 0
         self.quote_rejections = 0  # resting orders refused for initial margin (post_quotes)
@@ -498,8 +499,13 @@ class Venue:
             ticks = np.array([m.to_ticks(p) for m, p in zip(self.markets, prices)], dtype=float)
         else:  # every market's ``MarketSpec.to_ticks`` at once
             if self._tick_sizes is None:
-                self._tick_sizes = np.array([m.tick_size for m in self.markets], dtype=float)
-            ticks = np.maximum(np.round(prices / self._tick_sizes), 1).astype(np.int64).astype(float)
+                self._tick_sizes = [float(m.tick_size) for m in self.markets]
+            ratios = [p / t for p, t in zip(prices.tolist(), self._tick_sizes)]
+            if all(math.isfinite(r) for r in ratios):
+                # Python's round of a float is numpy's rint (half to even), exactly
+                ticks = np.array([float(max(round(r), 1)) for r in ratios])
+            else:
+                ticks = np.maximum(np.round(prices / np.array(self._tick_sizes)), 1).astype(np.int64).astype(float)
         self.prices.set_index(ticks)
 
     def mids(self) -> np.ndarray:
@@ -581,7 +587,8 @@ class Venue:
     def unwind_venue_positions(self, holders=None) -> None:
         """The backstop vault, the fund and the engine sell part of what they took over."""
         holders = (self.backstop, self.insurance_fund, self.engine) if holders is None else holders
-        if not self.ledger.qty[list(holders)].any():  # the usual step: no inventory to unwind
+        qty = self.ledger.qty
+        if not any(qty[h].any() for h in holders):  # the usual step: no inventory to unwind
             return
         for holder in holders:
             for m in range(self.n_markets):
@@ -601,7 +608,8 @@ class Venue:
     def liquidate(self) -> int:
         """Liquidation rounds until no account is below maintenance; returns the cascade depth."""
         for stage in self.waterfall:  # deferred charges that have come due (delayed socialization)
-            stage.due(self)
+            if type(stage).due is not Stage.due:
+                stage.due(self)
         depth = 0
         for r in range(self.config.max_rounds):
             self.events.round = r
@@ -621,8 +629,16 @@ class Venue:
             depth += 1
             self.update_marks(roll=False)
         self.events.round = depth
-        cover_engine_inventory(self, self.waterfall)
+        if self._inventory_may_be_broke():
+            cover_engine_inventory(self, self.waterfall)
         return depth
+
+    def _inventory_may_be_broke(self) -> bool:
+        """Whether an inventory holder (engine, fund, backstop vault) has equity below zero:
+        ``cover_engine_inventory``'s test, one compiled call (the quiet step ends here)."""
+        if self._holder_rows is None:
+            self._holder_rows = np.array([self.engine, self.insurance_fund, self.backstop], dtype=np.int64)
+        return bool(self.equity(self._holder_rows).min() < 0)
 
     def start_step(self, step: int) -> None:
         """A new step begins: events are stamped with it."""
