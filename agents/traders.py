@@ -204,12 +204,15 @@ class LeveragedTrader(AccountAgent):
 def _send_orders(venue, send, market, acc, order_side, lots, close) -> None:
     """One batch of market orders per market, in arrival order ``send``."""
     band = 0.1  # market orders carry a 10 % price protection
+    one_market = venue.n_markets == 1
     for m in range(venue.n_markets):
-        k = send[market[send] == m]
+        k = send if one_market else send[market[send] == m]
         if len(k) == 0:
             continue
         s = order_side[k].astype(np.int64)
-        limit = np.where(s == BUY, venue.marks[m] * (1 + band), venue.marks[m] * (1 - band)).astype(np.int64)
+        # the float limits truncated toward zero, as numpy's astype does
+        mark = float(venue.marks[m])
+        limit = np.where(s == BUY, int(mark * (1 + band)), int(mark * (1 - band)))
         venue.submit_orders(m, acc[k], s, lots[k], limit, reduce_only=close[k])
 
 

@@ -17,6 +17,7 @@ PPM = 1_000_000
 BUY = 1
 SELL = -1
 from simulator.venue._nb import match_side as _match_side
+from simulator.venue._nb import trade as _trade
 from simulator.venue._nb_scan import notional_at, value_at
 
 njit = numba.njit(cache=True, nogil=True)
@@ -430,3 +431,39 @@ def depth_within(bid_price, bid_qty, ask_price, ask_qty, bid_floor, ask_cap):
         if float(ask_price[i]) <= ask_cap:
             ask += ask_qty[i]
     return bid, ask
+
+
+@njit
+def submit_settle(market, owners, sides, qtys, limits, reduce_only, has_reduce_only, wallet, qty, cost, marks, cv,
+                  leverage, guard, guard_leverage, taker_fee_ppm, maker_fee_ppm, inv_market, fee_pool, bid_price,
+                  bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid):
+    """``Venue.submit_orders`` of a linear market in one call: the margin checks
+    (``order_margin``), the accepted orders matched (``submit``), the fills put on the ledger
+    in order (``_nb.trade``) and their fees paid (``pay_fees``), the same kernels in the same
+    order as the separate calls. Returns (fills as ``submit``'s 7 rows, refused count, whether
+    any order was accepted, the two sides of the book as left)."""
+    out_q, ok, refused = order_margin(market, owners, sides, qtys, reduce_only, has_reduce_only, wallet, qty, cost,
+                                      marks, cv, leverage, guard, guard_leverage, taker_fee_ppm, inv_market)
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return (np.empty((7, 0), np.int64), refused, False, bid_price, bid_qty, bid_owner, bid_oid, ask_price,
+                ask_qty, ask_owner, ask_oid)
+    fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = submit(
+        bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners[idx], sides[idx],
+        out_q[idx], limits[idx])
+    n = fills.shape[1]
+    if n:
+        taker, maker, taker_side = fills[0], fills[1], fills[2]
+        buyers = np.empty(n, np.int64)
+        sellers = np.empty(n, np.int64)
+        for i in range(n):
+            if taker_side[i] == BUY:
+                buyers[i] = taker[i]
+                sellers[i] = maker[i]
+            else:
+                buyers[i] = maker[i]
+                sellers[i] = taker[i]
+        c = cv[market]
+        _trade(wallet, qty, cost, market, buyers, sellers, fills[3], fills[4], c)
+        pay_fees(wallet, taker, maker, fills[3], fills[4], c, taker_fee_ppm, maker_fee_ppm, fee_pool, False)
+    return fills, refused, True, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.venue import kernels
-from simulator.venue.book import BUY, SELL, Fills, OrderBook
+from simulator.venue.book import BUY, NO_LIMIT_BUY, NO_LIMIT_SELL, SELL, Fills, OrderBook
 from simulator.venue.events import EventLog
 from simulator.venue.fixedpoint import PPM, muldiv_ceil
 from simulator.venue.ledger import Ledger
@@ -134,6 +134,13 @@ class Venue:
         self.adl_profitable = np.concatenate([self.adl_profitable, np.zeros(n, dtype=bool)])
         return ids
 
+    def _leverage_c(self) -> np.ndarray:
+        """The leverage settings as a C-contiguous float64 array (what the kernels take)."""
+        lev = self.leverage
+        if lev.dtype != np.float64 or not lev.flags.c_contiguous:
+            return np.ascontiguousarray(lev, dtype=float)
+        return lev
+
     @property
     def time(self) -> float:
         """Scenario seconds: ``step x step_seconds``."""
@@ -238,7 +245,7 @@ class Venue:
         if k is None:
             return self.submit_orders_reference(market, owners, sides, qtys, limits, reduce_only)
         i64 = kernels.i64
-        owners, sides, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, qtys))
+        owners, sides, qtys = kernels.i64_1d(owners), kernels.i64_1d(sides), kernels.i64_1d(qtys)
         if reduce_only is None:
             ro = np.zeros(0, dtype=bool)
         elif (type(reduce_only) is np.ndarray and reduce_only.dtype == np.bool_ and reduce_only.shape == qtys.shape
@@ -248,6 +255,28 @@ class Venue:
             ro = np.ascontiguousarray(np.broadcast_to(np.asarray(reduce_only, dtype=bool), qtys.shape))
         guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
         led = self.ledger
+        book = self.books[market]
+        if book.compiled and not self.inverse[market]:  # one call: checks, match, ledger, fees
+            if limits is None:
+                limits = np.where(sides == BUY, NO_LIMIT_BUY, NO_LIMIT_SELL)
+            elif not (type(limits) is np.ndarray and limits.dtype == np.int64 and limits.shape == qtys.shape
+                      and limits.flags.c_contiguous):
+                limits = np.ascontiguousarray(np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape))
+            spec = self.markets[market]
+            b, a = book.bids, book.asks
+            out, refused, sent, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid = k.submit_settle(
+                int(market), owners, sides, qtys, limits, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
+                i64(self.marks), self.contract_values, self._leverage_c(), guard,
+                float(self.config.fund_guard_max_leverage), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm),
+                led.inverse, int(self.fee_pool), b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid)
+            self.rejections += int(refused)
+            if not sent:
+                return Fills.empty()
+            fills = Fills(*out)
+            if len(fills):  # ``settle``'s bookkeeping (the ledger and fees are done)
+                self.prices.last[market] = float(out[4, -1])
+                self.volume[market] += int(out[3].sum())
+            return fills
         qtys, ok, refused = k.order_margin(
             int(market), owners, sides, qtys, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
             i64(self.marks), self.contract_values, np.ascontiguousarray(self.leverage, dtype=float), guard,
