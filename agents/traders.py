@@ -14,6 +14,7 @@ from simulator.venue import kernels
 from simulator.venue.book import BUY
 
 STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
+_WARMED = False  # the decision kernels are loaded in this process (``LeveragedTrader.warm_up``)
 
 
 class TraderPopulation:
@@ -139,13 +140,13 @@ class LeveragedTrader(AccountAgent):
         cv = venue.contract_values
         acc = pop.accounts[idx]
         equity = k.equity_of(led.wallet, led.qty, led.cost, marks, cv, acc, led.inverse)
-        trend, deviation = model.signals()
+        trend_sign, reversion_sign = model.signal_signs()
         coin_draw = rng.random(len(idx))  # _entry_side's draw
         size_draw = rng.uniform(0.5, 1.0, len(idx))  # _entry_lots' draw
         lots, order_side, close = k.decide(
             idx, acting, equity, coin_draw, size_draw, pop.accounts, pop.market, pop.strategy, pop.leverage,
             pop.isolated, pop.size_share, led.qty, led.cost, marks, cv, venue.leverage,
-            np.sign(np.asarray(trend, dtype=float)), -np.sign(np.asarray(deviation, dtype=float)),
+            trend_sign, reversion_sign,
             float(pop.long_share), float(cfg.position_fraction),
             float(cfg.stop_loss or 0.0), cfg.stop_loss is not None,
             float(cfg.take_profit or 0.0), cfg.take_profit is not None, led.inverse, led.any_inverse)
@@ -154,6 +155,27 @@ class LeveragedTrader(AccountAgent):
             return
         send = send[rng.permutation(len(send))]  # arrival order
         _send_orders(venue, send, pop.market[idx], acc, order_side, lots, close)
+
+    @staticmethod
+    def warm_up(model) -> None:
+        """Load the decision kernels with the types ``step_all`` gives them (this model's
+        arrays, no trader selected): a kernel first met inside a timed run would load there."""
+        global _WARMED
+        k = _kernels()
+        if k is None or _WARMED:
+            return
+        _WARMED = True
+        pop: TraderPopulation = model.traders
+        venue = model.venue
+        led = venue.ledger
+        none = np.zeros(0, dtype=np.int64)
+        k.watched(np.zeros(0), 0.5, pop.accounts[:0], pop.market[:0], led.qty, True)
+        equity = k.equity_of(led.wallet, led.qty, led.cost, venue.marks, venue.contract_values, none, led.inverse)
+        signs = np.zeros(venue.n_markets)
+        k.decide(none, np.zeros(0, dtype=bool), equity, np.zeros(0), np.zeros(0), pop.accounts, pop.market,
+                 pop.strategy, pop.leverage, pop.isolated, pop.size_share, led.qty, led.cost, venue.marks,
+                 venue.contract_values, venue.leverage, signs, signs, 0.5, 0.1, 0.0, False, 0.0, False, led.inverse,
+                 led.any_inverse)
 
     @classmethod
     def step_all_reference(cls, model) -> None:

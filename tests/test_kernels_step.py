@@ -178,6 +178,25 @@ def test_window_std_equals_numpy_std(seed, steps, n_markets):
         assert k.window_std(returns, lo, hi).tobytes() == returns[lo:hi].std(axis=0).tobytes()
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 3), st.booleans())
+def test_window_signals_equal_the_signs_of_numpy_signals(seed, steps, n_markets, flat):
+    # the traders' signs from the index window: sign(last - first) and -sign(last - mean), the
+    # mean as numpy's mean(axis=0); a flat path (every sign 0) and windows of one step included
+    rng = np.random.default_rng(seed)
+    path = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (steps, n_markets)), axis=0))
+    if flat:
+        path[:] = 100.0
+    k = kernels.prices()
+    for _ in range(10):
+        hi = int(rng.integers(1, steps + 1))
+        lo = max(0, hi - int(rng.integers(1, 200)))
+        w = path[lo:hi]
+        trend, reversion = k.window_signals(path, lo, hi)
+        assert trend.tobytes() == np.sign(w[-1] - w[0]).tobytes()
+        assert reversion.tobytes() == (-np.sign(w[-1] - w.mean(axis=0))).tobytes()
+
+
 def test_window_std_by_hand():
     # returns 1, 3 (mean 2, squared deviations 1 and 1): variance 1, std 1; returns 0, 0, 6:
     # mean 2, squared deviations 4, 4, 16, variance 8, std sqrt(8)

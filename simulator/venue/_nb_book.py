@@ -467,3 +467,35 @@ def submit_settle(market, owners, sides, qtys, limits, reduce_only, has_reduce_o
         _trade(wallet, qty, cost, market, buyers, sellers, fills[3], fills[4], c)
         pay_fees(wallet, taker, maker, fills[3], fills[4], c, taker_fee_ppm, maker_fee_ppm, fee_pool, False)
     return fills, refused, True, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
+
+
+@njit
+def post_quotes_one_market(owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty,
+                           ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage, guard, guard_leverage, fee_ppm,
+                           next_oid, inv_market):
+    """``post_quotes`` on the book of a one-market venue, the owners' set-up included: their
+    sorted unique ids, no resting lots in other books, their leverage rows (``leverage`` is
+    every account's)."""
+    accounts = np.unique(owners)
+    buys = np.zeros((len(accounts), 1), np.int64)
+    sells = np.zeros((len(accounts), 1), np.int64)
+    lev = np.empty((len(accounts), leverage.shape[1]), np.float64)
+    for i in range(len(accounts)):
+        lev[i] = leverage[accounts[i]]
+    return post_quotes(0, owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty,
+                       ask_owner, ask_oid, accounts, buys, sells, wallet, qty, cost, marks, cv, lev, guard,
+                       guard_leverage, fee_ppm, next_oid, inv_market)
+
+
+@njit
+def cancel_both(bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners):
+    """``cancel`` on both sides of a book (bids, then asks): the kept columns of each and the
+    number of orders dropped."""
+    n = 0
+    if len(bid_qty):
+        bid_price, bid_qty, bid_owner, bid_oid, d = cancel(bid_price, bid_qty, bid_owner, bid_oid, owners)
+        n += d
+    if len(ask_qty):
+        ask_price, ask_qty, ask_owner, ask_oid, d = cancel(ask_price, ask_qty, ask_owner, ask_oid, owners)
+        n += d
+    return bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, n

@@ -134,3 +134,35 @@ def window_std(returns, lo, hi):
                 var += d * d
         out[c] = np.sqrt(var / n)
     return out
+
+
+@njit
+def window_signals(path, lo, hi):
+    """The traders' signals over ``path[lo:hi]`` (steps x markets, C-contiguous), as signs:
+    ``sign(last - first)`` (trend) and ``-sign(last - mean)`` (mean reversion), the mean
+    summed as numpy's ``mean(axis=0)`` sums (``window_std``'s order), so every sign is the
+    one ``np.sign`` gives on ``PerpModel.signals``."""
+    n = hi - lo
+    m_count = path.shape[1]
+    trend = np.empty(m_count, np.float64)
+    reversion = np.empty(m_count, np.float64)
+    for c in range(m_count):
+        if m_count == 1:
+            s = _pairwise_sum(path, lo, n, c, 0.0, False)
+        else:
+            s = path[lo, c]
+            for i in range(lo + 1, hi):
+                s += path[i, c]
+        last = path[hi - 1, c]
+        trend[c] = _sign(last - path[lo, c])
+        reversion[c] = -_sign(last - s / n)
+    return trend, reversion
+
+
+@njit
+def _sign(x):
+    if x > 0:
+        return 1.0
+    if x < 0:
+        return -1.0
+    return x if np.isnan(x) else 0.0

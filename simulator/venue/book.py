@@ -164,13 +164,13 @@ class OrderBook:
         k = kernels.book()
         if k is None:
             return self.cancel_owners_reference(owners)
-        owners = kernels.i64(np.atleast_1d(owners))
-        n = 0
-        for s in (self.bids, self.asks):
-            if len(s.qty):
-                s.price, s.qty, s.owner, s.oid, dropped = k.cancel(s.price, s.qty, s.owner, s.oid, owners)
-                n += dropped
-        return n
+        owners = kernels.i64_1d(owners)
+        b, a = self.bids, self.asks
+        if not (len(b.qty) or len(a.qty)):
+            return 0
+        b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, n = k.cancel_both(
+            b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, owners)
+        return int(n)
 
     def cancel_owners_reference(self, owners) -> int:
         """``cancel_owners`` in numpy (the reference of the compiled kernel)."""

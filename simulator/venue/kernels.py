@@ -105,3 +105,4 @@ def warm_up() -> None:
     k.match(one, one, one, one, True, one, one, one, one)
     k.match(one, one, one, one, False, one, one, one, one)
     k.ledger_totals(w, q, c, one, one)
+    load("simulator.venue.warm_up").step_path()  # by name: that module imports the venue

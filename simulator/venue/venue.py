@@ -341,9 +341,21 @@ class Venue:
 
     def _post_quotes_compiled(self, k, market: int, owners, sides, prices, qtys) -> np.ndarray:
         i64 = kernels.i64
-        owners, sides, prices, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, prices, qtys))
+        i64_1d = kernels.i64_1d
+        owners, sides, prices, qtys = i64_1d(owners), i64_1d(sides), i64_1d(prices), i64_1d(qtys)
         book = self.books[market]
         led = self.ledger
+        if self.n_markets == 1:  # one call: owners, leverage rows, checks and posting
+            b, a = book.bids, book.asks
+            guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+            (oids, refused, book._next_oid, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner,
+             a.oid) = k.post_quotes_one_market(
+                owners, sides, prices, qtys, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid,
+                led.wallet, led.qty, led.cost, i64(self.marks), self.contract_values, self._leverage_c(), guard,
+                float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0),
+                int(book._next_oid), led.inverse)
+            self.quote_rejections += int(refused)
+            return oids
         u = i64(np.unique(owners))
         buys = np.zeros((len(u), self.n_markets), dtype=np.int64)
         sells = np.zeros_like(buys)
@@ -446,7 +458,11 @@ class Venue:
         return (exposure <= np.abs(q0)) | (eq >= im)
 
     def cancel_orders(self, accounts) -> int:
-        return sum(book.cancel_owners(accounts) for book in self.books)
+        """Cancel every resting order of ``accounts`` in every book; returns how many."""
+        n = 0
+        for book in self.books:
+            n += book.cancel_owners(accounts)
+        return n
 
     def opening_auction(self, market: int, accounts, qtys, price: int) -> None:
         """Set up step-0 positions: signed lots per account crossed at one price, pro rata.

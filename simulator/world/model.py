@@ -174,6 +174,7 @@ class PerpModel(mesa.Model):
         # ``agents_by_type``): stepping never touches one object per trader. Their unique ids
         # are reserved now, so they are the ids they would have had if made here.
         self._trader_ids = _reserve_agent_ids(self, len(self.traders))
+        LeveragedTrader.warm_up(self)  # once per process: the decision kernels load at set-up
         self.backstop_vault = BackstopVault(self, self.venue.backstop)
         self.whales = {}
         self._open_initial_positions(setup_rng)
@@ -331,6 +332,16 @@ class PerpModel(mesa.Model):
         deviation = window[-1] - window.mean(axis=0)
         return trend, deviation
 
+    def signal_signs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sign(trend), -sign(deviation))`` of ``signals``, what the traders act on (one
+        compiled call, the same signs)."""
+        k = kernels.prices()
+        if k is None or not self.venue_index_path.flags.c_contiguous:
+            trend, deviation = self.signals()
+            return np.sign(np.asarray(trend, dtype=float)), -np.sign(np.asarray(deviation, dtype=float))
+        look = self.scenario.agents.traders.trend_lookback
+        return k.window_signals(self.venue_index_path, max(0, self.t - look), self.t + 1)
+
     def realised_vol(self) -> np.ndarray:
         w = self.scenario.agents.market_makers.vol_window
         lo = max(0, self.t - w)
@@ -348,8 +359,16 @@ class PerpModel(mesa.Model):
         against, even while the venue's oracle is stalled or lagging."""
         return self.index_path[self.t, m] / self.venue.markets[m].tick_size
 
+    def _shocks(self, kind) -> list:
+        """The scenario's shocks of ``kind`` as ``(position in the list, shock)``, listed once."""
+        cache = self.__dict__.setdefault("_shocks_by_kind", {})
+        if kind not in cache:
+            cache[kind] = [(i, s) for i, s in enumerate(self.scenario.shocks) if isinstance(s, kind)]
+        return cache[kind]
+
     def _active(self, kind):
-        return [s for s in self.scenario.shocks if isinstance(s, kind) and s.step <= self.t < s.step + s.duration]
+        t = self.t
+        return [s for _, s in self._shocks(kind) if s.step <= t < s.step + s.duration]
 
     def liquidity_withdrawn(self) -> float:
         return max([s.fraction for s in self._active(LiquidityWithdrawal)], default=0.0)
@@ -387,14 +406,14 @@ class PerpModel(mesa.Model):
         tp = crowd[-1].trade_probability if crowd else None
         self.traders.trade_probability = cfg.trade_probability if tp is None else tp
         MarketMaker.step_all(self)
-        for i, s in enumerate(self.scenario.shocks):
-            if isinstance(s, Whale) and s.step == t and t > 0:
+        for i, s in self._shocks(Whale):
+            if s.step == t and t > 0:
                 acc, q = self._open_whale(i, s)
                 venue.submit_orders(s.market, [acc], [int(np.sign(q))], [abs(q)])
         Arbitrageur.step_all(self)
         LeveragedTrader.step_all(self)
-        for s in self.scenario.shocks:
-            if isinstance(s, WithdrawalWave) and s.step == t:
+        for _, s in self._shocks(WithdrawalWave):
+            if s.step == t:
                 self.withdrawal_wave(s)
         spikes = self._active(FundingSpike)
         premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
