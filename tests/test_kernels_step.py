@@ -520,3 +520,32 @@ def test_snapshots_keep_only_changed_accounts_and_rebuild_every_table():
     assert table["wallet"].tolist() == [5, 7, 9, 5, 8, 9, 5, 8, 9, 4]
     assert table["qty_0"].tolist() == [0, 0, 0, 0, 0, 3, 0, 0, 3, 0]
     assert table["cost_0"].tolist() == [0, 0, 0, 0, 0, 300, 0, 0, 300, 0]
+
+
+def test_warm_up_leaves_no_kernel_to_load_inside_a_run():
+    # in a fresh process: after the warm-up (what the bench and the pool workers call), a
+    # cascade run with trading, liquidations and unwinds meets no kernel signature it did not
+    # already have; a new one would be loaded from numba's cache (or compiled) inside the run
+    import subprocess
+    import sys
+
+    code = """
+import importlib
+from simulator.experiments import run
+from simulator.world.model import PerpModel
+mods = [importlib.import_module(m) for m in ("simulator.venue._nb", "simulator.venue._nb_book",
+        "simulator.venue._nb_scan", "simulator.venue._nb_prices", "agents._nb_traders", "agents._nb_makers")]
+run.warm_up()
+def loaded():
+    return {(m.__name__, n): len(f.signatures) for m in mods for n, f in vars(m).items() if hasattr(f, "signatures")}
+before = loaded()
+sc = run.load_scenario("scenarios/cascade.yaml", {"agents.traders.count": 400, "steps": 420})
+model = PerpModel(sc, 1)
+model.run()
+assert model.venue.events.count("liquidation") > 0 and model.venue.volume.sum() > 0
+new = {k: v for k, v in loaded().items() if v != before.get(k, 0)}
+assert not new, new
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
