@@ -451,22 +451,41 @@ def submit_settle(market, owners, sides, qtys, limits, reduce_only, has_reduce_o
     fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = submit(
         bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners[idx], sides[idx],
         out_q[idx], limits[idx])
-    n = fills.shape[1]
-    if n:
-        taker, maker, taker_side = fills[0], fills[1], fills[2]
-        buyers = np.empty(n, np.int64)
-        sellers = np.empty(n, np.int64)
-        for i in range(n):
-            if taker_side[i] == BUY:
-                buyers[i] = taker[i]
-                sellers[i] = maker[i]
-            else:
-                buyers[i] = maker[i]
-                sellers[i] = taker[i]
-        c = cv[market]
-        _trade(wallet, qty, cost, market, buyers, sellers, fills[3], fills[4], c)
-        pay_fees(wallet, taker, maker, fills[3], fills[4], c, taker_fee_ppm, maker_fee_ppm, fee_pool, False)
+    _settle_fills(fills, market, wallet, qty, cost, cv[market], True, taker_fee_ppm, maker_fee_ppm, fee_pool)
     return fills, refused, True, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
+
+
+@njit
+def _settle_fills(fills, market, wallet, qty, cost, cv, fees, taker_fee_ppm, maker_fee_ppm, fee_pool):
+    """``Venue.settle`` of ``submit``'s fills in a linear market: the ledger (``_nb.trade``,
+    buyer and seller from the taker's side), then with ``fees`` the fees (``pay_fees``)."""
+    n = fills.shape[1]
+    if n == 0:
+        return
+    taker, maker, taker_side = fills[0], fills[1], fills[2]
+    buyers = np.empty(n, np.int64)
+    sellers = np.empty(n, np.int64)
+    for i in range(n):
+        if taker_side[i] == BUY:
+            buyers[i] = taker[i]
+            sellers[i] = maker[i]
+        else:
+            buyers[i] = maker[i]
+            sellers[i] = taker[i]
+    _trade(wallet, qty, cost, market, buyers, sellers, fills[3], fills[4], cv)
+    if fees:
+        pay_fees(wallet, taker, maker, fills[3], fills[4], cv, taker_fee_ppm, maker_fee_ppm, fee_pool, False)
+
+
+@njit
+def ioc_settle(market, owners, sides, qtys, limits, wallet, qty, cost, cv, bid_price, bid_qty, bid_owner, bid_oid,
+               ask_price, ask_qty, ask_owner, ask_oid):
+    """IOC orders of the venue's own rows in a linear market (``OrderBook.submit`` then
+    ``Venue.settle`` without fees, no margin check): (fills, the two sides as left)."""
+    fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = submit(
+        bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners, sides, qtys, limits)
+    _settle_fills(fills, market, wallet, qty, cost, cv[market], False, 0, 0, 0)
+    return fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
 
 
 @njit

@@ -75,10 +75,11 @@ class EventLog:
         if unknown:
             raise ValueError(f"unknown event columns {sorted(unknown)}")
         # numpy broadcasting: scalars stretch, a zero-length array means nothing to log
-        n = int(np.prod(np.broadcast_shapes(*(np.shape(v) for v in cols.values())))) if cols else 1
+        arrays = {name: np.asarray(v, dtype=COLUMNS[name]) for name, v in cols.items()}
+        n = int(np.prod(np.broadcast_shapes(*(a.shape for a in arrays.values())))) if arrays else 1
         if n == 0:
             return
-        given = {name: np.broadcast_to(np.asarray(v, dtype=COLUMNS[name]), (n,)) for name, v in cols.items()}
+        given = {name: a if a.shape == (n,) else np.broadcast_to(a, (n,)) for name, a in arrays.items()}
         self._parts.append((n, self.step, self.round, kind, given))
 
     def __len__(self) -> int:

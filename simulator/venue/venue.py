@@ -644,8 +644,22 @@ class Venue:
                 side = SELL if q > 0 else BUY
                 band = self.config.unwind_band
                 limit = math.ceil(self.marks[m] * (1 - band)) if side == SELL else math.floor(self.marks[m] * (1 + band))
-                fills = self.books[m].submit([holder], [side], [size], [limit])
-                self.settle(m, fills, fees=False)
+                book = self.books[m]
+                k = kernels.book()
+                if k is not None and book.compiled and not self.inverse[m]:  # one call: match and ledger
+                    b, a = book.bids, book.asks
+                    out, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid = k.ioc_settle(
+                        m, np.array([holder], dtype=np.int64), np.array([side], dtype=np.int64),
+                        np.array([size], dtype=np.int64), np.array([limit], dtype=np.int64), self.ledger.wallet,
+                        self.ledger.qty, self.ledger.cost, self.contract_values, b.price, b.qty, b.owner, b.oid,
+                        a.price, a.qty, a.owner, a.oid)
+                    fills = Fills(*out)
+                    if len(fills):  # ``settle``'s bookkeeping
+                        self.prices.last[m] = float(out[4, -1])
+                        self.volume[m] += int(out[3].sum())
+                else:
+                    fills = book.submit([holder], [side], [size], [limit])
+                    self.settle(m, fills, fees=False)
                 if len(fills):
                     self.events.add("unwind", account=holder, market=m, qty=int(fills.qty.sum()),
                                     price=float(fills.price.mean()))

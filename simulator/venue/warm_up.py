@@ -18,8 +18,8 @@ from simulator.venue.venue import Venue, VenueConfig
 def step_path() -> None:
     """Load the step path's kernels with the types a run gives them, by running a tiny venue:
     quotes, cancels, market orders (with and without reduce-only flags and limits), marks, a
-    liquidation cascade through the default waterfall, the record's scans and the index
-    window statistics. A kernel first met inside a timed run would load there instead."""
+    liquidation through the default waterfall, the venue rows' unwinds, the record's scans and
+    the index window statistics. A kernel first met inside a timed run would load there instead."""
     # the mark follows the index, so the drop to 50 liquidates the long traders
     v = Venue(VenueConfig(insurance_fund=10**9, mark=MarkConfig(method="index")), np.random.default_rng(0))
     v.set_index([100.0])
@@ -39,7 +39,10 @@ def step_path() -> None:
         v.submit_orders(0, traders[:1], np.array([-1]), np.array([1]), mark // 2)
         v.books[0].depth_within(0.01, float(mark))
         v.books[0].submit(traders[:1], [1], [1], [mark])  # an IOC straight into the book (unwinds)
+        # inventory for the unwinds: the fund and the engine take a position from a maker
+        v.opening_auction(0, [v.insurance_fund, v.engine, makers[0]], [5, -3, -2], mark)
         v.unwind_venue_positions()
+        v.unwind_venue_positions(holders=[v.insurance_fund, v.engine])
         v.update_marks(roll=False)
         v.liquidate()
         v.ledger.totals(v.marks)
