@@ -633,7 +633,10 @@ class Venue:
         """The backstop vault, the fund and the engine sell part of what they took over."""
         holders = (self.backstop, self.insurance_fund, self.engine) if holders is None else holders
         qty = self.ledger.qty
-        if not any(qty[h].any() for h in holders):  # the usual step: no inventory to unwind
+        if qty.shape[1] == 1:  # the usual step: no inventory to unwind
+            if not any(qty[h, 0] for h in holders):
+                return
+        elif not any(qty[h].any() for h in holders):
             return
         for holder in holders:
             for m in range(self.n_markets):
@@ -643,7 +646,8 @@ class Venue:
                 size = max(1, int(abs(q) * self.config.unwind_fraction))
                 side = SELL if q > 0 else BUY
                 band = self.config.unwind_band
-                limit = math.ceil(self.marks[m] * (1 - band)) if side == SELL else math.floor(self.marks[m] * (1 + band))
+                mark = float(self.marks[m])  # the int64 mark times a float: the float product
+                limit = math.ceil(mark * (1 - band)) if side == SELL else math.floor(mark * (1 + band))
                 book = self.books[m]
                 k = kernels.book()
                 if k is not None and book.compiled and not self.inverse[m]:  # one call: match and ledger
