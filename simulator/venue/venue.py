@@ -557,13 +557,16 @@ class Venue:
         """Book mid per market. A side swept empty leaves the last trade as the book's price
         (the deepest level hit), so a wiped-out book pulls the median mark down with it; NaN
         only when the book has never traded and is empty."""
-        out = np.full(self.n_markets, np.nan)
+        out = []
         for m, book in enumerate(self.books):
-            mid = book.mid()
-            if mid is None and (book.best_bid() is not None or book.best_ask() is not None):
-                mid = self.prices.last[m]
-            out[m] = np.nan if mid is None else mid
-        return out
+            bids, asks = book.bids.price, book.asks.price
+            if len(bids) and len(asks):
+                out.append((int(bids[0]) + int(asks[0])) / 2)  # ``OrderBook.mid``
+            elif len(bids) or len(asks):
+                out.append(self.prices.last[m])
+            else:
+                out.append(np.nan)
+        return np.array(out, dtype=float)
 
     def open_interest_value(self) -> int:
         """Open interest valued at mark, all markets, cash units."""
