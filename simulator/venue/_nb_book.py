@@ -441,18 +441,19 @@ def submit_settle(market, owners, sides, qtys, limits, reduce_only, has_reduce_o
     (``order_margin``), the accepted orders matched (``submit``), the fills put on the ledger
     in order (``_nb.trade``) and their fees paid (``pay_fees``), the same kernels in the same
     order as the separate calls. Returns (fills as ``submit``'s 7 rows, refused count, whether
-    any order was accepted, the two sides of the book as left)."""
+    any order was accepted, the two sides of the book as left, ``_columns`` each)."""
     out_q, ok, refused = order_margin(market, owners, sides, qtys, reduce_only, has_reduce_only, wallet, qty, cost,
                                       marks, cv, leverage, guard, guard_leverage, taker_fee_ppm, inv_market)
     idx = np.flatnonzero(ok)
     if len(idx) == 0:
-        return (np.empty((7, 0), np.int64), refused, False, bid_price, bid_qty, bid_owner, bid_oid, ask_price,
-                ask_qty, ask_owner, ask_oid)
+        return (np.empty((7, 0), np.int64), refused, False, _columns(bid_price, bid_qty, bid_owner, bid_oid),
+                _columns(ask_price, ask_qty, ask_owner, ask_oid))
     fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = submit(
         bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners[idx], sides[idx],
         out_q[idx], limits[idx])
     _settle_fills(fills, market, wallet, qty, cost, cv[market], True, taker_fee_ppm, maker_fee_ppm, fee_pool)
-    return fills, refused, True, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
+    return (fills, refused, True, _columns(bid_price, bid_qty, bid_owner, bid_oid),
+            _columns(ask_price, ask_qty, ask_owner, ask_oid))
 
 
 @njit
@@ -481,11 +482,12 @@ def _settle_fills(fills, market, wallet, qty, cost, cv, fees, taker_fee_ppm, mak
 def ioc_settle(market, owners, sides, qtys, limits, wallet, qty, cost, cv, bid_price, bid_qty, bid_owner, bid_oid,
                ask_price, ask_qty, ask_owner, ask_oid):
     """IOC orders of the venue's own rows in a linear market (``OrderBook.submit`` then
-    ``Venue.settle`` without fees, no margin check): (fills, the two sides as left)."""
+    ``Venue.settle`` without fees, no margin check): (fills, the two sides as left, ``_columns``
+    each)."""
     fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = submit(
         bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners, sides, qtys, limits)
     _settle_fills(fills, market, wallet, qty, cost, cv[market], False, 0, 0, 0)
-    return fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
+    return fills, _columns(bid_price, bid_qty, bid_owner, bid_oid), _columns(ask_price, ask_qty, ask_owner, ask_oid)
 
 
 @njit
@@ -494,22 +496,25 @@ def post_quotes_one_market(owners, sides, prices, qtys, bid_price, bid_qty, bid_
                            next_oid, inv_market):
     """``post_quotes`` on the book of a one-market venue, the owners' set-up included: their
     sorted unique ids, no resting lots in other books, their leverage rows (``leverage`` is
-    every account's)."""
+    every account's). Returns ``post_quotes``' results with the two sides as ``_columns``."""
     accounts = np.unique(owners)
     buys = np.zeros((len(accounts), 1), np.int64)
     sells = np.zeros((len(accounts), 1), np.int64)
     lev = np.empty((len(accounts), leverage.shape[1]), np.float64)
     for i in range(len(accounts)):
         lev[i] = leverage[accounts[i]]
-    return post_quotes(0, owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty,
-                       ask_owner, ask_oid, accounts, buys, sells, wallet, qty, cost, marks, cv, lev, guard,
-                       guard_leverage, fee_ppm, next_oid, inv_market)
+    out, refused, next_oid, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = post_quotes(
+        0, owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid,
+        accounts, buys, sells, wallet, qty, cost, marks, cv, lev, guard, guard_leverage, fee_ppm, next_oid,
+        inv_market)
+    return (out, refused, next_oid, _columns(bid_price, bid_qty, bid_owner, bid_oid),
+            _columns(ask_price, ask_qty, ask_owner, ask_oid))
 
 
 @njit
 def cancel_both(bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners):
-    """``cancel`` on both sides of a book (bids, then asks): the kept columns of each and the
-    number of orders dropped."""
+    """``cancel`` on both sides of a book (bids, then asks): the kept orders of each side
+    (``_columns``) and the number of orders dropped."""
     n = 0
     if len(bid_qty):
         bid_price, bid_qty, bid_owner, bid_oid, d = cancel(bid_price, bid_qty, bid_owner, bid_oid, owners)
@@ -517,4 +522,17 @@ def cancel_both(bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_
     if len(ask_qty):
         ask_price, ask_qty, ask_owner, ask_oid, d = cancel(ask_price, ask_qty, ask_owner, ask_oid, owners)
         n += d
-    return bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, n
+    return _columns(bid_price, bid_qty, bid_owner, bid_oid), _columns(ask_price, ask_qty, ask_owner, ask_oid), n
+
+
+@njit
+def _columns(price, qty, owner, oid):
+    """One side of a book as one (4, orders) array: price, qty, owner, oid rows. A kernel
+    returns a side this way, one array instead of four (each array handed back to Python
+    costs a box and an unpickle of its type)."""
+    out = np.empty((4, len(qty)), np.int64)
+    out[0] = price
+    out[1] = qty
+    out[2] = owner
+    out[3] = oid
+    return out

@@ -30,13 +30,15 @@ def _min(a, b):
 
 @njit
 def update_mark(mids, index, last, basis_ema, mark_high, mark_low, premium_sum, alpha, roll, method):
-    """New (mark, basis EMA, mark high, mark low); with ``roll`` the EMA steps and the premium
-    of the new mark is added to ``premium_sum`` (in place)."""
+    """New (mark, mark high and mark low as the rows of one (3, markets) array; basis EMA);
+    with ``roll`` the EMA steps and the premium of the new mark is added to ``premium_sum`` (in
+    place). Two arrays back, not four: each array handed back to Python costs a box."""
     n = len(index)
     ema = np.empty(n, np.float64)
-    mark = np.empty(n, np.int64)
-    high = np.empty(n, np.int64)
-    low = np.empty(n, np.int64)
+    out = np.empty((3, n), np.int64)
+    mark = out[0]
+    high = out[1]
+    low = out[2]
     keep = 1 - alpha
     for i in range(n):
         missing = np.isnan(mids[i])
@@ -66,7 +68,7 @@ def update_mark(mids, index, last, basis_ema, mark_high, mark_low, premium_sum, 
             low[i] = min(mark_low[i], mark[i])
         if roll:
             premium_sum[i] += (mark[i] - index[i]) / index[i]
-    return mark, ema, high, low
+    return out, ema
 
 
 @njit

@@ -168,8 +168,10 @@ class OrderBook:
         b, a = self.bids, self.asks
         if not (len(b.qty) or len(a.qty)):
             return 0
-        b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, n = k.cancel_both(
-            b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, owners)
+        bid_cols, ask_cols, n = k.cancel_both(b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, owners)
+        if n:
+            b.price, b.qty, b.owner, b.oid = bid_cols
+            a.price, a.qty, a.owner, a.oid = ask_cols
         return int(n)
 
     def cancel_owners_reference(self, owners) -> int:

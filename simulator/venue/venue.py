@@ -264,11 +264,13 @@ class Venue:
                 limits = np.ascontiguousarray(np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape))
             spec = self.markets[market]
             b, a = book.bids, book.asks
-            out, refused, sent, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid = k.submit_settle(
+            out, refused, sent, bid_cols, ask_cols = k.submit_settle(
                 int(market), owners, sides, qtys, limits, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
                 i64(self.marks), self.contract_values, self._leverage_c(), guard,
                 float(self.config.fund_guard_max_leverage), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm),
                 led.inverse, int(self.fee_pool), b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid)
+            b.price, b.qty, b.owner, b.oid = bid_cols
+            a.price, a.qty, a.owner, a.oid = ask_cols
             self.rejections += int(refused)
             if not sent:
                 return Fills.empty()
@@ -348,12 +350,13 @@ class Venue:
         if self.n_markets == 1:  # one call: owners, leverage rows, checks and posting
             b, a = book.bids, book.asks
             guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
-            (oids, refused, book._next_oid, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner,
-             a.oid) = k.post_quotes_one_market(
+            oids, refused, book._next_oid, bid_cols, ask_cols = k.post_quotes_one_market(
                 owners, sides, prices, qtys, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid,
                 led.wallet, led.qty, led.cost, i64(self.marks), self.contract_values, self._leverage_c(), guard,
                 float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0),
                 int(book._next_oid), led.inverse)
+            b.price, b.qty, b.owner, b.oid = bid_cols
+            a.price, a.qty, a.owner, a.oid = ask_cols
             self.quote_rejections += int(refused)
             return oids
         u = i64(np.unique(owners))
@@ -655,11 +658,13 @@ class Venue:
                 k = kernels.book()
                 if k is not None and book.compiled and not self.inverse[m]:  # one call: match and ledger
                     b, a = book.bids, book.asks
-                    out, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid = k.ioc_settle(
+                    out, bid_cols, ask_cols = k.ioc_settle(
                         m, np.array([holder], dtype=np.int64), np.array([side], dtype=np.int64),
                         np.array([size], dtype=np.int64), np.array([limit], dtype=np.int64), self.ledger.wallet,
                         self.ledger.qty, self.ledger.cost, self.contract_values, b.price, b.qty, b.owner, b.oid,
                         a.price, a.qty, a.owner, a.oid)
+                    b.price, b.qty, b.owner, b.oid = bid_cols
+                    a.price, a.qty, a.owner, a.oid = ask_cols
                     fills = Fills(*out)
                     if len(fills):  # ``settle``'s bookkeeping
                         self.prices.last[m] = float(out[4, -1])
