@@ -371,6 +371,8 @@ class PerpModel(mesa.Model):
         return [s for _, s in self._shocks(kind) if s.step <= t < s.step + s.duration]
 
     def liquidity_withdrawn(self) -> float:
+        if not self._shocks(LiquidityWithdrawal):
+            return 0.0
         return max([s.fraction for s in self._active(LiquidityWithdrawal)], default=0.0)
 
     def withdrawal_wave(self, wave: WithdrawalWave) -> np.ndarray:
