@@ -709,7 +709,7 @@ class Venue:
         ``cover_engine_inventory``'s test, one compiled call (the quiet step ends here)."""
         if self._holder_rows is None:
             self._holder_rows = np.array([self.engine, self.insurance_fund, self.backstop], dtype=np.int64)
-        return bool(self.equity(self._holder_rows).min() < 0)
+        return min(self.equity(self._holder_rows).tolist()) < 0
 
     def start_step(self, step: int) -> None:
         """A new step begins: events are stamped with it."""
