@@ -433,6 +433,7 @@ def _run(sc, monkeypatch, compiled: bool) -> PerpModel:
             mp.setattr(market_makers, "_kernels", lambda: None)
             mp.setattr(kernels, "book", lambda: None)
             mp.setattr(kernels, "scan", lambda: None)
+            mp.setattr(kernels, "prices", lambda: None)  # marks, realised vol, signals in numpy
         model = PerpModel(sc)
         model.run()
     return model
@@ -447,6 +448,8 @@ def test_compiled_run_equals_numpy_run(monkeypatch, extra):
         assert np.array_equal(getattr(fast.venue.ledger, col), getattr(slow.venue.ledger, col))
     assert (fast.venue.rejections, fast.venue.quote_rejections) == (slow.venue.rejections, slow.venue.quote_rejections)
     assert (fast.venue.events.to_frame()["kind"] == "liquidation").sum() > 30  # the run went through a cascade
+    # the recorded series (one column store per step, the book depth compiled) bit for bit
+    assert {k: v.tobytes() for k, v in fast.series.items()} == {k: v.tobytes() for k, v in slow.series.items()}
 
 
 def test_inverse_run_with_the_kernels_equals_the_numpy_run(monkeypatch):
