@@ -35,6 +35,15 @@ def watched(draw, probability, accounts, market, qty, with_stops):
 
 
 @njit
+def watched_equity(draw, probability, accounts, market, with_stops, wallet, qty, cost, marks, cv, inverse):
+    """``watched`` and, for the slots it returns, their accounts and the accounts' equity
+    (``equity_of``), in one call: (slots, whether each acts, accounts, equity)."""
+    idx, acting = watched(draw, probability, accounts, market, qty, with_stops)
+    acc = accounts[idx]
+    return idx, acting, acc, equity_of(wallet, qty, cost, marks, cv, acc, inverse)
+
+
+@njit
 def equity_of(wallet, qty, cost, marks, cv, accounts, inverse):
     """Cross-margin equity of ``accounts`` (``Ledger.equity``; ``inverse``: per market, True
     for an inverse contract)."""

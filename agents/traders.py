@@ -14,6 +14,7 @@ from simulator.venue import kernels
 from simulator.venue.book import BUY
 
 STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
+_WARMED = False  # the decision kernels are loaded in this process (``LeveragedTrader.warm_up``)
 
 
 class TraderPopulation:
@@ -132,20 +133,19 @@ class LeveragedTrader(AccountAgent):
         cfg = pop.cfg
         draw = rng.random(len(pop))
         with_stops = cfg.stop_loss is not None or cfg.take_profit is not None
-        idx, acting = k.watched(draw, float(pop.trade_probability), pop.accounts, pop.market, led.qty, with_stops)
-        if len(idx) == 0:
-            return
         marks = venue.marks
         cv = venue.contract_values
-        acc = pop.accounts[idx]
-        equity = k.equity_of(led.wallet, led.qty, led.cost, marks, cv, acc, led.inverse)
-        trend, deviation = model.signals()
+        idx, acting, acc, equity = k.watched_equity(draw, float(pop.trade_probability), pop.accounts, pop.market,
+                                                    with_stops, led.wallet, led.qty, led.cost, marks, cv, led.inverse)
+        if len(idx) == 0:
+            return
+        trend_sign, reversion_sign = model.signal_signs()
         coin_draw = rng.random(len(idx))  # _entry_side's draw
         size_draw = rng.uniform(0.5, 1.0, len(idx))  # _entry_lots' draw
         lots, order_side, close = k.decide(
             idx, acting, equity, coin_draw, size_draw, pop.accounts, pop.market, pop.strategy, pop.leverage,
             pop.isolated, pop.size_share, led.qty, led.cost, marks, cv, venue.leverage,
-            np.sign(np.asarray(trend, dtype=float)), -np.sign(np.asarray(deviation, dtype=float)),
+            trend_sign, reversion_sign,
             float(pop.long_share), float(cfg.position_fraction),
             float(cfg.stop_loss or 0.0), cfg.stop_loss is not None,
             float(cfg.take_profit or 0.0), cfg.take_profit is not None, led.inverse, led.any_inverse)
@@ -153,7 +153,29 @@ class LeveragedTrader(AccountAgent):
         if len(send) == 0:
             return
         send = send[rng.permutation(len(send))]  # arrival order
-        _send_orders(venue, send, pop.market[idx], acc, order_side, lots, close)
+        _send_orders(venue, send, pop.market[idx] if venue.n_markets > 1 else None, acc, order_side, lots, close)
+
+    @staticmethod
+    def warm_up(model) -> None:
+        """Load the decision kernels with the types ``step_all`` gives them (this model's
+        arrays, no trader selected): a kernel first met inside a timed run would load there."""
+        global _WARMED
+        k = _kernels()
+        if k is None or _WARMED:
+            return
+        _WARMED = True
+        pop: TraderPopulation = model.traders
+        venue = model.venue
+        led = venue.ledger
+        none = np.zeros(0, dtype=np.int64)
+        k.watched_equity(np.zeros(0), 0.5, pop.accounts[:0], pop.market[:0], True, led.wallet, led.qty, led.cost,
+                         venue.marks, venue.contract_values, led.inverse)
+        equity = k.equity_of(led.wallet, led.qty, led.cost, venue.marks, venue.contract_values, none, led.inverse)
+        signs = np.zeros(venue.n_markets)
+        k.decide(none, np.zeros(0, dtype=bool), equity, np.zeros(0), np.zeros(0), pop.accounts, pop.market,
+                 pop.strategy, pop.leverage, pop.isolated, pop.size_share, led.qty, led.cost, venue.marks,
+                 venue.contract_values, venue.leverage, signs, signs, 0.5, 0.1, 0.0, False, 0.0, False, led.inverse,
+                 led.any_inverse)
 
     @classmethod
     def step_all_reference(cls, model) -> None:
@@ -202,14 +224,17 @@ class LeveragedTrader(AccountAgent):
 
 
 def _send_orders(venue, send, market, acc, order_side, lots, close) -> None:
-    """One batch of market orders per market, in arrival order ``send``."""
+    """One batch of market orders per market, in arrival order ``send`` (``market`` per
+    order; None on a one-market venue)."""
     band = 0.1  # market orders carry a 10 % price protection
     for m in range(venue.n_markets):
-        k = send[market[send] == m]
+        k = send if market is None else send[market[send] == m]
         if len(k) == 0:
             continue
-        s = order_side[k].astype(np.int64)
-        limit = np.where(s == BUY, venue.marks[m] * (1 + band), venue.marks[m] * (1 - band)).astype(np.int64)
+        s = np.asarray(order_side[k], dtype=np.int64)
+        # the float limits truncated toward zero, as numpy's astype does
+        mark = float(venue.marks[m])
+        limit = np.where(s == BUY, int(mark * (1 + band)), int(mark * (1 - band)))
         venue.submit_orders(m, acc[k], s, lots[k], limit, reduce_only=close[k])
 
 

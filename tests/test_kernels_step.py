@@ -162,6 +162,49 @@ def test_mark_median_by_hand():
     assert ps.mark_high.tolist() == [1_005] and ps.mark_low.tolist() == [1_000]
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 400), st.integers(1, 3))
+def test_window_std_equals_numpy_std(seed, steps, n_markets):
+    # realised volatility: numpy sums one column pairwise (eight running sums, halves above
+    # 128 terms) and several columns row after row; the kernel must give numpy's std bit for
+    # bit on every window, short ones and ones longer than a pairwise block included
+    rng = np.random.default_rng(seed)
+    path = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (steps + 1, n_markets)), axis=0))
+    returns = np.ascontiguousarray(np.diff(np.log(path), axis=0))
+    k = kernels.prices()
+    for _ in range(10):
+        lo = int(rng.integers(0, steps - 1))
+        hi = int(rng.integers(lo + 2, steps + 1))
+        assert k.window_std(returns, lo, hi).tobytes() == returns[lo:hi].std(axis=0).tobytes()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 3), st.booleans())
+def test_window_signals_equal_the_signs_of_numpy_signals(seed, steps, n_markets, flat):
+    # the traders' signs from the index window: sign(last - first) and -sign(last - mean), the
+    # mean as numpy's mean(axis=0); a flat path (every sign 0) and windows of one step included
+    rng = np.random.default_rng(seed)
+    path = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (steps, n_markets)), axis=0))
+    if flat:
+        path[:] = 100.0
+    k = kernels.prices()
+    for _ in range(10):
+        hi = int(rng.integers(1, steps + 1))
+        lo = max(0, hi - int(rng.integers(1, 200)))
+        w = path[lo:hi]
+        trend, reversion = k.window_signals(path, lo, hi)
+        assert trend.tobytes() == np.sign(w[-1] - w[0]).tobytes()
+        assert reversion.tobytes() == (-np.sign(w[-1] - w.mean(axis=0))).tobytes()
+
+
+def test_window_std_by_hand():
+    # returns 1, 3 (mean 2, squared deviations 1 and 1): variance 1, std 1; returns 0, 0, 6:
+    # mean 2, squared deviations 4, 4, 16, variance 8, std sqrt(8)
+    k = kernels.prices()
+    assert k.window_std(np.array([[1.0], [3.0], [9.0]]), 0, 2).tolist() == [1.0]
+    assert k.window_std(np.array([[0.0, 1.0], [0.0, 3.0], [6.0, 5.0]]), 0, 3).tolist() == [8 ** 0.5, (8 / 3) ** 0.5]
+
+
 # ------------------------------------------------------------------ book kernels
 def _random_book(rng, n_rest) -> OrderBook:
     b = OrderBook()
@@ -201,6 +244,22 @@ def test_book_kernels_equal_numpy_reference(seed, n_rest, n_new):
     gone = rng.integers(0, 6, int(rng.integers(0, 3)))
     assert fast.cancel_owners(gone) == ref.cancel_owners_reference(gone)
     assert _side_columns(fast) == _side_columns(ref)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 25), st.floats(80.0, 120.0), st.sampled_from([0.0, 0.01, 0.05]))
+def test_depth_kernel_equals_numpy_reference(seed, n_rest, ref_price, fraction):
+    b = _random_book(np.random.default_rng(seed), n_rest)
+    assert b.depth_within(fraction, ref_price) == b.depth_within_reference(fraction, ref_price)
+
+
+def test_depth_within_by_hand():
+    # bids 99 x 4, 98 x 3, 90 x 5; asks 101 x 2, 102 x 7; 1 % of 100: bids >= 99 (4 lots),
+    # asks <= 101 (2 lots); 10 %: bids >= 90 (4 + 3 + 5 = 12), asks <= 110 (2 + 7 = 9)
+    b = OrderBook()
+    b.post([1, 1, 1, 2, 2], [BUY, BUY, BUY, SELL, SELL], [99, 98, 90, 101, 102], [4, 3, 5, 2, 7])
+    assert b.depth_within(0.01, 100.0) == (4, 2)
+    assert b.depth_within(0.1, 100.0) == (12, 9)
 
 
 @settings(max_examples=200, deadline=None)
@@ -400,6 +459,7 @@ def _run(sc, monkeypatch, compiled: bool) -> PerpModel:
             mp.setattr(market_makers, "_kernels", lambda: None)
             mp.setattr(kernels, "book", lambda: None)
             mp.setattr(kernels, "scan", lambda: None)
+            mp.setattr(kernels, "prices", lambda: None)  # marks, realised vol, signals in numpy
         model = PerpModel(sc)
         model.run()
     return model
@@ -419,6 +479,8 @@ def test_compiled_run_equals_numpy_run(monkeypatch, extra):
         assert np.array_equal(getattr(fast.venue.ledger, col), getattr(slow.venue.ledger, col))
     assert (fast.venue.rejections, fast.venue.quote_rejections) == (slow.venue.rejections, slow.venue.quote_rejections)
     assert (fast.venue.events.to_frame()["kind"] == "liquidation").sum() > 30  # the run went through a cascade
+    # the recorded series (one column store per step, the book depth compiled) bit for bit
+    assert {k: v.tobytes() for k, v in fast.series.items()} == {k: v.tobytes() for k, v in slow.series.items()}
 
 
 def test_inverse_run_with_the_kernels_equals_the_numpy_run(monkeypatch):
@@ -492,3 +554,32 @@ def test_snapshots_keep_only_changed_accounts_and_rebuild_every_table():
     assert table["wallet"].tolist() == [5, 7, 9, 5, 8, 9, 5, 8, 9, 4]
     assert table["qty_0"].tolist() == [0, 0, 0, 0, 0, 3, 0, 0, 3, 0]
     assert table["cost_0"].tolist() == [0, 0, 0, 0, 0, 300, 0, 0, 300, 0]
+
+
+def test_warm_up_leaves_no_kernel_to_load_inside_a_run():
+    # in a fresh process: after the warm-up (what the bench and the pool workers call), a
+    # cascade run with trading, liquidations and unwinds meets no kernel signature it did not
+    # already have; a new one would be loaded from numba's cache (or compiled) inside the run
+    import subprocess
+    import sys
+
+    code = """
+import importlib
+from simulator.experiments import run
+from simulator.world.model import PerpModel
+mods = [importlib.import_module(m) for m in ("simulator.venue._nb", "simulator.venue._nb_book",
+        "simulator.venue._nb_scan", "simulator.venue._nb_prices", "agents._nb_traders", "agents._nb_makers")]
+run.warm_up()
+def loaded():
+    return {(m.__name__, n): len(f.signatures) for m in mods for n, f in vars(m).items() if hasattr(f, "signatures")}
+before = loaded()
+sc = run.load_scenario("scenarios/cascade.yaml", {"agents.traders.count": 400, "steps": 420})
+model = PerpModel(sc, 1)
+model.run()
+assert model.venue.events.count("liquidation") > 0 and model.venue.volume.sum() > 0
+new = {k: v for k, v in loaded().items() if v != before.get(k, 0)}
+assert not new, new
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

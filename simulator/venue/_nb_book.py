@@ -17,6 +17,7 @@ PPM = 1_000_000
 BUY = 1
 SELL = -1
 from simulator.venue._nb import match_side as _match_side
+from simulator.venue._nb import trade as _trade
 from simulator.venue._nb_scan import notional_at, value_at
 
 njit = numba.njit(cache=True, nogil=True)
@@ -414,3 +415,124 @@ def post_quotes(market, owners, sides, prices, qtys, bid_price, bid_qty, bid_own
         ask_price, ask_qty, ask_owner, ask_oid = insert(ask_price, ask_qty, ask_owner, ask_oid, p_prices[ka],
                                                         p_qtys[ka], p_owners[ka], oids[ka], False)
     return out, refused, next_oid, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid
+
+
+@njit
+def depth_within(bid_price, bid_qty, ask_price, ask_qty, bid_floor, ask_cap):
+    """Lots resting at bids ``>= bid_floor`` and at asks ``<= ask_cap`` (float bounds, each
+    price compared as a float, as numpy compares int64 with a float):
+    ``OrderBook.depth_within``'s sums."""
+    bid = np.int64(0)
+    for i in range(len(bid_qty)):
+        if float(bid_price[i]) >= bid_floor:
+            bid += bid_qty[i]
+    ask = np.int64(0)
+    for i in range(len(ask_qty)):
+        if float(ask_price[i]) <= ask_cap:
+            ask += ask_qty[i]
+    return bid, ask
+
+
+@njit
+def submit_settle(market, owners, sides, qtys, limits, reduce_only, has_reduce_only, wallet, qty, cost, marks, cv,
+                  leverage, guard, guard_leverage, taker_fee_ppm, maker_fee_ppm, inv_market, fee_pool, bid_price,
+                  bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid):
+    """``Venue.submit_orders`` of a linear market in one call: the margin checks
+    (``order_margin``), the accepted orders matched (``submit``), the fills put on the ledger
+    in order (``_nb.trade``) and their fees paid (``pay_fees``), the same kernels in the same
+    order as the separate calls. Returns (fills as ``submit``'s 7 rows, refused count, whether
+    any order was accepted, the two sides of the book as left, ``_columns`` each)."""
+    out_q, ok, refused = order_margin(market, owners, sides, qtys, reduce_only, has_reduce_only, wallet, qty, cost,
+                                      marks, cv, leverage, guard, guard_leverage, taker_fee_ppm, inv_market)
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return (np.empty((7, 0), np.int64), refused, False, _columns(bid_price, bid_qty, bid_owner, bid_oid),
+                _columns(ask_price, ask_qty, ask_owner, ask_oid))
+    fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = submit(
+        bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners[idx], sides[idx],
+        out_q[idx], limits[idx])
+    _settle_fills(fills, market, wallet, qty, cost, cv[market], True, taker_fee_ppm, maker_fee_ppm, fee_pool)
+    return (fills, refused, True, _columns(bid_price, bid_qty, bid_owner, bid_oid),
+            _columns(ask_price, ask_qty, ask_owner, ask_oid))
+
+
+@njit
+def _settle_fills(fills, market, wallet, qty, cost, cv, fees, taker_fee_ppm, maker_fee_ppm, fee_pool):
+    """``Venue.settle`` of ``submit``'s fills in a linear market: the ledger (``_nb.trade``,
+    buyer and seller from the taker's side), then with ``fees`` the fees (``pay_fees``)."""
+    n = fills.shape[1]
+    if n == 0:
+        return
+    taker, maker, taker_side = fills[0], fills[1], fills[2]
+    buyers = np.empty(n, np.int64)
+    sellers = np.empty(n, np.int64)
+    for i in range(n):
+        if taker_side[i] == BUY:
+            buyers[i] = taker[i]
+            sellers[i] = maker[i]
+        else:
+            buyers[i] = maker[i]
+            sellers[i] = taker[i]
+    _trade(wallet, qty, cost, market, buyers, sellers, fills[3], fills[4], cv)
+    if fees:
+        pay_fees(wallet, taker, maker, fills[3], fills[4], cv, taker_fee_ppm, maker_fee_ppm, fee_pool, False)
+
+
+@njit
+def ioc_settle(market, owners, sides, qtys, limits, wallet, qty, cost, cv, bid_price, bid_qty, bid_owner, bid_oid,
+               ask_price, ask_qty, ask_owner, ask_oid):
+    """IOC orders of the venue's own rows in a linear market (``OrderBook.submit`` then
+    ``Venue.settle`` without fees, no margin check): (fills, the two sides as left, ``_columns``
+    each)."""
+    fills, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = submit(
+        bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners, sides, qtys, limits)
+    _settle_fills(fills, market, wallet, qty, cost, cv[market], False, 0, 0, 0)
+    return fills, _columns(bid_price, bid_qty, bid_owner, bid_oid), _columns(ask_price, ask_qty, ask_owner, ask_oid)
+
+
+@njit
+def post_quotes_one_market(owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty,
+                           ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage, guard, guard_leverage, fee_ppm,
+                           next_oid, inv_market):
+    """``post_quotes`` on the book of a one-market venue, the owners' set-up included: their
+    sorted unique ids, no resting lots in other books, their leverage rows (``leverage`` is
+    every account's). Returns ``post_quotes``' results with the two sides as ``_columns``."""
+    accounts = np.unique(owners)
+    buys = np.zeros((len(accounts), 1), np.int64)
+    sells = np.zeros((len(accounts), 1), np.int64)
+    lev = np.empty((len(accounts), leverage.shape[1]), np.float64)
+    for i in range(len(accounts)):
+        lev[i] = leverage[accounts[i]]
+    out, refused, next_oid, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid = post_quotes(
+        0, owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid,
+        accounts, buys, sells, wallet, qty, cost, marks, cv, lev, guard, guard_leverage, fee_ppm, next_oid,
+        inv_market)
+    return (out, refused, next_oid, _columns(bid_price, bid_qty, bid_owner, bid_oid),
+            _columns(ask_price, ask_qty, ask_owner, ask_oid))
+
+
+@njit
+def cancel_both(bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid, owners):
+    """``cancel`` on both sides of a book (bids, then asks): the kept orders of each side
+    (``_columns``) and the number of orders dropped."""
+    n = 0
+    if len(bid_qty):
+        bid_price, bid_qty, bid_owner, bid_oid, d = cancel(bid_price, bid_qty, bid_owner, bid_oid, owners)
+        n += d
+    if len(ask_qty):
+        ask_price, ask_qty, ask_owner, ask_oid, d = cancel(ask_price, ask_qty, ask_owner, ask_oid, owners)
+        n += d
+    return _columns(bid_price, bid_qty, bid_owner, bid_oid), _columns(ask_price, ask_qty, ask_owner, ask_oid), n
+
+
+@njit
+def _columns(price, qty, owner, oid):
+    """One side of a book as one (4, orders) array: price, qty, owner, oid rows. A kernel
+    returns a side this way, one array instead of four (each array handed back to Python
+    costs a box and an unpickle of its type)."""
+    out = np.empty((4, len(qty)), np.int64)
+    out[0] = price
+    out[1] = qty
+    out[2] = owner
+    out[3] = oid
+    return out

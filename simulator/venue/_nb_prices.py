@@ -30,13 +30,15 @@ def _min(a, b):
 
 @njit
 def update_mark(mids, index, last, basis_ema, mark_high, mark_low, premium_sum, alpha, roll, method):
-    """New (mark, basis EMA, mark high, mark low); with ``roll`` the EMA steps and the premium
-    of the new mark is added to ``premium_sum`` (in place)."""
+    """New (mark, mark high and mark low as the rows of one (3, markets) array; basis EMA);
+    with ``roll`` the EMA steps and the premium of the new mark is added to ``premium_sum`` (in
+    place). Two arrays back, not four: each array handed back to Python costs a box."""
     n = len(index)
     ema = np.empty(n, np.float64)
-    mark = np.empty(n, np.int64)
-    high = np.empty(n, np.int64)
-    low = np.empty(n, np.int64)
+    out = np.empty((3, n), np.int64)
+    mark = out[0]
+    high = out[1]
+    low = out[2]
     keep = 1 - alpha
     for i in range(n):
         missing = np.isnan(mids[i])
@@ -66,4 +68,103 @@ def update_mark(mids, index, last, basis_ema, mark_high, mark_low, premium_sum, 
             low[i] = min(mark_low[i], mark[i])
         if roll:
             premium_sum[i] += (mark[i] - index[i]) / index[i]
-    return mark, ema, high, low
+    return out, ema
+
+
+@njit
+def _pairwise_sum(a, lo, n, col, mean, square):
+    """numpy's pairwise sum (``pairwise_sum`` of ``add.reduce`` along a contiguous run) of
+    ``a[lo : lo + n, col]``, or with ``square`` of ``(a - mean) ** 2``: sequential below 8
+    terms, eight running sums up to 128, halves (a multiple of 8) above."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            x = a[lo + i, col]
+            if square:
+                x = (x - mean) * (x - mean)
+            res += x
+        return res
+    if n <= 128:
+        r = np.empty(8, np.float64)
+        for j in range(8):
+            x = a[lo + j, col]
+            if square:
+                x = (x - mean) * (x - mean)
+            r[j] = x
+        i = 8
+        while i < n - (n % 8):
+            for j in range(8):
+                x = a[lo + i + j, col]
+                if square:
+                    x = (x - mean) * (x - mean)
+                r[j] += x
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            x = a[lo + i, col]
+            if square:
+                x = (x - mean) * (x - mean)
+            res += x
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, lo, n2, col, mean, square) + _pairwise_sum(a, lo + n2, n - n2, col, mean, square)
+
+
+@njit
+def window_std(returns, lo, hi):
+    """``returns[lo:hi].std(axis=0)`` of a C-contiguous (steps, markets) float array, bit for
+    bit numpy's: the mean, then the mean of squared deviations, then the root. With one column
+    numpy sums the run pairwise (``_pairwise_sum``); with several it adds row after row."""
+    n = hi - lo
+    m_count = returns.shape[1]
+    out = np.empty(m_count, np.float64)
+    for c in range(m_count):
+        if m_count == 1:
+            mean = _pairwise_sum(returns, lo, n, c, 0.0, False) / n
+            var = _pairwise_sum(returns, lo, n, c, mean, True)
+        else:
+            s = returns[lo, c]
+            for i in range(lo + 1, hi):
+                s += returns[i, c]
+            mean = s / n
+            d = returns[lo, c] - mean
+            var = d * d
+            for i in range(lo + 1, hi):
+                d = returns[i, c] - mean
+                var += d * d
+        out[c] = np.sqrt(var / n)
+    return out
+
+
+@njit
+def window_signals(path, lo, hi):
+    """The traders' signals over ``path[lo:hi]`` (steps x markets, C-contiguous), as signs:
+    ``sign(last - first)`` (trend) and ``-sign(last - mean)`` (mean reversion), the mean
+    summed as numpy's ``mean(axis=0)`` sums (``window_std``'s order), so every sign is the
+    one ``np.sign`` gives on ``PerpModel.signals``."""
+    n = hi - lo
+    m_count = path.shape[1]
+    trend = np.empty(m_count, np.float64)
+    reversion = np.empty(m_count, np.float64)
+    for c in range(m_count):
+        if m_count == 1:
+            s = _pairwise_sum(path, lo, n, c, 0.0, False)
+        else:
+            s = path[lo, c]
+            for i in range(lo + 1, hi):
+                s += path[i, c]
+        last = path[hi - 1, c]
+        trend[c] = _sign(last - path[lo, c])
+        reversion[c] = -_sign(last - s / n)
+    return trend, reversion
+
+
+@njit
+def _sign(x):
+    if x > 0:
+        return 1.0
+    if x < 0:
+        return -1.0
+    return x if np.isnan(x) else 0.0

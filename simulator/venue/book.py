@@ -139,8 +139,17 @@ class OrderBook:
             ref = self.best_bid() or self.best_ask()
             if ref is None:
                 return 0, 0
-        bid = int(self.bids.qty[self.bids.price >= ref * (1 - fraction)].sum())
-        ask = int(self.asks.qty[self.asks.price <= ref * (1 + fraction)].sum())
+        k = kernels.book()
+        if k is not None:
+            b, a = self.bids, self.asks
+            bid, ask = k.depth_within(b.price, b.qty, a.price, a.qty, float(ref * (1 - fraction)), float(ref * (1 + fraction)))
+            return int(bid), int(ask)
+        return self.depth_within_reference(fraction, ref)
+
+    def depth_within_reference(self, fraction: float, reference: float) -> tuple[int, int]:
+        """``depth_within`` around ``reference`` in numpy (the reference of the compiled sums)."""
+        bid = int(self.bids.qty[self.bids.price >= reference * (1 - fraction)].sum())
+        ask = int(self.asks.qty[self.asks.price <= reference * (1 + fraction)].sum())
         return bid, ask
 
     def orders_of(self, owner: int) -> int:
@@ -155,13 +164,15 @@ class OrderBook:
         k = kernels.book()
         if k is None:
             return self.cancel_owners_reference(owners)
-        owners = kernels.i64(np.atleast_1d(owners))
-        n = 0
-        for s in (self.bids, self.asks):
-            if len(s.qty):
-                s.price, s.qty, s.owner, s.oid, dropped = k.cancel(s.price, s.qty, s.owner, s.oid, owners)
-                n += dropped
-        return n
+        owners = kernels.i64_1d(owners)
+        b, a = self.bids, self.asks
+        if not (len(b.qty) or len(a.qty)):
+            return 0
+        bid_cols, ask_cols, n = k.cancel_both(b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, owners)
+        if n:
+            b.price, b.qty, b.owner, b.oid = bid_cols
+            a.price, a.qty, a.owner, a.oid = ask_cols
+        return int(n)
 
     def cancel_owners_reference(self, owners) -> int:
         """``cancel_owners`` in numpy (the reference of the compiled kernel)."""

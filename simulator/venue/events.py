@@ -54,6 +54,16 @@ _GIVEN = frozenset(COLUMNS) - {"step", "round", "kind"}
 _SHALLOW_IS_SAFE = int(pd.__version__.split(".")[0]) >= 3
 
 
+def _length(shapes) -> int:
+    """The number of events in columns of these shapes (numpy broadcasting; one when none)."""
+    shapes = list(shapes)
+    if all(len(s) <= 1 for s in shapes):  # scalars and 1-D columns, the usual case
+        lengths = {s[0] for s in shapes if s and s[0] != 1}
+        if len(lengths) <= 1:
+            return lengths.pop() if lengths else 1
+    return int(np.prod(np.broadcast_shapes(*shapes)))
+
+
 class EventLog:
     """Columnar append-only log.
 
@@ -75,10 +85,12 @@ class EventLog:
         if unknown:
             raise ValueError(f"unknown event columns {sorted(unknown)}")
         # numpy broadcasting: scalars stretch, a zero-length array means nothing to log
-        n = int(np.prod(np.broadcast_shapes(*(np.shape(v) for v in cols.values())))) if cols else 1
+        arrays = {name: np.asarray(v, dtype=COLUMNS[name]) for name, v in cols.items()}
+        n = _length(a.shape for a in arrays.values())
         if n == 0:
             return
-        given = {name: np.broadcast_to(np.asarray(v, dtype=COLUMNS[name]), (n,)) for name, v in cols.items()}
+        given = {name: a if a.shape == (n,) else (np.full(n, a, dtype=a.dtype) if a.ndim == 0 else np.broadcast_to(a, (n,)))
+                 for name, a in arrays.items()}
         self._parts.append((n, self.step, self.round, kind, given))
 
     def __len__(self) -> int:

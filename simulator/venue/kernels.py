@@ -79,6 +79,15 @@ def i64(a) -> np.ndarray:
     return np.require(a, np.int64, ["C", "W"])
 
 
+def i64_1d(a) -> np.ndarray:
+    """``a`` (an array or a scalar) as a one-dimensional ``i64`` array."""
+    if type(a) is np.ndarray and a.dtype == np.int64 and a.ndim == 1:
+        flags = a.flags
+        if flags.c_contiguous and flags.writeable:
+            return a
+    return np.require(np.atleast_1d(a), np.int64, ["C", "W"])
+
+
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) every kernel on tiny inputs."""
     k = get()
@@ -96,3 +105,4 @@ def warm_up() -> None:
     k.match(one, one, one, one, True, one, one, one, one)
     k.match(one, one, one, one, False, one, one, one, one)
     k.ledger_totals(w, q, c, one, one)
+    load("simulator.venue.warm_up").step_path()  # by name: that module imports the venue

@@ -126,8 +126,8 @@ class PriceState:
         self.mark_low = np.zeros(n_markets, dtype=np.int64)
 
     def set_index(self, index_ticks) -> None:
-        self.index = np.asarray(index_ticks, dtype=float).copy()
-        if (self.mark == 0).any():
+        self.index = np.array(index_ticks, dtype=float)
+        if not self.mark.all():  # a market without a mark yet
             self.mark = np.where(self.mark == 0, np.round(self.index), self.mark).astype(np.int64)
             self.previous_mark = self.mark.copy()
             self.last = np.where(np.isnan(self.last), self.index, self.last)
@@ -148,10 +148,11 @@ class PriceState:
             self.previous_mark = self.mark.copy()
         f64 = kernels.f64
         self.premium_sum = f64(self.premium_sum)
-        self.mark, self.basis_ema, self.mark_high, self.mark_low = k.update_mark(
+        marks, self.basis_ema = k.update_mark(
             mids, f64(self.index), f64(self.last), f64(self.basis_ema), kernels.i64(self.mark_high),
             kernels.i64(self.mark_low), self.premium_sum, float(self.config.basis_ema_alpha), bool(roll),
             k.METHODS.get(self.config.method, 4))
+        self.mark, self.mark_high, self.mark_low = marks
         if roll:
             self.premium_count += 1
         return self.mark

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.venue import kernels
-from simulator.venue.book import BUY, SELL, Fills, OrderBook
+from simulator.venue.book import BUY, NO_LIMIT_BUY, NO_LIMIT_SELL, SELL, Fills, OrderBook
 from simulator.venue.events import EventLog
 from simulator.venue.fixedpoint import PPM, muldiv_ceil
 from simulator.venue.ledger import Ledger
@@ -23,7 +23,7 @@ from simulator.venue.margin import below_maintenance, initial_margin, maintenanc
 from simulator.venue.market import MarketSpec
 from simulator.venue.settlement import fill_notional
 from simulator.venue.prices import FundingConfig, MarkConfig, PriceState, funding_payments
-from simulator.venue.waterfall import Cases, build_waterfall, cover_engine_inventory, run_round
+from simulator.venue.waterfall import Cases, Stage, build_waterfall, cover_engine_inventory, run_round
 
 
 @dataclass
@@ -104,6 +104,7 @@ class Venue:
         self.waterfall = build_waterfall(config.waterfall)
         self._tier_arrays = None  # padded maintenance tiers for the compiled scan
         self._tick_sizes = None  # per market, for set_index
+        self._holder_rows = None  # the inventory holders' rows, for the quiet liquidation pass
         self.step = 0
         self.rejections = 0
         self.quote_rejections = 0  # resting orders refused for initial margin (post_quotes)
@@ -132,6 +133,13 @@ class Venue:
         self.window_flows = np.concatenate([self.window_flows, np.zeros(n, dtype=np.int64)])
         self.adl_profitable = np.concatenate([self.adl_profitable, np.zeros(n, dtype=bool)])
         return ids
+
+    def _leverage_c(self) -> np.ndarray:
+        """The leverage settings as a C-contiguous float64 array (what the kernels take)."""
+        lev = self.leverage
+        if lev.dtype != np.float64 or not lev.flags.c_contiguous:
+            return np.ascontiguousarray(lev, dtype=float)
+        return lev
 
     @property
     def time(self) -> float:
@@ -237,7 +245,7 @@ class Venue:
         if k is None:
             return self.submit_orders_reference(market, owners, sides, qtys, limits, reduce_only)
         i64 = kernels.i64
-        owners, sides, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, qtys))
+        owners, sides, qtys = kernels.i64_1d(owners), kernels.i64_1d(sides), kernels.i64_1d(qtys)
         if reduce_only is None:
             ro = np.zeros(0, dtype=bool)
         elif (type(reduce_only) is np.ndarray and reduce_only.dtype == np.bool_ and reduce_only.shape == qtys.shape
@@ -247,6 +255,30 @@ class Venue:
             ro = np.ascontiguousarray(np.broadcast_to(np.asarray(reduce_only, dtype=bool), qtys.shape))
         guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
         led = self.ledger
+        book = self.books[market]
+        if book.compiled and not self.inverse[market]:  # one call: checks, match, ledger, fees
+            if limits is None:
+                limits = np.where(sides == BUY, NO_LIMIT_BUY, NO_LIMIT_SELL)
+            elif not (type(limits) is np.ndarray and limits.dtype == np.int64 and limits.shape == qtys.shape
+                      and limits.flags.c_contiguous):
+                limits = np.ascontiguousarray(np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape))
+            spec = self.markets[market]
+            b, a = book.bids, book.asks
+            out, refused, sent, bid_cols, ask_cols = k.submit_settle(
+                int(market), owners, sides, qtys, limits, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
+                i64(self.marks), self.contract_values, self._leverage_c(), guard,
+                float(self.config.fund_guard_max_leverage), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm),
+                led.inverse, int(self.fee_pool), b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid)
+            b.price, b.qty, b.owner, b.oid = bid_cols
+            a.price, a.qty, a.owner, a.oid = ask_cols
+            self.rejections += int(refused)
+            if not sent:
+                return Fills.empty()
+            fills = Fills(*out)
+            if len(fills):  # ``settle``'s bookkeeping (the ledger and fees are done)
+                self.prices.last[market] = float(out[4, -1])
+                self.volume[market] += int(out[3].sum())
+            return fills
         qtys, ok, refused = k.order_margin(
             int(market), owners, sides, qtys, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
             i64(self.marks), self.contract_values, np.ascontiguousarray(self.leverage, dtype=float), guard,
@@ -311,9 +343,22 @@ class Venue:
 
     def _post_quotes_compiled(self, k, market: int, owners, sides, prices, qtys) -> np.ndarray:
         i64 = kernels.i64
-        owners, sides, prices, qtys = (i64(np.atleast_1d(a)) for a in (owners, sides, prices, qtys))
+        i64_1d = kernels.i64_1d
+        owners, sides, prices, qtys = i64_1d(owners), i64_1d(sides), i64_1d(prices), i64_1d(qtys)
         book = self.books[market]
         led = self.ledger
+        if self.n_markets == 1:  # one call: owners, leverage rows, checks and posting
+            b, a = book.bids, book.asks
+            guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+            oids, refused, book._next_oid, bid_cols, ask_cols = k.post_quotes_one_market(
+                owners, sides, prices, qtys, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid,
+                led.wallet, led.qty, led.cost, i64(self.marks), self.contract_values, self._leverage_c(), guard,
+                float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0),
+                int(book._next_oid), led.inverse)
+            b.price, b.qty, b.owner, b.oid = bid_cols
+            a.price, a.qty, a.owner, a.oid = ask_cols
+            self.quote_rejections += int(refused)
+            return oids
         u = i64(np.unique(owners))
         buys = np.zeros((len(u), self.n_markets), dtype=np.int64)
         sells = np.zeros_like(buys)
@@ -416,7 +461,11 @@ class Venue:
         return (exposure <= np.abs(q0)) | (eq >= im)
 
     def cancel_orders(self, accounts) -> int:
-        return sum(book.cancel_owners(accounts) for book in self.books)
+        """Cancel every resting order of ``accounts`` in every book; returns how many."""
+        n = 0
+        for book in self.books:
+            n += book.cancel_owners(accounts)
+        return n
 
     def opening_auction(self, market: int, accounts, qtys, price: int) -> None:
         """Set up step-0 positions: signed lots per account crossed at one price, pro rata.
@@ -498,21 +547,29 @@ class Venue:
             ticks = np.array([m.to_ticks(p) for m, p in zip(self.markets, prices)], dtype=float)
         else:  # every market's ``MarketSpec.to_ticks`` at once
             if self._tick_sizes is None:
-                self._tick_sizes = np.array([m.tick_size for m in self.markets], dtype=float)
-            ticks = np.maximum(np.round(prices / self._tick_sizes), 1).astype(np.int64).astype(float)
+                self._tick_sizes = [float(m.tick_size) for m in self.markets]
+            ratios = [p / t for p, t in zip(prices.tolist(), self._tick_sizes)]
+            if all(math.isfinite(r) for r in ratios):
+                # Python's round of a float is numpy's rint (half to even), exactly
+                ticks = np.array([float(max(round(r), 1)) for r in ratios])
+            else:
+                ticks = np.maximum(np.round(prices / np.array(self._tick_sizes)), 1).astype(np.int64).astype(float)
         self.prices.set_index(ticks)
 
     def mids(self) -> np.ndarray:
         """Book mid per market. A side swept empty leaves the last trade as the book's price
         (the deepest level hit), so a wiped-out book pulls the median mark down with it; NaN
         only when the book has never traded and is empty."""
-        out = np.full(self.n_markets, np.nan)
+        out = []
         for m, book in enumerate(self.books):
-            mid = book.mid()
-            if mid is None and (book.best_bid() is not None or book.best_ask() is not None):
-                mid = self.prices.last[m]
-            out[m] = np.nan if mid is None else mid
-        return out
+            bids, asks = book.bids.price, book.asks.price
+            if len(bids) and len(asks):
+                out.append((int(bids[0]) + int(asks[0])) / 2)  # ``OrderBook.mid``
+            elif len(bids) or len(asks):
+                out.append(self.prices.last[m])
+            else:
+                out.append(np.nan)
+        return np.array(out, dtype=float)
 
     def open_interest_value(self) -> int:
         """Open interest valued at mark, all markets, cash units."""
@@ -581,7 +638,11 @@ class Venue:
     def unwind_venue_positions(self, holders=None) -> None:
         """The backstop vault, the fund and the engine sell part of what they took over."""
         holders = (self.backstop, self.insurance_fund, self.engine) if holders is None else holders
-        if not self.ledger.qty[list(holders)].any():  # the usual step: no inventory to unwind
+        qty = self.ledger.qty
+        if qty.shape[1] == 1:  # the usual step: no inventory to unwind
+            if not any(qty[h, 0] for h in holders):
+                return
+        elif not any(qty[h].any() for h in holders):
             return
         for holder in holders:
             for m in range(self.n_markets):
@@ -591,9 +652,26 @@ class Venue:
                 size = max(1, int(abs(q) * self.config.unwind_fraction))
                 side = SELL if q > 0 else BUY
                 band = self.config.unwind_band
-                limit = math.ceil(self.marks[m] * (1 - band)) if side == SELL else math.floor(self.marks[m] * (1 + band))
-                fills = self.books[m].submit([holder], [side], [size], [limit])
-                self.settle(m, fills, fees=False)
+                mark = float(self.marks[m])  # the int64 mark times a float: the float product
+                limit = math.ceil(mark * (1 - band)) if side == SELL else math.floor(mark * (1 + band))
+                book = self.books[m]
+                k = kernels.book()
+                if k is not None and book.compiled and not self.inverse[m]:  # one call: match and ledger
+                    b, a = book.bids, book.asks
+                    out, bid_cols, ask_cols = k.ioc_settle(
+                        m, np.array([holder], dtype=np.int64), np.array([side], dtype=np.int64),
+                        np.array([size], dtype=np.int64), np.array([limit], dtype=np.int64), self.ledger.wallet,
+                        self.ledger.qty, self.ledger.cost, self.contract_values, b.price, b.qty, b.owner, b.oid,
+                        a.price, a.qty, a.owner, a.oid)
+                    b.price, b.qty, b.owner, b.oid = bid_cols
+                    a.price, a.qty, a.owner, a.oid = ask_cols
+                    fills = Fills(*out)
+                    if len(fills):  # ``settle``'s bookkeeping
+                        self.prices.last[m] = float(out[4, -1])
+                        self.volume[m] += int(out[3].sum())
+                else:
+                    fills = book.submit([holder], [side], [size], [limit])
+                    self.settle(m, fills, fees=False)
                 if len(fills):
                     self.events.add("unwind", account=holder, market=m, qty=int(fills.qty.sum()),
                                     price=float(fills.price.mean()))
@@ -601,7 +679,8 @@ class Venue:
     def liquidate(self) -> int:
         """Liquidation rounds until no account is below maintenance; returns the cascade depth."""
         for stage in self.waterfall:  # deferred charges that have come due (delayed socialization)
-            stage.due(self)
+            if type(stage).due is not Stage.due:
+                stage.due(self)
         depth = 0
         for r in range(self.config.max_rounds):
             self.events.round = r
@@ -621,8 +700,16 @@ class Venue:
             depth += 1
             self.update_marks(roll=False)
         self.events.round = depth
-        cover_engine_inventory(self, self.waterfall)
+        if self._inventory_may_be_broke():
+            cover_engine_inventory(self, self.waterfall)
         return depth
+
+    def _inventory_may_be_broke(self) -> bool:
+        """Whether an inventory holder (engine, fund, backstop vault) has equity below zero:
+        ``cover_engine_inventory``'s test, one compiled call (the quiet step ends here)."""
+        if self._holder_rows is None:
+            self._holder_rows = np.array([self.engine, self.insurance_fund, self.backstop], dtype=np.int64)
+        return min(self.equity(self._holder_rows).tolist()) < 0
 
     def start_step(self, step: int) -> None:
         """A new step begins: events are stamped with it."""

@@ -21,6 +21,7 @@ from agents.backstop import BackstopVault
 from agents.exchange import Exchange
 from agents.market_makers import MarketMaker
 from agents.traders import LeveragedTrader, draw_population
+from simulator.venue import kernels
 from simulator.venue.fixedpoint import largest_remainder
 from simulator.world.index import index_paths
 from simulator.venue.margin import MarginTiers
@@ -175,12 +176,16 @@ class PerpModel(mesa.Model):
         # ``agents_by_type``): stepping never touches one object per trader. Their unique ids
         # are reserved now, so they are the ids they would have had if made here.
         self._trader_ids = _reserve_agent_ids(self, len(self.traders))
+        LeveragedTrader.warm_up(self)  # once per process: the decision kernels load at set-up
         self.backstop_vault = BackstopVault(self, self.venue.backstop)
         self.whales = {}
         self._open_initial_positions(setup_rng)
         self.venue.settle_period()  # the first profit window starts after set-up
 
-        self.series = {k: np.full(self.n_steps, np.nan) for k in SERIES}
+        # the record's column buffers: one row per series (``series[k]`` is a view of its row),
+        # written one step (a column) at a time by ``_record``
+        self._series_rows = np.full((len(SERIES), self.n_steps), np.nan)
+        self.series = dict(zip(SERIES, self._series_rows))
         # several markets: per-market prices as well (market 0 keeps the plain columns)
         self.market_names = [m.name for m in scenario.markets] if len(scenario.markets) > 1 else []
         for name in self.market_names:
@@ -329,24 +334,47 @@ class PerpModel(mesa.Model):
         deviation = window[-1] - window.mean(axis=0)
         return trend, deviation
 
+    def signal_signs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sign(trend), -sign(deviation))`` of ``signals``, what the traders act on (one
+        compiled call, the same signs)."""
+        k = kernels.prices()
+        if k is None or not self.venue_index_path.flags.c_contiguous:
+            trend, deviation = self.signals()
+            return np.sign(np.asarray(trend, dtype=float)), -np.sign(np.asarray(deviation, dtype=float))
+        look = self.scenario.agents.traders.trend_lookback
+        return k.window_signals(self.venue_index_path, max(0, self.t - look), self.t + 1)
+
     def realised_vol(self) -> np.ndarray:
         w = self.scenario.agents.market_makers.vol_window
         lo = max(0, self.t - w)
         if self.t + 1 - lo < 3:
             return np.zeros(self.index_path.shape[1])
         if self._log_returns is None:  # the index path is fixed for the run: its returns once
-            self._log_returns = np.diff(np.log(self.index_path), axis=0)
-        return self._log_returns[lo : self.t].std(axis=0)
+            self._log_returns = np.ascontiguousarray(np.diff(np.log(self.index_path), axis=0))
+        k = kernels.prices()
+        if k is None:
+            return self._log_returns[lo : self.t].std(axis=0)
+        return k.window_std(self._log_returns, lo, self.t)  # numpy's std, bit for bit
 
     def spot_ticks(self, m: int) -> float:
         """The real index of market ``m`` now, in ticks: what makers and arbitrageurs hedge
         against, even while the venue's oracle is stalled or lagging."""
         return self.index_path[self.t, m] / self.venue.markets[m].tick_size
 
+    def _shocks(self, kind) -> list:
+        """The scenario's shocks of ``kind`` as ``(position in the list, shock)``, listed once."""
+        cache = self.__dict__.setdefault("_shocks_by_kind", {})
+        if kind not in cache:
+            cache[kind] = [(i, s) for i, s in enumerate(self.scenario.shocks) if isinstance(s, kind)]
+        return cache[kind]
+
     def _active(self, kind):
-        return [s for s in self.scenario.shocks if isinstance(s, kind) and s.step <= self.t < s.step + s.duration]
+        t = self.t
+        return [s for _, s in self._shocks(kind) if s.step <= t < s.step + s.duration]
 
     def liquidity_withdrawn(self) -> float:
+        if not self._shocks(LiquidityWithdrawal):
+            return 0.0
         return max([s.fraction for s in self._active(LiquidityWithdrawal)], default=0.0)
 
     def withdrawal_wave(self, wave: WithdrawalWave) -> np.ndarray:
@@ -383,14 +411,14 @@ class PerpModel(mesa.Model):
         self.traders.trade_probability = cfg.trade_probability if tp is None else tp
         Arbitrageur.cancel_quotes(self)  # no stale basis quote may block a maker's post-only quote
         MarketMaker.step_all(self)
-        for i, s in enumerate(self.scenario.shocks):
-            if isinstance(s, Whale) and s.step == t and t > 0:
+        for i, s in self._shocks(Whale):
+            if s.step == t and t > 0:
                 acc, q = self._open_whale(i, s)
                 venue.submit_orders(s.market, [acc], [int(np.sign(q))], [abs(q)])
         Arbitrageur.step_all(self)
         LeveragedTrader.step_all(self)
-        for s in self.scenario.shocks:
-            if isinstance(s, WithdrawalWave) and s.step == t:
+        for _, s in self._shocks(WithdrawalWave):
+            if s.step == t:
                 self.withdrawal_wave(s)
         spikes = self._active(FundingSpike)
         premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
@@ -403,49 +431,60 @@ class PerpModel(mesa.Model):
         self.t += 1
 
     def _record(self, t: int) -> None:
+        """The step's values of every series, stored as one column of the record's buffers (in
+        ``SERIES`` order, the same float operations as one store per series)."""
         venue = self.venue
         spec = venue.markets[0]
         book = venue.books[0]
-        s = self.series
         tick = spec.tick_size
-        s["index"][t] = self.index_path[t, 0]
-        s["venue_index"][t] = self.venue_index_path[t, 0]
-        s["mark"][t] = venue.marks[0] * tick
-        s["last"][t] = venue.prices.last[0] * tick
-        bb, ba = book.best_bid(), book.best_ask()
-        s["best_bid"][t] = np.nan if bb is None else bb * tick
-        s["best_ask"][t] = np.nan if ba is None else ba * tick
-        ref = (None if bb is None or ba is None else (bb + ba) / 2) or float(venue.marks[0])  # book.mid()
+        marks = venue.marks
+        # Python scalars: an int64 times a float is the float product of the int as a float
+        mark0 = int(marks[0])
+        bids, asks = book.bids.price, book.asks.price
+        bb = int(bids[0]) if len(bids) else None
+        ba = int(asks[0]) if len(asks) else None
+        ref = (None if bb is None or ba is None else (bb + ba) / 2) or float(mark0)  # book.mid()
         dbid, dask = book.depth_within(0.01, ref)
         lot_quote = spec.lot_quote(ref)
-        s["depth_bid_1pct"][t] = dbid * lot_quote
-        s["depth_ask_1pct"][t] = dask * lot_quote
         # one pass over the ledger: conservation residual, net lots and open interest
-        residual, net_lots, long_lots = venue.ledger.totals(venue.marks)
-        s["open_interest"][t] = (long_lots[0] * spec.lot_size if spec.inverse
-                                 else long_lots[0] * spec.lot_size * venue.marks[0] * tick)
-        s["funding_rate"][t] = np.nan if self.exchange.funding_rate is None else self.exchange.funding_rate[0]
+        residual, net_lots, long_lots = venue.ledger.totals(marks)
         if self._venue_rows is None:
             self._venue_rows = np.array([venue.insurance_fund, venue.backstop, venue.engine])
-        eq = venue.equity(self._venue_rows)
-        s["insurance_fund"][t] = eq[0] * self.cash_unit  # the settlement asset (USD or coin)
-        s["backstop_equity"][t] = eq[1] * self.cash_unit
-        s["engine_equity"][t] = eq[2] * self.cash_unit
+        fund, backstop, engine = venue.equity(self._venue_rows).tolist()
+        long0 = int(long_lots[0])
+        rate = self.exchange.funding_rate
+        unit = self.cash_unit
+        self._series_rows[:, t] = (
+            self.index_path[t, 0],
+            self.venue_index_path[t, 0],
+            mark0 * tick,
+            venue.prices.last[0] * tick,
+            np.nan if bb is None else bb * tick,
+            np.nan if ba is None else ba * tick,
+            dbid * lot_quote,
+            dask * lot_quote,
+            long0 * spec.lot_size if spec.inverse else long0 * spec.lot_size * mark0 * tick,
+            np.nan if rate is None else rate[0],
+            fund * unit,  # the settlement asset (USD or coin)
+            backstop * unit,
+            self.exchange.cascade_depth,
+            venue.rejections,
+            residual,
+            self.traders.long_share,
+            float(venue.fund_guard_active()),
+            engine * unit,
+        )
+        s = self.series
         if "insurance_fund_usd" in s:  # an inverse fund's dollar value: coin x mark
-            s["insurance_fund_usd"][t] = eq[0] * self.cash_unit * venue.marks[0] * tick
-        s["cascade_depth"][t] = self.exchange.cascade_depth
-        s["rejections"][t] = venue.rejections
-        s["long_share"][t] = self.traders.long_share
-        s["fund_guard"][t] = float(venue.fund_guard_active())
+            s["insurance_fund_usd"][t] = fund * unit * mark0 * tick
         for m, name in enumerate(self.market_names):
             tk = venue.markets[m].tick_size
             s[f"index_{name}"][t] = self.index_path[t, m]
-            s[f"mark_{name}"][t] = venue.marks[m] * tk
+            s[f"mark_{name}"][t] = marks[m] * tk
             s[f"last_{name}"][t] = venue.prices.last[m] * tk
             lot = venue.markets[m].lot_size
-            s[f"open_interest_{name}"][t] = long_lots[m] * lot if venue.inverse[m] else long_lots[m] * lot * venue.marks[m] * tk
-        s["residual"][t] = residual
-        if residual != 0 or (net_lots != 0).any():
+            s[f"open_interest_{name}"][t] = long_lots[m] * lot if venue.inverse[m] else long_lots[m] * lot * marks[m] * tk
+        if residual != 0 or net_lots.any():
             raise RuntimeError(f"ledger broke conservation at step {t}: residual {residual}")
 
     def run(self, progress=None) -> None:
