@@ -618,7 +618,8 @@ class _ProcessPool:
             from simulator.experiments.batch.warm_server import warm_context
 
             ctx = warm_context(_preload(run_fn))
-            ctx.start()
+            with _children_ignore_sigint():  # the server, and so every worker it forks, ignores Ctrl-C
+                ctx.start()
         else:
             ctx = mp.get_context(mp_context)
         self.ctx = ctx
