@@ -148,7 +148,7 @@ def batch_figures(executor: str, runs: int, traders: int, steps: int | None, wor
                   sets: dict) -> dict:
     """One timed batch of ``runs`` runs: wall seconds, runs per minute, the mean time inside a
     run (``BatchReport.run_s / runs``), the pool's worker start-up, and the CPU seconds of this
-    process and its (reaped) pool workers."""
+    process and its pool workers (with the warm fork server's start-up: ``BatchReport.worker_cpu_s``)."""
     from simulator.experiments.batch import batch_scenario, plan_tasks, run_batch, scenario_run_fn
 
     over = _overrides(traders, sets)
@@ -165,8 +165,11 @@ def batch_figures(executor: str, runs: int, traders: int, steps: int | None, wor
         c1 = os.times()
     if report.failed:
         raise RuntimeError(f"benchmark batch had failed runs: {report.failures[:1]}")
-    cpu = (c1.user - c0.user) + (c1.system - c0.system) + (c1.children_user - c0.children_user) + (
-        c1.children_system - c0.children_system)
+    cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    if report.worker_cpu_s is not None:  # the pool's workers (and its warm fork server) report theirs
+        cpu += report.worker_cpu_s
+    else:  # serial, or no /proc: the reaped children
+        cpu += (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
     return {
         "runs": len(tasks),
         "wall_s": elapsed,

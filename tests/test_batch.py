@@ -25,6 +25,7 @@ from simulator.experiments.batch import (
     make_cell_ids,
     plan_tasks,
     run_batch,
+    scenario_run_fn,
     seed_sequence_from_row,
     task_filename,
     task_seed_sequence,
@@ -286,22 +287,27 @@ def test_prepare_hook_runs_once_per_process_before_its_runs(reference, tmp_path,
     pd.testing.assert_frame_equal(got.drop(columns=["prepared_here"]), ref)
 
 
-def test_pool_workers_start_before_the_manifest_is_written(reference, tmp_path, monkeypatch):
-    from simulator.experiments.batch import executors
+@pytest.mark.parametrize("mp_context", ["spawn", "forkserver"])
+def test_pool_workers_start_before_the_manifest_is_written(reference, tmp_path, monkeypatch, mp_context):
+    from simulator.experiments.batch import executors, warm_server
 
-    children_at_manifest = []
+    started_at_manifest = []
     original = executors._atomic_write_json
 
     def spy(path, obj):
         if path.name == "manifest.json":
-            children_at_manifest.append(len(mp.active_children()))
+            if mp_context == "spawn":
+                started_at_manifest.append(len(mp.active_children()))
+            else:  # the warm server the workers will fork from is running (and importing) by then
+                server = warm_server._SERVERS.get(executors._preload(toy_run))
+                started_at_manifest.append(int(server is not None and server._forkserver_pid is not None))
         return original(path, obj)
 
     monkeypatch.setattr(executors, "_atomic_write_json", spy)
     report = run_batch(SCENARIO, toy_run, _tasks(), tmp_path, executor="process", workers=2, keep_series=2,
-                       progress=False)
+                       progress=False, mp_context=mp_context)
     assert report.ok == 24
-    assert children_at_manifest == [2]  # both workers already spawned (and importing) by then
+    assert started_at_manifest == [2 if mp_context == "spawn" else 1]  # spawn: both workers already importing
     pd.testing.assert_frame_equal(_table(tmp_path), reference[1])
 
 
@@ -445,3 +451,49 @@ def test_unpicklable_run_fn_is_refused_for_process_pool(tmp_path):
         run_batch(SCENARIO, lambda s, t: {}, _tasks(1), tmp_path, executor="process", workers=1, progress=False)
     with pytest.raises(ValueError, match="executor='dask'"):
         run_batch(SCENARIO, toy_run, _tasks(1), tmp_path, executor="process", scheduler="tcp://127.0.0.1:1", progress=False)
+
+
+# ------------------------------------------------------------------ warm fork server (default)
+CASCADE = {"agents.traders.count": 40, "steps": 60, "shocks.0.step": 20}
+
+
+def scenario_probe(scenario: dict, task: Task) -> dict:
+    """scenario_run_fn, plus whether this process's model was prepared by its parent process (the
+    warm fork server) rather than by this process."""
+    import sys
+
+    out = scenario_run_fn(scenario, task)
+    out.pop("_series")
+    preload = sys.modules.get("simulator.experiments.batch.preload")
+    out["prepared_by_parent"] = getattr(preload, "PREPARED_IN", None) == os.getppid()
+    return out
+
+
+scenario_probe.prepare = scenario_run_fn.prepare
+scenario_probe.preload = scenario_run_fn.preload
+
+
+def _cascade_probe_tasks():
+    from simulator.experiments.batch import batch_scenario
+    from simulator.world.bundled import scenario_path
+
+    data, designs = batch_scenario(scenario_path("cascade"), None, [], [], CASCADE)
+    return data, plan_tasks(3, designs, None, 5)
+
+
+def test_default_pool_forks_prepared_workers_with_serial_results(tmp_path):
+    data, tasks = _cascade_probe_tasks()
+    pool = run_batch(data, scenario_probe, tasks, tmp_path / "p", workers=2, progress=False)  # process, forkserver
+    serial = run_batch(data, scenario_probe, tasks, tmp_path / "s", executor="serial", progress=False)
+    assert (pool.ok, serial.ok) == (3, 3)
+    assert load_manifest(tmp_path / "p")["sessions"][0]["mp_context"] == "forkserver"
+    got, ref = _table(tmp_path / "p"), _table(tmp_path / "s")
+    # every pool run was in a worker whose parent (the fork server) had prepared the model before
+    # forking it; the serial runs prepared in this process
+    assert got["prepared_by_parent"].all() and not ref["prepared_by_parent"].any()
+    pd.testing.assert_frame_equal(got.drop(columns="prepared_by_parent"), ref.drop(columns="prepared_by_parent"))
+    # the same pool started again in this process: its server is warm already, the workers are
+    # forks of it (they import nothing), and the results are the same again
+    again = run_batch(data, scenario_probe, tasks, tmp_path / "q", workers=2, progress=False)
+    pd.testing.assert_frame_equal(_table(tmp_path / "q"), got)
+    assert again.ok == 3 and again.worker_cpu_s is not None and again.worker_cpu_s > 0

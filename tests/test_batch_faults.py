@@ -81,8 +81,24 @@ def _wait_for_runs(out, proc, n=1, timeout=90):
 
 
 def _workers(pid: int) -> list[int]:
-    # the pool's workers (and the resource tracker): every python child of the batch process
-    return _children(pid)
+    # every process below the batch process: the resource tracker, the warm fork server and the
+    # pool's workers, which are the fork server's children (spawn_main children under spawn)
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _is_pool_worker(pid: int) -> bool:
+    try:
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text():
+            return True
+        parent = int((Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())[1])
+        return "multiprocessing.forkserver" in Path(f"/proc/{parent}/cmdline").read_text()
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and POSIX signals")
@@ -92,12 +108,11 @@ def test_kill_9_of_a_worker_then_resume(reference, tmp_path):
     out = tmp_path / "b"
     proc = _start(out)
     _wait_for_runs(out, proc)
-    kids = _workers(proc.pid)
-    for k in kids:
+    kids = [k for k in _workers(proc.pid) if _is_pool_worker(k)]
+    assert kids or proc.poll() is not None, "no pool worker found below the batch process"
+    for k in kids[:1]:
         try:
-            if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text():
-                os.kill(k, signal.SIGKILL)
-                break
+            os.kill(k, signal.SIGKILL)
         except OSError:
             pass
     _, err = proc.communicate(timeout=120)

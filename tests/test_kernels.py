@@ -140,3 +140,40 @@ def test_a_book_with_compiled_off_matches_with_the_numpy_reference(monkeypatch):
         fills = b.submit([2], [BUY], [3])
         assert fills.qty.tolist() == [3] and fills.price.tolist() == [101]
     assert calls == ([False] if kernels.get() is not None else [True, False])
+
+
+# ------------------------------------------------------------------ ADL settle at bankruptcy, all cases at once
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(1, 30), st.sampled_from([10, 10**6, 10**13]))
+def test_largest_remainder_by_case_equals_one_split_per_case(seed, n_cases, n_rows, scale):
+    from simulator.venue.fixedpoint import largest_remainder
+    from simulator.venue.waterfall.adl import largest_remainder_by_case
+
+    rng = np.random.default_rng(seed)
+    case = rng.integers(0, n_cases, n_rows)  # rows of a case interleaved with others'
+    weights = rng.integers(0, scale, n_rows)  # zeros allowed...
+    weights[rng.random(n_rows) < 0.3] = 7  # ...and ties (equal remainders)
+    used = np.unique(case)
+    for k in used:  # ...but never all zero in a case
+        if weights[case == k].sum() == 0:
+            weights[np.flatnonzero(case == k)[0]] = 1
+    totals = rng.integers(0, scale, n_cases)  # scale 1e13: total x weight ~ 1e26, far past int64
+    parts, wsum = largest_remainder_by_case(totals, case, weights)
+    for k in used:
+        mine = case == k
+        assert parts[mine].tolist() == largest_remainder(int(totals[k]), weights[mine]).tolist()
+        assert int(parts[mine].sum()) == int(totals[k]) and int(wsum[k]) == int(weights[mine].sum())
+
+
+def test_largest_remainder_by_case_by_hand():
+    from simulator.venue.waterfall.adl import largest_remainder_by_case
+
+    # case 0: 10 over weights 1, 1, 1 (rows 0, 2, 4) -> 3.33 each: floors 3, 3, 3, one unit left
+    # to the largest remainder, all equal (1/3) -> the earliest row: 4, 3, 3.
+    # case 1: 7 over weights 3, 1 (rows 1, 3) -> 5.25 and 1.75: floors 5, 1, one unit left to the
+    # larger remainder (0.75, row 3): 5, 2.
+    parts, wsum = largest_remainder_by_case([10, 7], [0, 1, 0, 1, 0], [1, 3, 1, 1, 1])
+    assert parts.tolist() == [4, 5, 3, 2, 3] and wsum.tolist() == [3, 4]
+    # 2**62 split 1:3 -> 2**60 and 3 * 2**60, although 2**62 * 3 overflows int64
+    parts, _ = largest_remainder_by_case([2**62], [0, 0], [1, 3])
+    assert parts.tolist() == [2**60, 3 * 2**60]

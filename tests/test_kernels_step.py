@@ -583,3 +583,66 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ inverse maintenance scan (float bound)
+def _inverse_market(name, lot_size, tiers):
+    # tick 1, cash unit 0.01: K = lot_size / 0.01 cash units per lot at price 1 (lot 100 -> K = 10,000)
+    return MarketSpec(name=name, tick_size=1.0, lot_size=float(lot_size), cash_unit=0.01, settlement="inverse",
+                      max_leverage=100.0, tiers=tiers)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.sampled_from(["inverse", "inverse+inverse", "inverse+linear"]),
+       st.sampled_from([1, 100, 10_000]))
+def test_inverse_scan_equals_numpy_reference_at_the_boundary(seed, n, layout, lot_size):
+    rng = np.random.default_rng(seed)
+    tiers = MarginTiers((0, 10**5, 10**6, 10**7), (5_000, 10_000, 25_000, 50_000))
+    markets = [_inverse_market("I0", lot_size, tiers)]
+    if layout == "inverse+inverse":
+        markets.append(_inverse_market("I1", 100, MarginTiers((0, 3 * 10**6), (7_000, 13_000))))
+    elif layout == "inverse+linear":
+        markets.append(unit_market("L", tiers=MarginTiers((0,), (20_000,))))
+    v = Venue(VenueConfig(markets=markets), rng)
+    acc = v.add_accounts(n, "trader", 0)
+    led = v.ledger
+    # positions up to 10^7 lots (notionals to ~10^13 cash units), a third flat; any cost
+    led.qty[acc] = rng.integers(-10**7, 10**7, (n, v.n_markets)) * (rng.random((n, v.n_markets)) < 0.67)
+    led.cost[acc] = rng.integers(-10**12, 10**12, (n, v.n_markets))
+    for marks in ([1_000, 50], [7, 3], [99_991, 12_345]):
+        v.prices.mark[:] = marks[: v.n_markets]
+        # wallets that put the equity exactly at the margin, one unit either side, or anywhere:
+        # where a float bound that is too tight would decide wrongly
+        led.wallet[acc] = 0
+        gap = v.maintenance(acc).sum(axis=1) - v.equity(acc)
+        led.wallet[acc] = gap + rng.choice([-1, 0, 1, -(10**6), 10**6], n)
+        led.wallet[acc[:5]] = rng.integers(-10, 10, min(5, n))  # flat or not, negative or not
+        fast = v.liquidatable()
+        assert led.any_inverse and np.array_equal(fast, v.liquidatable_reference())
+        # the exact boundary is really hit: equity = margin - 1 is liquidatable for a position
+        held = (led.qty[acc] != 0).any(axis=1)
+        mm = v.maintenance(acc).sum(axis=1)
+        eq = v.equity(acc)
+        assert np.array_equal(fast[acc][held & (mm > 0)], (eq < mm)[held & (mm > 0)])
+
+
+@pytest.mark.parametrize("side, mark, wallet, liquidatable", [
+    # long 7 inverse lots opened at 100 (K = 10,000: value -floor(7 x 10,000 / 100) = -700 = cost);
+    # at mark 30: notional floor(70,000 / 30) = floor(2,333.3) = 2,333, value -2,333, equity
+    # wallet - 2,333 + 700 = wallet - 1,633; margin ceil(2,333 x 1 %) = ceil(23.33) = 24.
+    # wallet 1,656 -> equity 23 < 24: liquidatable; 1,657 -> 24: not; 1,658 -> 25: not.
+    (1, 30, 1_656, True), (1, 30, 1_657, False), (1, 30, 1_658, False),
+    # short 7 at 100 (value +700 = cost); at mark 300: notional floor(70,000 / 300) = 233, value
+    # +233, equity wallet + 233 - 700 = wallet - 467; margin ceil(2.33) = 3.
+    # wallet 469 -> equity 2 < 3: liquidatable; 470 -> 3: not.
+    (-1, 300, 469, True), (-1, 300, 470, False),
+])
+def test_inverse_scan_at_the_maintenance_boundary_by_hand(side, mark, wallet, liquidatable):
+    v = Venue(VenueConfig(markets=[_inverse_market("I", 100, MarginTiers((0,), (10_000,)))]), np.random.default_rng(0))
+    a, other = v.add_accounts(2, "trader", [wallet, 10**9])
+    v.opening_auction(0, [a, other], [7 * side, -7 * side], 100)
+    assert v.ledger.cost[a, 0] == -700 * side and v.ledger.wallet[a] == wallet
+    v.prices.mark[:] = mark
+    mm, eq = int(v.maintenance(np.array([a])).sum()), int(v.equity(np.array([a]))[0])
+    assert (mm, eq) == ((24, wallet - 1_633) if side == 1 else (3, wallet - 467))
+    assert v.liquidatable()[a] == liquidatable == v.liquidatable_reference()[a]

@@ -70,38 +70,114 @@ def trade_values(wallet, qty, cost, market, buyers, sellers, qtys, values):
 
 
 @njit
+def _below_maintenance(a, wallet, qty, cost, marks, cv, inverse, floors, mmr, deductions, n_tiers):
+    """One account, exact integers (the definition): ``equity < sum_m MM_m`` with ``MM_m > 0``
+    in total, or flat with a negative wallet. A linear market's exposure is ``q * M * cv``, an
+    inverse one's ``sign(q) * floor(|q| K / M)`` and its value minus that
+    (``simulator.venue.settlement``)."""
+    eq = wallet[a]
+    mm = 0
+    has = False
+    for m in range(qty.shape[1]):
+        lots = qty[a, m]
+        if inverse[m]:
+            notional = muldiv(abs(lots), cv[m], marks[m])
+            eq += (-notional if lots > 0 else notional) - cost[a, m]
+        else:
+            px = marks[m] * cv[m]
+            eq += lots * px - cost[a, m]
+            notional = abs(lots) * px
+        if lots != 0:
+            has = True
+        t = 0
+        for k in range(1, n_tiers[m]):  # the tier whose floor is the largest <= N
+            if floors[m, k] <= notional:
+                t = k
+        mm += -muldiv(-notional, mmr[m, t], PPM) - deductions[m, t]
+    return (eq < mm and mm > 0) or (wallet[a] < 0 and not has)
+
+
+@njit
 def liquidatable(wallet, qty, cost, marks, cv, inverse, floors, mmr, deductions, n_tiers, venue):
-    """Cross margin, exact integers, one pass over the accounts: ``equity < sum_m MM_m`` with a
-    position, or flat with a negative wallet; venue rows excluded. A linear market's exposure is
-    ``q * M * cv``, an inverse one's ``sign(q) * floor(|q| K / M)`` and its value minus that
-    (``simulator.venue.settlement``). Linear-only ledgers run the faster ``_nb_scan.liquidatable``,
-    which gives the same answers."""
+    """Cross margin, venue rows excluded: ``_below_maintenance`` of every account, exactly, for
+    ledgers with inverse markets (linear-only ledgers run ``_nb_scan.liquidatable``, which gives
+    the same answers).
+
+    Two passes so that the common case needs no integer division: (1) with no branch on the
+    account, every account with a position whose equity clears a float bound on any margin it
+    could owe, and every flat account with a wallet >= 0 and equity >= the flat margin, is not
+    liquidatable. The bound: an inverse position's notional ``floor(|q| K / M)`` is at most
+    ``x = |q| x (K / M)`` in floats (within 1e-15 relative), its value is within 1 of ``-sign(q) x``;
+    equity is taken ``1e-12 x (|integer part| + sum x) + 1`` per inverse market below its float
+    value, and the margin ``sum_m N_m x max_rate_m x (1 + 1e-12) + sum_m (1 - min_deduction_m)``
+    above any tier's ``ceil(N r / PPM) - d``. (2) Every other account gets the exact integers.
+    """
     n, m_count = qty.shape
+    px = np.zeros(m_count, np.int64)  # linear: cash per lot at mark
+    kpm = np.zeros(m_count)  # inverse: K / M, cash per lot in floats
+    rate_max = np.empty(m_count)
+    slack = 1.0
+    flat_mm = np.int64(0)  # the margin of an account with no position (notional 0 everywhere)
+    for m in range(m_count):
+        if inverse[m]:
+            kpm[m] = cv[m] / marks[m]
+            slack += 1.0  # the floor in the value
+        else:
+            px[m] = marks[m] * cv[m]
+        r_hi = mmr[m, 0]
+        d_lo = min(deductions[m, 0], 0)
+        t0 = 0
+        for k in range(1, n_tiers[m]):
+            r_hi = max(r_hi, mmr[m, k])
+            d_lo = min(d_lo, deductions[m, k])
+            if floors[m, k] <= 0:
+                t0 = k
+        rate_max[m] = r_hi / PPM
+        slack += 1.0 - float(d_lo)
+        flat_mm -= deductions[m, t0]
     out = np.zeros(n, dtype=np.bool_)
+    # (1) candidates
+    if m_count == 1 and inverse[0]:  # one inverse market: a loop the compiler vectorises
+        k0 = kpm[0]
+        rm = rate_max[0] * (1 + 1e-12)
+        for a in range(n):
+            lots = qty[a, 0]
+            eq = wallet[a] - cost[a, 0]
+            x = float(abs(lots)) * k0
+            eq_i = float(eq)
+            low = eq_i - np.sign(float(lots)) * x - 1e-12 * (abs(eq_i) + x)
+            clear = low > x * rm + slack
+            flat_ok = (lots == 0) & (wallet[a] >= 0) & ((eq >= flat_mm) | (flat_mm <= 0))
+            out[a] = not ((clear & (lots != 0)) | flat_ok)
+    else:
+        for a in range(n):
+            eq = wallet[a]  # the integer part: wallet, linear values, minus every cost
+            v_inv = 0.0
+            x_sum = 0.0
+            bound = 0.0
+            held = np.int64(0)
+            for m in range(m_count):
+                lots = qty[a, m]
+                held |= lots
+                if inverse[m]:
+                    x = float(abs(lots)) * kpm[m]
+                    v_inv -= np.sign(float(lots)) * x
+                    x_sum += x
+                    bound += x * rate_max[m]
+                    eq -= cost[a, m]
+                else:
+                    eq += lots * px[m] - cost[a, m]
+                    bound += float(abs(lots) * px[m]) * rate_max[m]
+            eq_i = float(eq)
+            low = eq_i + v_inv - 1e-12 * (abs(eq_i) + x_sum) - 1e-12 * abs(eq_i + v_inv)
+            clear = low > bound * (1 + 1e-12) + slack
+            flat_ok = (held == 0) & (wallet[a] >= 0) & ((eq >= flat_mm) | (flat_mm <= 0))
+            out[a] = not ((clear & (held != 0)) | flat_ok)
+    # (2) the rest, exactly
     for a in range(n):
-        if venue[a]:
-            continue
-        eq = wallet[a]
-        mm = 0
-        has = False
-        for m in range(m_count):
-            lots = qty[a, m]
-            if inverse[m]:
-                notional = muldiv(abs(lots), cv[m], marks[m])
-                eq += (-notional if lots > 0 else notional) - cost[a, m]
-            else:
-                px = marks[m] * cv[m]
-                eq += lots * px - cost[a, m]
-                notional = abs(lots) * px
-            if lots != 0:
-                has = True
-            t = 0
-            for k in range(1, n_tiers[m]):  # the tier whose floor is the largest <= N
-                if floors[m, k] <= notional:
-                    t = k
-            mm += -muldiv(-notional, mmr[m, t], PPM) - deductions[m, t]
-        if (eq < mm and mm > 0) or (wallet[a] < 0 and not has):
-            out[a] = True
+        if out[a]:
+            out[a] = not venue[a] and _below_maintenance(a, wallet, qty, cost, marks, cv, inverse, floors, mmr,
+                                                         deductions, n_tiers)
     return out
 
 

@@ -17,8 +17,10 @@ only its ``Task``, and a worker returns only the run's row (and kept series) as 
 
 Modules: ``plan`` (tasks, sweep cells, seeds), ``executors`` (``run_batch`` on serial / process
 pool / Dask), ``store`` (the batch folder: run files, manifest, resume, lock, loading), and
-``scenario`` (how a batch runs a perpstress scenario: ``batch_scenario``, ``scenario_run_fn``).
-They import one way: plan <- store <- executors; ``scenario`` uses ``plan`` and
+``scenario`` (how a batch runs a perpstress scenario: ``batch_scenario``, ``scenario_run_fn``),
+``warm_server`` (the process pool's fork server, which workers fork from already prepared) and
+``preload`` (imported by that server only: prepares ``scenario_run_fn`` there).
+They import one way: plan <- store <- executors <- preload; ``scenario`` uses ``plan`` and
 ``simulator.experiments.run``. This package re-exports what callers use.
 
 On-disk layout of a batch folder::

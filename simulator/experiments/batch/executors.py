@@ -7,7 +7,9 @@ What crosses between processes on the process pool: each worker gets the scenari
 kernels); a task carries only its ``Task`` (cell, design, seed, run index) and whether to keep
 its series; a worker sends back only the run's row (and the kept series) as Parquet bytes,
 which the parent writes. The pool is started before the parent reads the manifest and checks
-the finished runs of a resumed batch, so the workers start up while it does.
+the finished runs of a resumed batch, so the workers start up while it does. By default the
+workers fork from a warm server (``warm_server``) that imported the model and ran
+``run_fn.preload`` once, instead of each importing and preparing on its own.
 """
 
 from __future__ import annotations
@@ -86,19 +88,32 @@ class _Outcome(NamedTuple):
     series: bytes | None
     error: str | None
     elapsed: float = 0.0  # seconds inside run_fn (what the row's elapsed_s holds)
-    worker: tuple[int, float] | None = None  # process pool: (worker pid, wall clock when it was ready)
+    # process pool: (worker pid, wall clock when it was ready, its CPU seconds so far)
+    worker: tuple[int, float, float] | None = None
 
 
 # run_fn.prepare hooks already run in this process (once per process, whatever the executor)
 _PREPARED: set = set()
 
 
+def _hook(run_fn: RunFn, name: str) -> Any:
+    """``run_fn``'s attribute ``name`` (``prepare``, ``preload``); a ``functools.partial``'s
+    function's if the partial has none."""
+    value = getattr(run_fn, name, None)
+    if value is None and isinstance(run_fn, functools.partial):  # a bound run_fn: its function's hook
+        value = getattr(run_fn.func, name, None)
+    return value
+
+
+def _preload(run_fn: RunFn) -> tuple[str, ...]:
+    """What the warm fork server imports: this module (numpy, pandas) and ``run_fn.preload``."""
+    return (__name__, *(_hook(run_fn, "preload") or ()))
+
+
 def _prepare(run_fn: RunFn) -> None:
     """Run ``run_fn.prepare()`` once in this process: the imports and compiled-code caches a run
     needs, paid at a worker's start and not inside the first run's time."""
-    prepare = getattr(run_fn, "prepare", None)
-    if prepare is None and isinstance(run_fn, functools.partial):  # a bound run_fn: its function's hook
-        prepare = getattr(run_fn.func, "prepare", None)
+    prepare = _hook(run_fn, "prepare")
     if prepare is None or prepare in _PREPARED:
         return
     prepare()
@@ -205,7 +220,8 @@ def _worker_started() -> None:
 
 def _worker_execute(task: Task, keep: bool) -> _Outcome:
     out = _execute(_WORKER["scenario"], _WORKER["run_fn"], task, keep)
-    return out._replace(worker=(os.getpid(), _WORKER["ready"]))
+    t = os.times()
+    return out._replace(worker=(os.getpid(), _WORKER["ready"], t.user + t.system))
 
 
 # ======================================================================= report
@@ -217,7 +233,10 @@ class BatchReport:
     done ok before it (``resume``). ``exit_code`` is 0 when nothing failed, else 1.
     ``run_s`` adds up the time spent inside ``run_fn`` by this session's runs (``elapsed_s`` of
     their rows); ``worker_start_s`` (process pool only) is the time from starting the pool to
-    the last worker that ran a task being ready (imports and ``run_fn.prepare`` done).
+    the last worker that ran a task being ready (imports and ``run_fn.prepare`` done);
+    ``worker_cpu_s`` (process pool only) the CPU seconds of the workers (as of their last task)
+    plus, under ``forkserver``, what the warm server spent in this session (its start-up in the
+    first batch of a process), on Linux; ``None`` where it cannot be read.
     """
 
     out_dir: Path
@@ -231,6 +250,7 @@ class BatchReport:
     rejected: list[str] = field(default_factory=list)  # run files that failed verification on resume
     run_s: float = 0.0
     worker_start_s: float | None = None
+    worker_cpu_s: float | None = None
 
     @property
     def not_done(self) -> int:
@@ -276,12 +296,14 @@ class _Recorder:
         self.bar = bar
         self.done: set[tuple[str, str, int]] = set()
         self.workers_ready: dict[int, float] = {}  # worker pid -> wall clock when it was ready
+        self.workers_cpu: dict[int, float] = {}  # worker pid -> its CPU seconds at its last task
 
     def record(self, task: Task, outcome: _Outcome) -> None:
         name = _task_file(task)
         self.report.run_s += outcome.elapsed
         if outcome.worker is not None:
             self.workers_ready[outcome.worker[0]] = outcome.worker[1]
+            self.workers_cpu[outcome.worker[0]] = max(outcome.worker[2], self.workers_cpu.get(outcome.worker[0], 0.0))
         if outcome.series is not None:
             _atomic_write_bytes(self.series / name, outcome.series)
         _atomic_write_bytes(self.runs / name, outcome.row)
@@ -378,7 +400,7 @@ def run_batch(
     keep_series: int = 5,
     progress: bool = True,
     resume: bool = False,
-    mp_context: str = "spawn",
+    mp_context: str | None = None,
 ) -> BatchReport:
     """Run every task with ``run_fn``, writing each result to ``out_dir`` as it finishes.
 
@@ -389,7 +411,7 @@ def run_batch(
             module-level function), for ``dask`` importable on the workers.
         tasks: from ``plan_tasks``; keys ``(cell_id, design, run_index)`` must be unique.
         out_dir: the batch folder (created).
-        executor: ``serial`` (in this process), ``process`` (a spawn-context process pool) or
+        executor: ``serial`` (in this process), ``process`` (a local process pool) or
             ``dask`` (a ``dask.distributed`` cluster).
         workers: pool size (default: CPUs available). Ignored by ``serial`` and when joining a
             ``scheduler``.
@@ -401,8 +423,11 @@ def run_batch(
             missing ones run. The manifest must match (same scenario, seed, designs, cells,
             runs), else ``ManifestMismatchError``. Without ``resume`` an ``out_dir`` that already
             holds a batch is refused (``FileExistsError``).
-        mp_context: multiprocessing start method for ``process`` (``spawn`` by default: safe with
-            threads; ``forkserver`` also works).
+        mp_context: how ``process`` starts its workers: ``forkserver`` (the default where the
+            platform has it) forks them from a warm server of this process's own that imported
+            the model and ran ``run_fn.preload`` once (``warm_server``), so a worker is ready at
+            once; ``spawn`` starts each in a fresh interpreter that imports and prepares itself
+            (the default elsewhere). Either is safe with threads; results are identical.
 
     Returns:
         a ``BatchReport``; ``exit_code`` 0 when every task ran ok, 1 when some failed.
@@ -442,6 +467,8 @@ def run_batch(
             ) from exc
     if workers is None and executor != "serial":
         workers = _default_workers()
+    if mp_context is None:
+        mp_context = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
     # the pool starts first: its workers import and prepare while this process writes the
     # manifest and checks the finished runs of a resumed batch
@@ -529,6 +556,9 @@ def run_batch(
                 report.elapsed_s = time.perf_counter() - t_start
                 if pool is not None and rec.workers_ready:
                     report.worker_start_s = max(rec.workers_ready.values()) - pool.started
+                    server_cpu = pool.server_cpu_s()
+                    if server_cpu is not None:
+                        report.worker_cpu_s = sum(rec.workers_cpu.values()) + server_cpu
                 try:
                     _atomic_write_json(
                         out_dir / STATUS,
@@ -576,24 +606,43 @@ def _terminate_pool(ex: cf.ProcessPoolExecutor, futures: Iterable[cf.Future]) ->
 
 
 class _ProcessPool:
-    """A session's process pool, started at once: one worker is spawned per slot now (a no-op task
-    each), and each runs the initializer (scenario, ``run_fn``, ``run_fn.prepare``) while the
-    parent goes on preparing. Ctrl-C reaches only the parent (workers ignore SIGINT)."""
+    """A session's process pool, started at once so that it gets ready while the parent goes on
+    preparing. Under ``spawn`` one worker is spawned per slot now (a no-op task each) and each
+    imports and runs the initializer (scenario, ``run_fn``, ``run_fn.prepare``). Under
+    ``forkserver`` the warm server is started now (without waiting for it); the workers fork from
+    it at the first tasks, already prepared. Ctrl-C reaches only the parent (workers ignore SIGINT)."""
 
     def __init__(self, scenario: Any, run_fn: RunFn, workers: int, mp_context: str):
         self.started = time.time()
+        if mp_context == "forkserver":
+            from simulator.experiments.batch.warm_server import warm_context
+
+            ctx = warm_context(_preload(run_fn))
+            with _children_ignore_sigint():  # the server, and so every worker it forks, ignores Ctrl-C
+                ctx.start()
+        else:
+            ctx = mp.get_context(mp_context)
+        self.ctx = ctx
+        self.server_cpu0 = ctx.server_cpu_s() if mp_context == "forkserver" else 0.0
         self.ex = cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=mp.get_context(mp_context), initializer=_worker_init,
+            max_workers=workers, mp_context=ctx, initializer=_worker_init,
             initargs=(scenario, run_fn, os.getpid(), mp_context),
         )
         self.closed = False
         try:
             with _children_ignore_sigint():
-                for _ in range(workers):
+                for _ in range(workers if mp_context != "forkserver" else 0):
                     self.ex.submit(_worker_started)
         except BaseException:
             self.close(graceful=False)
             raise
+
+    def server_cpu_s(self) -> float | None:
+        """CPU seconds the warm server spent since this pool started (0 under ``spawn``)."""
+        if not hasattr(self.ctx, "server_cpu_s"):
+            return 0.0
+        now = self.ctx.server_cpu_s()
+        return None if now is None or self.server_cpu0 is None else now - self.server_cpu0
 
     def submit(self, task: Task, keep: bool) -> cf.Future:
         """Submit one task: what is pickled is the ``Task`` and ``keep``, never the scenario."""

@@ -28,7 +28,10 @@ _INT64_MAX = 2**63 - 1
 #: ``run_fn(scenario, task) -> dict of metrics``. It may carry a ``prepare`` attribute: a callable
 #: with no arguments that ``run_batch`` calls once per process before the process's first run
 #: (imports, compiled-code caches), on every executor; it must not draw random numbers. For a
-#: ``functools.partial`` the hook of the wrapped function is used.
+#: ``functools.partial`` the hook of the wrapped function is used. A ``preload`` attribute, a
+#: tuple of module names, is what the process pool's warm fork server imports once before it
+#: forks the workers; a module there may run the prepare hook when imported (see
+#: ``batch.preload``), and the workers forked from it then skip it.
 RunFn = Callable[[Any, "Task"], Mapping[str, Any]]
 
 

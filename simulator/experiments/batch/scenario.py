@@ -42,6 +42,8 @@ def _prepare_worker() -> None:
 
 
 scenario_run_fn.prepare = _prepare_worker  # run_batch calls it once per process (see plan.RunFn)
+# the process pool's warm fork server imports this module, which runs the hook there once
+scenario_run_fn.preload = ("simulator.experiments.batch.preload",)
 
 
 def batch_scenario(path, designs: list[str] | None, design_files: list[str], presets: list[str],

@@ -58,6 +58,44 @@ def payable(venue, need) -> np.ndarray:
     return prefix | (need == 0)
 
 
+def largest_remainder_by_case(totals, case, weights) -> tuple[np.ndarray, np.ndarray]:
+    """``largest_remainder(totals[k], weights[case == k])`` for every case ``k`` at once.
+
+    Exactly Hamilton's split of ``fixedpoint.largest_remainder`` per case (floor parts, the
+    units left over to the largest remainders, ties to the earlier row), on the rows as given.
+
+    Args:
+        totals: non-negative int64 per case.
+        case: per row, the index of its case in ``totals``.
+        weights: non-negative int64 per row; every case with rows has a positive sum.
+
+    Returns:
+        (int64 parts per row, each case's parts adding up to its total; int64 weight sum per case).
+    """
+    totals = np.asarray(totals, dtype=np.int64)
+    case = np.asarray(case, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.int64)
+    if (totals < 0).any() or (weights < 0).any():
+        raise ValueError("totals and weights must be non-negative")
+    wsum = np.zeros(len(totals), np.int64)
+    np.add.at(wsum, case, weights)
+    if (wsum[case] == 0).any():
+        raise ValueError("weights must not all be zero")
+    # Python ints: total x weight overflows int64; the remainders are below the case's sum
+    num = totals.astype(object)[case] * weights.astype(object)
+    den = wsum.astype(object)[case]
+    parts = np.array(num // den, dtype=np.int64).reshape(len(case))
+    rem = np.array(num % den, dtype=np.int64).reshape(len(case))
+    left = totals.copy()
+    np.subtract.at(left, case, parts)
+    # rank each row in its case by remainder (largest first), ties to the earlier row
+    order = np.lexsort((np.arange(len(case)), -rem, case))
+    in_order = case[order]
+    rank = np.arange(len(case)) - np.searchsorted(in_order, in_order, side="left")
+    parts[order] += rank < left[in_order]
+    return parts, wsum
+
+
 @dataclass
 class ADLStage(Stage):
     """Auto-deleveraging.
@@ -247,14 +285,20 @@ class ADLStage(Stage):
 
     def _settle_at_bankruptcy(self, venue, cases, eq_before, notional_before, case_i, cpty, weight):
         """Move each case's equity (its closed share) to the counterparties: per case down the
-        queue, or pooled over every counterparty for the pro-rata rankings."""
+        queue, or pooled over every counterparty for the pro-rata rankings.
+
+        Every case at once (a few array passes over the fills, not a loop over the cases): the
+        cases' transfers touch only their own and their counterparties' wallets, and the events
+        come out in the order a loop over the cases (ascending) would log them."""
         led = venue.ledger
-        ks = np.unique(case_i)
-        closed = np.array([int(weight[case_i == k].sum()) for k in ks], dtype=object)
-        total = notional_before[ks].astype(object)
+        ks, inv = np.unique(case_i, return_inverse=True)
+        closed = np.zeros(len(ks), np.int64)
+        np.add.at(closed, inv, weight)
         # Python ints: equity x notional overflows int64 at real sizes
-        share = np.array([int(e) * int(c) // max(int(t), 1) for e, c, t in zip(eq_before[ks], closed, total)],
-                         dtype=np.int64)
+        share = np.array(
+            eq_before[ks].astype(object) * closed.astype(object) // np.maximum(notional_before[ks], 1).astype(object),
+            dtype=np.int64,
+        ).reshape(len(ks))
         if self.ranking in _POOLED:
             # every counterparty pays the pooled loss by its share of the notional given up;
             # the loss pool clears the two legs within this call
@@ -266,15 +310,19 @@ class ADLStage(Stage):
             venue.events.add("adl_haircut", stage=self.name, account=cpty, counterparty=cases.accounts[case_i],
                              amount=-parts, weight=weight / max(int(weight.sum()), 1))
             return
-        for k, s in zip(ks, share):
-            if s == 0:
-                continue
-            mine = case_i == k
-            parts = largest_remainder(abs(int(s)), weight[mine]) * np.sign(s)
-            a = int(cases.accounts[k])
-            led.transfer(np.full(len(parts), a), cpty[mine], parts)
-            venue.events.add("adl_haircut", stage=self.name, account=cpty[mine], counterparty=a, amount=-parts,
-                             weight=weight[mine] / max(int(weight[mine].sum()), 1))
+        # the fills of cases with a share to move, grouped by case (ascending), in fill order within
+        rows = np.flatnonzero(share[inv] != 0)
+        rows = rows[np.argsort(inv[rows], kind="stable")]
+        if not len(rows):
+            return
+        group = inv[rows]
+        w = weight[rows]
+        parts, wsum = largest_remainder_by_case(np.abs(share), group, w)
+        parts = parts * np.sign(share)[group]
+        payer = cases.accounts[ks][group]
+        led.transfer(payer, cpty[rows], parts)
+        venue.events.add("adl_haircut", stage=self.name, account=cpty[rows], counterparty=payer, amount=-parts,
+                         weight=w / np.maximum(wsum, 1)[group])
 
     def _record_leverage_after(self, venue, fills) -> None:
         """The deleveraged accounts' effective leverage after ADL (notional / equity)."""
