@@ -269,3 +269,18 @@ def test_calibrate_recovers_a_planted_parameter_and_resumes_without_rerunning(tm
     assert all(p.stat().st_mtime_ns == s for p, s in stamps.items())
     assert yaml.safe_load((out / "best_params.yaml").read_text())["venue.backstop_capital"] == best
     assert "| backstop_share | all |" in capsys.readouterr().out
+
+
+def test_calibration_workers_prepare_like_scenario_runs():
+    # a candidate's workers are prepared once (imports, kernels) and fork from the warm server,
+    # as batch runs do: the hooks resolve through the partial calibrate hands to run_batch
+    import functools
+
+    from simulator.experiments.batch import executors
+    from simulator.experiments.batch.scenario import scenario_run_fn
+
+    from simulator.experiments import calibrate
+
+    run_fn = functools.partial(calibrate.calibration_run_fn, targets={})
+    assert executors._hook(run_fn, "prepare") is scenario_run_fn.prepare
+    assert "simulator.experiments.batch.preload" in executors._preload(run_fn)

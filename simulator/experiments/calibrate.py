@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simulator.experiments.batch import batch_scenario, load_results, make_cell_ids, plan_tasks, run_batch
 from simulator.experiments.batch.plan import task_seed_sequence
+from simulator.experiments.batch.scenario import scenario_run_fn
 from simulator.world.scenario import ScenarioError, apply_overrides, validate
 from simulator.world.targets import (
     Targets, check_markets, fit_table, ledger_snapshot, load_targets, loss, run_metrics, window_steps,
@@ -133,6 +134,11 @@ def calibration_run_fn(scenario: dict, task, targets: dict) -> dict:
 
 
 # ----------------------------------------------------------------------- search
+# a candidate's run is a scenario run: its workers prepare (and fork from a warm server) the same way
+calibration_run_fn.prepare = scenario_run_fn.prepare
+calibration_run_fn.preload = scenario_run_fn.preload
+
+
 def _round(v: Any) -> Any:
     """Candidate values as recorded: floats to 6 significant digits, so a re-run proposes the
     same cells (and resumes the same batches) and file names stay short."""
