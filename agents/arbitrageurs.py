@@ -13,9 +13,12 @@ trading the other way when the basis flips.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from agents.account import AccountAgent
+from simulator.venue import kernels
 from simulator.venue.book import BUY, SELL
 
 #: Share of capital x leverage an arbitrageur's position may reach (taker trades and quotes).
@@ -64,7 +67,29 @@ class Arbitrageur(AccountAgent):
 
     @classmethod
     def quote_all(cls, model) -> None:
-        """Rest every arbitrageur's passive basis ladder in every market (``basis_ladder``)."""
+        """Rest every arbitrageur's passive basis ladder in every market: the compiled ladder
+        (``agents/_nb_arbs``), bit for bit the quotes of ``quote_all_reference``."""
+        k = kernels.load("agents._nb_arbs")
+        if k is None:
+            return cls.quote_all_reference(model)
+        cfg = model.arb_config
+        acc = model.arb_accounts
+        venue = model.venue
+        equity = venue.equity(acc)
+        qty = venue.ledger.qty
+        for m, spec in enumerate(venue.markets):
+            index = model.spot_ticks(m)
+            level_lots = int(spec.lots_for_quote(cfg.quote_notional, index))
+            want, before = _level_sizes(level_lots, cfg.quote_levels, cfg.quote_growth)
+            owners, sides, prices, lots = k.arb_quotes(
+                acc, equity, qty, m, float(cfg.leverage), CAPITAL_USE, float(venue.lot_cash(m, index)), float(index),
+                float(cfg.threshold), float(cfg.quote_spacing), want, before)
+            if len(lots):
+                venue.post_quotes(m, owners, sides, prices, lots)
+
+    @classmethod
+    def quote_all_reference(cls, model) -> None:
+        """``quote_all`` in numpy only (the reference the compiled ladder is tested against)."""
         cfg = model.arb_config
         acc = model.arb_accounts
         venue = model.venue
@@ -89,6 +114,28 @@ def _room(venue, m: int, acc, equity, index: float, leverage: float) -> tuple[np
     return cap_lots - pos, cap_lots + pos
 
 
+@functools.lru_cache(maxsize=64)
+def _level_sizes(level_lots: int, levels: int, growth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lots wanted at each level (``level_lots x growth^k``) and what the nearer levels hold;
+    the lot size changes only when the index moves a lot, so it is kept (read-only arrays)."""
+    k = np.arange(levels)
+    want = np.floor(level_lots * growth ** k).astype(np.int64)
+    before = np.concatenate(([0], np.cumsum(want)[:-1])).astype(np.int64)
+    want.flags.writeable = before.flags.writeable = False
+    return want, before
+
+
+def ladder_levels(index: float, threshold: float, spacing: float, levels: int, level_lots: int,
+                  growth: float = 1.0):
+    """The ladder's levels in one market: (bid ticks, ask ticks, lots wanted, lots the nearer
+    levels hold), level ``k`` = 0 nearest."""
+    k = np.arange(levels)
+    want, before = _level_sizes(level_lots, levels, growth)
+    bid = np.floor(index * (1 - threshold - k * spacing)).astype(np.int64)
+    ask = np.ceil(index * (1 + threshold + k * spacing)).astype(np.int64)
+    return bid, ask, want, before
+
+
 def basis_ladder(accounts, buy_room, sell_room, index: float, threshold: float, spacing: float, levels: int,
                  level_lots: int, growth: float = 1.0):
     """The arbitrageurs' resting quotes in one market.
@@ -101,11 +148,7 @@ def basis_ladder(accounts, buy_room, sell_room, index: float, threshold: float, 
         (owners, sides, prices, lots): each arbitrageur's bids near to far, then its asks, in
         account order; empty levels are left out.
     """
-    k = np.arange(levels)
-    want = np.floor(level_lots * growth ** k).astype(np.int64)  # level k: level_lots x growth^k
-    before = np.concatenate(([0], np.cumsum(want)[:-1]))  # what the nearer levels hold
-    bid = np.floor(index * (1 - threshold - k * spacing)).astype(np.int64)
-    ask = np.ceil(index * (1 + threshold + k * spacing)).astype(np.int64)
+    bid, ask, want, before = ladder_levels(index, threshold, spacing, levels, level_lots, growth)
     owners, sides, prices, lots = [], [], [], []
     for a, rooms in zip(np.asarray(accounts).tolist(), zip(np.asarray(buy_room).tolist(), np.asarray(sell_room).tolist())):
         for side, px, room in ((BUY, bid, rooms[0]), (SELL, ask, rooms[1])):

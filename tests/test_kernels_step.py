@@ -434,6 +434,35 @@ def test_maker_ladder_kernel_equals_the_numpy_ladder(seed, n, levels, inverse):
         assert a.dtype == np.int64 and np.array_equal(a, b)
 
 
+# ------------------------------------------------------------ arbitrageurs' ladder
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.integers(1, 8), st.sampled_from([1.0, 1.5, 2.0, 3.7]))
+def test_arb_quotes_kernel_equals_the_numpy_basis_ladder(seed, n, levels, growth):
+    """Random arbitrageurs (broke ones, positions beyond their room on either side): the compiled
+    rooms and ladder are ``arbitrageurs._room`` + ``basis_ladder`` bit for bit."""
+    import types
+
+    import agents.arbitrageurs as arbitrageurs
+
+    rng = np.random.default_rng(seed)
+    accounts = np.sort(rng.choice(40, n, replace=False)).astype(np.int64)
+    equity = rng.integers(-10**6, 10**10, n).astype(np.int64)
+    qty = rng.integers(-10**6, 10**6, (40, 2)).astype(np.int64)
+    m = int(rng.integers(0, 2))
+    index, lot_cash = float(rng.uniform(10.0, 2e6)), float(rng.uniform(0.01, 1e4))
+    leverage, threshold, spacing = float(rng.uniform(1, 20)), float(rng.uniform(1e-4, 0.01)), float(rng.uniform(1e-4, 0.01))
+    level_lots = int(rng.integers(0, 10**5))
+    venue = types.SimpleNamespace(lot_cash=lambda market, price: lot_cash, ledger=types.SimpleNamespace(qty=qty))
+    buy_room, sell_room = arbitrageurs._room(venue, m, accounts, equity, index, leverage)
+    want = arbitrageurs.basis_ladder(accounts, buy_room, sell_room, index, threshold, spacing, levels, level_lots,
+                                     growth)
+    size, before = arbitrageurs._level_sizes(level_lots, levels, growth)
+    got = kernels.load("agents._nb_arbs").arb_quotes(accounts, equity, qty, m, leverage, arbitrageurs.CAPITAL_USE,
+                                                     lot_cash, index, threshold, spacing, size, before)
+    for a, b in zip(got, want):
+        assert a.dtype == np.int64 and np.array_equal(a, b)
+
+
 # --------------------------------------------------------------- whole runs
 def _scenario(**traders_extra) -> dict:
     t = {"count": 400, "trade_probability": 0.05, "isolated_share": 0.3, "stop_loss": 0.5, "take_profit": 0.8,
@@ -568,7 +597,7 @@ import importlib
 from simulator.experiments import run
 from simulator.world.model import PerpModel
 mods = [importlib.import_module(m) for m in ("simulator.venue._nb", "simulator.venue._nb_book",
-        "simulator.venue._nb_scan", "simulator.venue._nb_prices", "agents._nb_traders", "agents._nb_makers")]
+        "simulator.venue._nb_scan", "simulator.venue._nb_prices", "agents._nb_traders", "agents._nb_makers", "agents._nb_arbs")]
 run.warm_up()
 def loaded():
     return {(m.__name__, n): len(f.signatures) for m in mods for n, f in vars(m).items() if hasattr(f, "signatures")}
