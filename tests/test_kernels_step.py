@@ -675,3 +675,16 @@ def test_inverse_scan_at_the_maintenance_boundary_by_hand(side, mark, wallet, li
     mm, eq = int(v.maintenance(np.array([a])).sum()), int(v.equity(np.array([a]))[0])
     assert (mm, eq) == ((24, wallet - 1_633) if side == 1 else (3, wallet - 467))
     assert v.liquidatable()[a] == liquidatable == v.liquidatable_reference()[a]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(1.0, 1e7), st.floats(1.0, 1e8), st.sampled_from([(1.0, 0.0001), (0.1, 0.001), (0.01, 0.01), (0.5, 1.0)]))
+def test_lots_for_quote_scalar_path_equals_the_array_path(quote, price, units):
+    # an agent's per-step size takes Python floats; it must round exactly as the numpy path
+    # (half to even), including exact halves
+    tick, lot = units
+    spec = MarketSpec(name="x", tick_size=tick, lot_size=lot, cash_unit=0.01, max_leverage=10.0,
+                      taker_fee_ppm=0, maker_fee_ppm=0, tiers=MarginTiers((0,), (5_000,)))
+    half = (np.floor(quote / (price * tick) / lot) + 0.5) * lot * price * tick  # near an exact half
+    for q in (quote, half):
+        assert int(spec.lots_for_quote(q, price)) == int(spec.lots_for_quote(np.array([q]), np.array([price]))[0])

@@ -83,6 +83,9 @@ class MarketSpec:
 
     def lots_for_quote(self, quote, price_ticks) -> np.ndarray:
         """Whole lots (rounded) worth ``quote`` in the quote currency at ``price_ticks``."""
+        if type(quote) in _SCALARS and type(price_ticks) in _SCALARS and not self.inverse:
+            # one agent's size per step: the same float operations, rounded half to even like np.round
+            return np.int64(round(float(quote) / (float(price_ticks) * self.tick_size) / self.lot_size))
         if self.inverse:
             return np.round(np.asarray(quote, dtype=float) / self.lot_size + 0 * np.asarray(price_ticks)).astype(np.int64)
         return self.to_lots(np.asarray(quote, dtype=float) / (price_ticks * self.tick_size))
@@ -102,3 +105,6 @@ class MarketSpec:
         if self.inverse:
             quote_amount = np.asarray(quote_amount, dtype=float) / self.quote_per_coin
         return np.round(np.asarray(quote_amount, dtype=float) / self.cash_unit).astype(np.int64)
+
+
+_SCALARS = (int, float, np.float64, np.int64)
