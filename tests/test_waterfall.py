@@ -352,6 +352,42 @@ def test_after_the_cooldown_a_large_position_is_sliced_again(make_venue):
     check_books(v)
 
 
+def test_slices_in_two_markets_in_the_same_block(make_venue):
+    # one account long 100 @ 110 in two markets, wallet 1,400: at marks 104 its equity is
+    # 1,400 - 2 x 600 = 200 < MM 2 x 104 = 208. Each position is worth 10,400 > 5,000, so each is
+    # sliced in the same block: 20 + 20 lots. Left: 80 + 80, MM 2 x ceil(83.2) = 168 <= 200.
+    wf = [{"stage": "book", "slice_share": 0.2, "slice_above": 5_000}]
+    v = make_venue(waterfall=wf, markets=[unit_market("A"), unit_market("B")])
+    L = int(v.add_accounts(1, "trader", 1_400)[0])
+    S, M = (int(i) for i in v.add_accounts(2, "trader", [10**6, 10**6]))
+    for m in (0, 1):
+        v.ledger.trade(m, L, S, 100, 110)
+    move_to(v, 104, 104)
+    for m in (0, 1):
+        v.post_quotes(m, [M], [BUY], [104], [500])
+    v.start_step(1)
+    v.liquidate()
+    assert v.ledger.qty[L].tolist() == [80, 80]
+    assert kinds(v, "liquidation").qty.tolist() == [-20, -20]
+    assert not v.liquidatable()[L]
+    check_books(v)
+
+
+def test_a_slice_that_does_not_fill_starts_no_cooldown(make_venue):
+    # no bid in step 1: nothing is liquidated, so in step 2 the position is sliced again (20 of
+    # 100), not sent whole
+    wf = [{"stage": "book", "slice_share": 0.2, "slice_above": 5_000}]
+    v, L, S, M, Z = scenario(make_venue, wf, bids=())
+    v.start_step(1)
+    v.liquidate()
+    assert v.ledger.qty[L, 0] == 100
+    v.post_quotes(0, [M], [BUY], [104], [500])
+    v.start_step(2)
+    v.liquidate()
+    assert kinds(v, "liquidation").qty.tolist() == [-20]
+    check_books(v)
+
+
 def test_book_price_band(make_venue):
     # band 2 % of mark 104: sells no lower than 101.92 -> 102 (whole ticks inside the band)
     v, L, *_ = scenario(make_venue, [{"stage": "book", "price_band": 0.02}], bids=((103, 10), (102, 10), (101, 100)))

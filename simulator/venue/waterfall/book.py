@@ -47,6 +47,7 @@ class BookStage(Stage):
         pending = cases.pending(venue)
         if not pending.any():
             return
+        slices_done: set[int] = set()  # accounts partially liquidated in this block (any market)
         if self.partial:
             eq = venue.equity(cases.accounts).astype(float)
             mm = venue.maintenance(cases.accounts).sum(axis=1).astype(float)
@@ -60,11 +61,12 @@ class BookStage(Stage):
             acc = cases.accounts[sel]
             q = led.qty[acc, m]
             size = np.minimum(np.ceil(np.abs(q) * frac[sel]).astype(np.int64), np.abs(q))
+            sliced = np.zeros(len(acc), dtype=bool)
             if self.slice_share is not None:
-                size = self._slice(venue, m, acc, q, size)
+                size, sliced = self._slice(venue, m, acc, q, size)
                 go = size > 0
                 if not go.all():
-                    sel, acc, q, size = sel[go], acc[go], q[go], size[go]
+                    sel, acc, q, size, sliced = sel[go], acc[go], q[go], size[go], sliced[go]
                     if len(sel) == 0:
                         continue
             sides = np.where(q > 0, SELL, BUY)
@@ -80,6 +82,7 @@ class BookStage(Stage):
                 np.add.at(filled, fills.order_index, fills.qty)
                 np.add.at(value, fills.order_index, fills.qty * fills.price)
                 hit = filled > 0
+                slices_done.update(acc[hit & sliced].tolist())
                 if venue.inverse[m]:
                     cash = np.zeros(len(acc), dtype=np.int64)
                     np.add.at(cash, fills.order_index,
@@ -97,29 +100,34 @@ class BookStage(Stage):
                 book = venue.books[m]
                 other_side_empty = np.where(sides == SELL, book.best_bid() is None, book.best_ask() is None)
                 cases.book_reason[sel[left]] = np.where(other_side_empty[left], "book_exhausted", "price_band")
+        for a in slices_done:
+            self._sliced_at[a] = venue.time
         if self.partial or self.slice_share is not None:
             back = venue.equity(cases.accounts) >= venue.maintenance(cases.accounts).sum(axis=1)
             cases.restored |= cases.open(venue) & back
         cases.update(venue, self.name, covering=False)
         cases.record_flat(venue, self.name)
 
-    def _slice(self, venue, m: int, acc, q, size) -> np.ndarray:
+    def _slice(self, venue, m: int, acc, q, size) -> tuple[np.ndarray, np.ndarray]:
         """Order sizes under the slice rule: a slice of a large position outside a cooldown, the
-        whole position inside one, nothing for an account already sliced in this step."""
+        whole position inside one, nothing for an account partially liquidated earlier in this
+        step (block). Returns (sizes, mask of the orders that are slices); the cooldown starts
+        where a slice fills (``close``)."""
         now = venue.time
         worth = fill_notional(np.abs(q), np.full(len(q), int(venue.marks[m])), int(venue.contract_values[m]),
                               bool(venue.inverse[m]))
         size = size.copy()
+        sliced = np.zeros(len(acc), dtype=bool)
         for k, a in enumerate(acc.tolist()):
             since = self._sliced_at.get(a)
             if since is not None and since == now:
-                size[k] = 0  # sliced in this block: the next order waits for the next one
+                size[k] = 0  # partially liquidated in this block: the next order waits for the next one
             elif since is not None and now - since < self.slice_cooldown_seconds:
                 size[k] = abs(int(q[k]))
             elif worth[k] > self.slice_above:
                 size[k] = min(size[k], max(1, int(np.ceil(abs(int(q[k])) * self.slice_share))))
-                self._sliced_at[a] = now
-        return size
+                sliced[k] = size[k] < abs(int(q[k]))
+        return size, sliced
 
     def _limits(self, mark: float, sides, p_b) -> np.ndarray:
         """Worst acceptable price per order, whole ticks inside the band."""
