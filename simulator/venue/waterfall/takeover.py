@@ -133,8 +133,10 @@ def take_share(venue, cases, taker: int, eligible, stage: str, share_step_ppm: i
         venue.events.add("liquidation", amount=0, stage=stage, account=a, counterparty=taker, market=m,
                          qty=-sign * lots, price=float(venue.marks[m]),
                          bankruptcy_price=bankruptcy_prices(led, venue.marks, a, m), equity=equity[held])
-    led.transfer(acc, taker, penalty)
-    venue.events.add("fund_surplus", stage=stage, account=acc, amount=penalty)
+    paid = penalty > 0
+    if paid.any():
+        led.transfer(acc[paid], taker, penalty[paid])
+        venue.events.add("fund_surplus", stage=stage, account=acc[paid], amount=penalty[paid])
     back = venue.equity(acc) >= venue.maintenance(acc).sum(axis=1)
     cases.restored[idx] |= back & (led.qty[acc] != 0).any(axis=1)
     cases.record_flat(venue, stage)
