@@ -375,6 +375,31 @@ class Venue:
         self.quote_rejections += int(refused)
         return oids
 
+    def requote(self, market: int, cancel_accounts, owners, sides, prices, qtys) -> np.ndarray:
+        """Cancel every order of ``cancel_accounts`` in market ``market``'s book, then
+        ``post_quotes`` the new orders (if any): on a one-market venue one compiled call, the
+        same operations in the same order. Returns the order ids."""
+        k = kernels.book()
+        book = self.books[market]
+        if k is None or self.n_markets != 1:
+            book.cancel_owners(cancel_accounts)
+            if len(qtys):
+                return self.post_quotes(market, owners, sides, prices, qtys)
+            return np.zeros(0, dtype=np.int64)
+        i64_1d = kernels.i64_1d
+        led = self.ledger
+        b, a = book.bids, book.asks
+        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+        oids, refused, book._next_oid, bid_cols, ask_cols = k.requote_one_market(
+            i64_1d(cancel_accounts), i64_1d(owners), i64_1d(sides), i64_1d(prices), i64_1d(qtys), b.price, b.qty,
+            b.owner, b.oid, a.price, a.qty, a.owner, a.oid, led.wallet, led.qty, led.cost, kernels.i64(self.marks),
+            self.contract_values, self._leverage_c(), guard, float(self.config.fund_guard_max_leverage),
+            max(self.markets[market].maker_fee_ppm, 0), int(book._next_oid), led.inverse)
+        b.price, b.qty, b.owner, b.oid = bid_cols
+        a.price, a.qty, a.owner, a.oid = ask_cols
+        self.quote_rejections += int(refused)
+        return oids
+
     def post_quotes_reference(self, market: int, owners, sides, prices, qtys) -> np.ndarray:
         """``post_quotes`` step by step (postable, margin check, post): the reference of the
         compiled ``_nb_book.post_quotes``."""
