@@ -66,6 +66,9 @@ def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
                                  led.is_venue())
         assert np.array_equal(fast, first)
         assert np.array_equal(fast, v.liquidatable_reference())
+        flagged, broke = v._first_scan()  # the quiet pass's one call: flagged rows, holder check
+        assert flagged.tolist() == np.flatnonzero(v.liquidatable_reference()).tolist()
+        assert broke is v._inventory_may_be_broke() is False  # the venue rows hold nothing
         w, u, net, oi = SCAN.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
         w0, u0, net0, oi0 = _nb.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
         assert (w, u) == (w0, u0) and np.array_equal(net, net0) and np.array_equal(oi, oi0)
@@ -399,6 +402,16 @@ def test_requote_kernel_equals_cancel_then_post(seed, guard, inverse, n):
     assert v.books[0]._next_oid == ref.books[0]._next_oid
     assert _side_columns(v.books[0]) == _side_columns(ref.books[0])
     assert not np.isin(v.books[0].bids.owner, np.setdiff1d(cancel, owners)).any()
+
+    # the liquidation pass's first scan, one call on this (linear or inverse) ledger
+    led = v.ledger
+    holder = int(rng.choice([v.engine, v.insurance_fund, v.backstop]))
+    led.wallet[acc[:3]] -= rng.integers(0, 30_000, 3)  # some below maintenance
+    led.wallet[holder] -= int(rng.integers(0, 2_000))  # the fund holds 1,000: broke below that
+    flagged, broke = v._first_scan()
+    assert flagged.tolist() == np.flatnonzero(v.liquidatable_reference()).tolist()
+    holders = [v.engine, v.insurance_fund, v.backstop]
+    assert broke is v._inventory_may_be_broke() is bool((led.equity(v.marks, holders) < 0).any())
 
 
 def test_order_margin_refuses_by_hand():

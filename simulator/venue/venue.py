@@ -707,9 +707,15 @@ class Venue:
             if type(stage).due is not Stage.due:
                 stage.due(self)
         depth = 0
+        broke = None  # the closing check, known early when the first scan flags nobody
         for r in range(self.config.max_rounds):
             self.events.round = r
-            flagged = np.flatnonzero(self.liquidatable())
+            if r == 0 and kernels.scan() is not None:
+                flagged, quiet_broke = self._first_scan()
+                if len(flagged) == 0:
+                    broke = quiet_broke
+            else:
+                flagged = np.flatnonzero(self.liquidatable())
             if len(flagged) == 0:
                 break
             eq = self.equity(flagged)
@@ -725,9 +731,21 @@ class Venue:
             depth += 1
             self.update_marks(roll=False)
         self.events.round = depth
-        if self._inventory_may_be_broke():
+        if self._inventory_may_be_broke() if broke is None else broke:
             cover_engine_inventory(self, self.waterfall)
         return depth
+
+    def _first_scan(self) -> tuple[np.ndarray, bool]:
+        """``np.flatnonzero(liquidatable())`` and ``_inventory_may_be_broke()`` in one compiled
+        call (``_nb_scan.quiet_scan``): the whole pass of a quiet step."""
+        led = self.ledger
+        if self._tier_arrays is None:
+            self._tier_arrays = _tier_arrays(self.tiers)
+        if self._holder_rows is None:
+            self._holder_rows = np.array([self.engine, self.insurance_fund, self.backstop], dtype=np.int64)
+        return kernels.scan().quiet_scan(led.wallet, led.qty, led.cost, kernels.i64(self.marks), self.contract_values,
+                                         led.inverse, bool(led.any_inverse), *self._tier_arrays, led.is_venue(),
+                                         self._holder_rows)
 
     def _inventory_may_be_broke(self) -> bool:
         """Whether an inventory holder (engine, fund, backstop vault) has equity below zero:
