@@ -29,11 +29,13 @@ class Arbitrageur(AccountAgent):
     """One basis arbitrageur; ``step_all`` decides for all of them per market."""
 
     @classmethod
-    def cancel_quotes(cls, model) -> None:
-        """Pull every arbitrageur's resting quotes (at the start of a step, before the makers
-        re-quote, so that no stale quote blocks a maker's post-only order)."""
+    def quoting_accounts(cls, model):
+        """The arbitrageurs whose resting quotes are pulled at the start of a step, before the
+        makers re-quote (``MarketMaker.step_all``'s ``also_cancel``), so that no stale quote
+        blocks a maker's post-only order; None when they do not quote."""
         if model.arb_config.quote_levels and len(model.arb_accounts):
-            model.venue.cancel_orders(model.arb_accounts)
+            return model.arb_accounts
+        return None
 
     @classmethod
     def step_all(cls, model) -> None:

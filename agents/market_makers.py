@@ -26,18 +26,29 @@ class MarketMaker(AccountAgent):
     """One market maker; ``step_all`` quotes for all makers in one pass per market."""
 
     @classmethod
-    def step_all(cls, model) -> None:
+    def step_all(cls, model, also_cancel=None) -> None:
         """Cancel and re-quote every maker's ladder: the compiled ladder (``agents/_nb_makers``),
-        bit for bit the quotes of ``step_all_reference``."""
+        bit for bit the quotes of ``step_all_reference``.
+
+        ``also_cancel``: other accounts whose resting orders are pulled first too (the
+        arbitrageurs' stale basis quotes, so that none blocks a maker's post-only order). On a
+        one-market venue the cancel and the new ladder are one compiled call
+        (``Venue.requote``); equity does not depend on the book, so it is the same ladder.
+        """
         k = _kernels()
         if k is None:
-            return cls.step_all_reference(model)
+            return cls.step_all_reference(model, also_cancel)
         cfg = model.maker_config
         accounts = model.maker_accounts
-        if len(accounts) == 0:
-            return
         venue = model.venue
-        venue.cancel_orders(accounts)
+        if len(accounts) == 0:
+            if also_cancel is not None:
+                venue.cancel_orders(also_cancel)
+            return
+        cancel = accounts if also_cancel is None else _cancel_rows(model, accounts, also_cancel)
+        one_book = venue.n_markets == 1
+        if not one_book:
+            venue.cancel_orders(cancel)
         equity = venue.equity(accounts)
         for m in range(venue.n_markets):
             fair, base_lots, half = _market_scalars(model, m)
@@ -45,17 +56,22 @@ class MarketMaker(AccountAgent):
                 accounts, equity, venue.ledger.qty, m, fair, int(venue.contract_values[m]),
                 float(cfg.inventory_limit), float(cfg.leverage), base_lots, half, float(cfg.level_spacing),
                 int(cfg.levels), bool(venue.inverse[m]), float(cfg.inventory_skew), float(cfg.limit_quote_share))
-            if len(lots):
+            if one_book:
+                venue.requote(m, cancel, owners, sides, prices, lots)
+            elif len(lots):
                 venue.post_quotes(m, owners, sides, prices, lots)
 
     @classmethod
-    def step_all_reference(cls, model) -> None:
-        """``step_all`` in numpy only (the reference the compiled ladder is tested against)."""
+    def step_all_reference(cls, model, also_cancel=None) -> None:
+        """``step_all`` in numpy only (the reference the compiled ladder is tested against):
+        ``also_cancel``'s orders are cancelled, then the makers'."""
         cfg = model.maker_config  # capital and depth scaled to the population
         accounts = model.maker_accounts
+        venue = model.venue
+        if also_cancel is not None:
+            venue.cancel_orders(also_cancel)
         if len(accounts) == 0:
             return
-        venue = model.venue
         venue.cancel_orders(accounts)
         equity = venue.equity(accounts)
         for m in range(venue.n_markets):
@@ -66,6 +82,17 @@ class MarketMaker(AccountAgent):
                 cfg.levels, cfg.inventory_skew, cfg.limit_quote_share)
             if len(lots):
                 venue.post_quotes(m, owners, sides, prices, lots)
+
+
+def _cancel_rows(model, accounts, also_cancel) -> np.ndarray:
+    """The makers' rows and ``also_cancel`` in one int64 array (kept on the model while the
+    two arrays stay the same objects)."""
+    key = (id(accounts), id(also_cancel))
+    cached = getattr(model, "_maker_cancel_rows", None)
+    if cached is None or cached[0] != key:
+        rows = np.concatenate([np.asarray(accounts, dtype=np.int64), np.asarray(also_cancel, dtype=np.int64)])
+        cached = model._maker_cancel_rows = (key, rows)
+    return cached[1]
 
 
 def _market_scalars(model, m: int) -> tuple[float, float, float]:

@@ -66,6 +66,9 @@ def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
                                  led.is_venue())
         assert np.array_equal(fast, first)
         assert np.array_equal(fast, v.liquidatable_reference())
+        flagged, broke = v._first_scan()  # the quiet pass's one call: flagged rows, holder check
+        assert flagged.tolist() == np.flatnonzero(v.liquidatable_reference()).tolist()
+        assert broke is v._inventory_may_be_broke() is False  # the venue rows hold nothing
         w, u, net, oi = SCAN.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
         w0, u0, net0, oi0 = _nb.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
         assert (w, u) == (w0, u0) and np.array_equal(net, net0) and np.array_equal(oi, oi0)
@@ -307,25 +310,25 @@ def _inverse(spec: MarketSpec) -> MarketSpec:
     return dataclasses.replace(spec, lot_size=10_007.0, settlement="inverse")
 
 
-def _venue_with_positions(seed, guard: bool, inverse: bool = False):
+def _venue_with_positions(seed, guard: bool, inverse: bool = False, n_markets: int = 2):
     rng = np.random.default_rng(seed)
     markets = [unit_market("A", maker_fee_ppm=int(rng.integers(-200, 500)), taker_fee_ppm=int(rng.integers(0, 800)),
-                           max_leverage=50.0), unit_market("B", max_leverage=20.0)]
+                           max_leverage=50.0), unit_market("B", max_leverage=20.0)][:n_markets]
     if inverse:
         markets = [_inverse(m) for m in markets]
     kw = {"fund_guard_threshold": 10.0, "fund_guard_max_leverage": 2.5} if guard else {}
     v = Venue(VenueConfig(markets=markets, insurance_fund=1_000, **kw), rng)
     n = 8
     acc = v.add_accounts(n, "market_maker", rng.integers(0, 20_000, n), leverage=rng.uniform(1, 60, n))
-    for m in range(2):
+    for m in range(n_markets):
         lots = rng.integers(0, 300, n)
         v.opening_auction(m, np.r_[acc, acc], np.r_[lots, -lots[::-1]], 100)
-    v.set_index([100.0, 100.0])
+    v.set_index([100.0] * n_markets)
     v.update_marks()
     if guard:
         v.oi_value_sum, v.oi_value_count = 10**9, 1  # the fund is far below the guard
         assert v.fund_guard_active()
-    for m in range(2):  # something already resting
+    for m in range(n_markets):  # something already resting
         k = 6
         sides = np.where(rng.random(k) < 0.5, BUY, SELL)
         v.books[m].post(rng.choice(acc, k), sides, np.where(sides == BUY, 95, 105), rng.integers(1, 50, k))
@@ -379,6 +382,36 @@ def test_quote_and_order_margin_kernels_equal_numpy_reference(seed, guard, inver
         np.subtract.at(expect, who, fee)
         expect[v.fee_pool] += int(fee.sum())
     assert np.array_equal(wallet, expect)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.booleans(), st.integers(0, 20))
+def test_requote_kernel_equals_cancel_then_post(seed, guard, inverse, n):
+    # a maker's re-quote on a one-market venue (one compiled call) is the numpy cancel of the
+    # owners given, then the numpy post: same ids, queue order, rejections
+    v, acc, rng = _venue_with_positions(seed, guard, inverse, n_markets=1)
+    cancel = rng.choice(acc, int(rng.integers(0, len(acc) + 1)), replace=False)
+    owners, sides = rng.choice(acc, n), np.where(rng.random(n) < 0.5, BUY, SELL)
+    qtys = rng.integers(0, 400, n)
+    prices = np.where(sides == BUY, rng.integers(92, 104, n), rng.integers(97, 109, n))
+    ref = copy.deepcopy(v)
+    o1 = v.requote(0, cancel, owners, sides, prices, qtys)
+    ref.books[0].cancel_owners_reference(cancel)
+    o2 = ref.post_quotes_reference(0, owners, sides, prices, qtys) if n else np.zeros(0, dtype=np.int64)
+    assert o1.tolist() == o2.tolist() and v.quote_rejections == ref.quote_rejections
+    assert v.books[0]._next_oid == ref.books[0]._next_oid
+    assert _side_columns(v.books[0]) == _side_columns(ref.books[0])
+    assert not np.isin(v.books[0].bids.owner, np.setdiff1d(cancel, owners)).any()
+
+    # the liquidation pass's first scan, one call on this (linear or inverse) ledger
+    led = v.ledger
+    holder = int(rng.choice([v.engine, v.insurance_fund, v.backstop]))
+    led.wallet[acc[:3]] -= rng.integers(0, 30_000, 3)  # some below maintenance
+    led.wallet[holder] -= int(rng.integers(0, 2_000))  # the fund holds 1,000: broke below that
+    flagged, broke = v._first_scan()
+    assert flagged.tolist() == np.flatnonzero(v.liquidatable_reference()).tolist()
+    holders = [v.engine, v.insurance_fund, v.backstop]
+    assert broke is v._inventory_may_be_broke() is bool((led.equity(v.marks, holders) < 0).any())
 
 
 def test_order_margin_refuses_by_hand():

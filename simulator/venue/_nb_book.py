@@ -536,3 +536,24 @@ def _columns(price, qty, owner, oid):
     out[2] = owner
     out[3] = oid
     return out
+
+
+@njit
+def requote_one_market(cancel_owners, owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price,
+                       ask_qty, ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage, guard, guard_leverage,
+                       fee_ppm, next_oid, inv_market):
+    """A re-quote on the book of a one-market venue in one call: ``cancel_both`` of
+    ``cancel_owners`` (``OrderBook.cancel_owners``), then, if there are new orders,
+    ``post_quotes_one_market`` of them: the same kernels in the same order as the two calls.
+    Returns ``post_quotes_one_market``'s results (no order ids and nothing refused without new
+    orders)."""
+    if len(bid_qty):
+        bid_price, bid_qty, bid_owner, bid_oid, _ = cancel(bid_price, bid_qty, bid_owner, bid_oid, cancel_owners)
+    if len(ask_qty):
+        ask_price, ask_qty, ask_owner, ask_oid, _ = cancel(ask_price, ask_qty, ask_owner, ask_oid, cancel_owners)
+    if len(qtys) == 0:
+        return (np.empty(0, np.int64), 0, next_oid, _columns(bid_price, bid_qty, bid_owner, bid_oid),
+                _columns(ask_price, ask_qty, ask_owner, ask_oid))
+    return post_quotes_one_market(owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price,
+                                  ask_qty, ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage, guard,
+                                  guard_leverage, fee_ppm, next_oid, inv_market)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from simulator.venue._nb import liquidatable as _liquidatable_inverse
+
 PPM = 1_000_000
 njit = numba.njit(cache=True, nogil=True)
 
@@ -192,3 +194,23 @@ def equity_of(wallet, qty, cost, marks, cv, accounts, inverse):
             u += value_at(qty[a, m], marks[m], cv[m], inverse[m]) - cost[a, m]
         out[i] = wallet[a] + u
     return out
+
+
+@njit
+def quiet_scan(wallet, qty, cost, marks, cv, inverse, any_inverse, floors, mmr, deductions, n_tiers, venue, holders):
+    """A liquidation pass's first scan in one call: the accounts below maintenance (the rows
+    ``np.flatnonzero`` of ``liquidatable``'s flags gives; ``_nb.liquidatable`` on a ledger with
+    an inverse market) and whether any of ``holders`` (the inventory holders) has equity below
+    zero (``equity_of``). When nobody is flagged nothing moves before the pass ends, so the
+    second answer is the pass's closing check."""
+    if any_inverse:
+        flags = _liquidatable_inverse(wallet, qty, cost, marks, cv, inverse, floors, mmr, deductions, n_tiers, venue)
+    else:
+        flags = liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue)
+    flagged = np.flatnonzero(flags).astype(np.int64)
+    eq = equity_of(wallet, qty, cost, marks, cv, holders, inverse)
+    broke = False
+    for i in range(len(eq)):
+        if eq[i] < 0:
+            broke = True
+    return flagged, broke

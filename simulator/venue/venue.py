@@ -375,6 +375,31 @@ class Venue:
         self.quote_rejections += int(refused)
         return oids
 
+    def requote(self, market: int, cancel_accounts, owners, sides, prices, qtys) -> np.ndarray:
+        """Cancel every order of ``cancel_accounts`` in market ``market``'s book, then
+        ``post_quotes`` the new orders (if any): on a one-market venue one compiled call, the
+        same operations in the same order. Returns the order ids."""
+        k = kernels.book()
+        book = self.books[market]
+        if k is None or self.n_markets != 1:
+            book.cancel_owners(cancel_accounts)
+            if len(qtys):
+                return self.post_quotes(market, owners, sides, prices, qtys)
+            return np.zeros(0, dtype=np.int64)
+        i64_1d = kernels.i64_1d
+        led = self.ledger
+        b, a = book.bids, book.asks
+        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+        oids, refused, book._next_oid, bid_cols, ask_cols = k.requote_one_market(
+            i64_1d(cancel_accounts), i64_1d(owners), i64_1d(sides), i64_1d(prices), i64_1d(qtys), b.price, b.qty,
+            b.owner, b.oid, a.price, a.qty, a.owner, a.oid, led.wallet, led.qty, led.cost, kernels.i64(self.marks),
+            self.contract_values, self._leverage_c(), guard, float(self.config.fund_guard_max_leverage),
+            max(self.markets[market].maker_fee_ppm, 0), int(book._next_oid), led.inverse)
+        b.price, b.qty, b.owner, b.oid = bid_cols
+        a.price, a.qty, a.owner, a.oid = ask_cols
+        self.quote_rejections += int(refused)
+        return oids
+
     def post_quotes_reference(self, market: int, owners, sides, prices, qtys) -> np.ndarray:
         """``post_quotes`` step by step (postable, margin check, post): the reference of the
         compiled ``_nb_book.post_quotes``."""
@@ -682,9 +707,15 @@ class Venue:
             if type(stage).due is not Stage.due:
                 stage.due(self)
         depth = 0
+        broke = None  # the closing check, known early when the first scan flags nobody
         for r in range(self.config.max_rounds):
             self.events.round = r
-            flagged = np.flatnonzero(self.liquidatable())
+            if r == 0 and kernels.scan() is not None:
+                flagged, quiet_broke = self._first_scan()
+                if len(flagged) == 0:
+                    broke = quiet_broke
+            else:
+                flagged = np.flatnonzero(self.liquidatable())
             if len(flagged) == 0:
                 break
             eq = self.equity(flagged)
@@ -700,9 +731,21 @@ class Venue:
             depth += 1
             self.update_marks(roll=False)
         self.events.round = depth
-        if self._inventory_may_be_broke():
+        if self._inventory_may_be_broke() if broke is None else broke:
             cover_engine_inventory(self, self.waterfall)
         return depth
+
+    def _first_scan(self) -> tuple[np.ndarray, bool]:
+        """``np.flatnonzero(liquidatable())`` and ``_inventory_may_be_broke()`` in one compiled
+        call (``_nb_scan.quiet_scan``): the whole pass of a quiet step."""
+        led = self.ledger
+        if self._tier_arrays is None:
+            self._tier_arrays = _tier_arrays(self.tiers)
+        if self._holder_rows is None:
+            self._holder_rows = np.array([self.engine, self.insurance_fund, self.backstop], dtype=np.int64)
+        return kernels.scan().quiet_scan(led.wallet, led.qty, led.cost, kernels.i64(self.marks), self.contract_values,
+                                         led.inverse, bool(led.any_inverse), *self._tier_arrays, led.is_venue(),
+                                         self._holder_rows)
 
     def _inventory_may_be_broke(self) -> bool:
         """Whether an inventory holder (engine, fund, backstop vault) has equity below zero:

@@ -409,8 +409,9 @@ class PerpModel(mesa.Model):
         self.traders.long_share = crowd[-1].long_share if crowd else cfg.long_share
         tp = crowd[-1].trade_probability if crowd else None
         self.traders.trade_probability = cfg.trade_probability if tp is None else tp
-        Arbitrageur.cancel_quotes(self)  # no stale basis quote may block a maker's post-only quote
-        MarketMaker.step_all(self)
+        # the arbitrageurs' stale basis quotes are pulled with the makers' (none may block a
+        # maker's post-only quote)
+        MarketMaker.step_all(self, also_cancel=Arbitrageur.quoting_accounts(self))
         for i, s in self._shocks(Whale):
             if s.step == t and t > 0:
                 acc, q = self._open_whale(i, s)
