@@ -146,12 +146,11 @@ class PriceState:
             return self.update_mark_reference(mids, roll)
         if roll:
             self.previous_mark = self.mark.copy()
-        f64 = kernels.f64
-        self.premium_sum = f64(self.premium_sum)
+        # the state arrays are always C-contiguous float64 / int64 (made here, by ``set_index``
+        # or by the kernels, and only written element-wise elsewhere): no conversion calls
         marks, self.basis_ema = k.update_mark(
-            mids, f64(self.index), f64(self.last), f64(self.basis_ema), kernels.i64(self.mark_high),
-            kernels.i64(self.mark_low), self.premium_sum, float(self.config.basis_ema_alpha), bool(roll),
-            k.METHODS.get(self.config.method, 4))
+            mids, self.index, self.last, self.basis_ema, self.mark_high, self.mark_low, self.premium_sum,
+            float(self.config.basis_ema_alpha), bool(roll), k.METHODS.get(self.config.method, 4))
         self.mark, self.mark_high, self.mark_low = marks
         if roll:
             self.premium_count += 1
