@@ -21,8 +21,7 @@ class Exchange(mesa.Agent):
 
     def open_step(self, index_prices) -> None:
         self.venue.start_step(self.model.t)
-        self.venue.set_index(index_prices)
-        self.venue.update_marks(roll=True)
+        self.venue.roll_marks(index_prices)  # set_index, then update_marks(roll=True)
 
     def close_step(self, funding_due: bool, premium_add=None) -> None:
         venue = self.venue

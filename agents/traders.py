@@ -14,6 +14,7 @@ from simulator.venue import kernels
 from simulator.venue.book import BUY
 
 STRATEGIES = ("trend", "mean_revert", "noise", "hedger")
+_K = None  # the compiled decision pass once loaded (``_kernels``)
 _WARMED = False  # the decision kernels are loaded in this process (``LeveragedTrader.warm_up``)
 
 
@@ -122,26 +123,28 @@ class LeveragedTrader(AccountAgent):
     def step_all(cls, model) -> None:
         """Every trader decides and sends its order: the compiled pass (``agents/_nb_traders``),
         with exactly the draws and results of ``step_all_reference``."""
-        k = _kernels()
+        k = _K or _kernels()
         if k is None:
             return cls.step_all_reference(model)
         pop: TraderPopulation = model.traders
-        if len(pop) == 0:
+        n = len(pop.accounts)  # len(pop), without the method call
+        if n == 0:
             return
         venue, rng = model.venue, model.trader_rng
         led = venue.ledger
         cfg = pop.cfg
-        draw = rng.random(len(pop))
+        draw = rng.random(n)
         with_stops = cfg.stop_loss is not None or cfg.take_profit is not None
-        marks = venue.marks
-        cv = venue.contract_values
+        marks = venue.prices.mark  # ``venue.marks``, read once
+        cv = led.contract_values
         idx, acting, acc, equity = k.watched_equity(draw, float(pop.trade_probability), pop.accounts, pop.market,
                                                     with_stops, led.wallet, led.qty, led.cost, marks, cv, led.inverse)
-        if len(idx) == 0:
+        watched = len(idx)
+        if watched == 0:
             return
         trend_sign, reversion_sign = model.signal_signs()
-        coin_draw = rng.random(len(idx))  # _entry_side's draw
-        size_draw = rng.uniform(0.5, 1.0, len(idx))  # _entry_lots' draw
+        coin_draw = rng.random(watched)  # _entry_side's draw
+        size_draw = rng.uniform(0.5, 1.0, watched)  # _entry_lots' draw
         lots, order_side, close = k.decide(
             idx, acting, equity, coin_draw, size_draw, pop.accounts, pop.market, pop.strategy, pop.leverage,
             pop.isolated, pop.size_share, led.qty, led.cost, marks, cv, venue.leverage,
@@ -149,11 +152,12 @@ class LeveragedTrader(AccountAgent):
             float(pop.long_share), float(cfg.position_fraction),
             float(cfg.stop_loss or 0.0), cfg.stop_loss is not None,
             float(cfg.take_profit or 0.0), cfg.take_profit is not None, led.inverse, led.any_inverse)
-        send = np.flatnonzero(lots > 0)
+        send = (lots > 0).nonzero()[0]  # np.flatnonzero of a 1-d array, one call
         if len(send) == 0:
             return
         send = send[rng.permutation(len(send))]  # arrival order
-        _send_orders(venue, send, pop.market[idx] if venue.n_markets > 1 else None, acc, order_side, lots, close)
+        one_market = len(marks) == 1
+        _send_orders(venue, send, None if one_market else pop.market[idx], acc, order_side, lots, close)
 
     @staticmethod
     def warm_up(model) -> None:
@@ -227,20 +231,24 @@ def _send_orders(venue, send, market, acc, order_side, lots, close) -> None:
     """One batch of market orders per market, in arrival order ``send`` (``market`` per
     order; None on a one-market venue)."""
     band = 0.1  # market orders carry a 10 % price protection
-    for m in range(venue.n_markets):
+    marks = venue.marks
+    for m in range(len(marks)):
         k = send if market is None else send[market[send] == m]
         if len(k) == 0:
             continue
         s = np.asarray(order_side[k], dtype=np.int64)
         # the float limits truncated toward zero, as numpy's astype does
-        mark = float(venue.marks[m])
+        mark = float(marks[m])
         limit = np.where(s == BUY, int(mark * (1 + band)), int(mark * (1 - band)))
         venue.submit_orders(m, acc[k], s, lots[k], limit, reduce_only=close[k])
 
 
 def _kernels():
-    """The compiled decision pass (``agents._nb_traders``), or None without numba."""
-    return kernels.load("agents._nb_traders")
+    """The compiled decision pass (``agents._nb_traders``), or None without numba (kept in
+    ``_K`` once loaded: ``step_all`` then skips the lookup)."""
+    global _K
+    _K = kernels.load("agents._nb_traders")
+    return _K
 
 
 def _entry_side(pop: TraderPopulation, idx, rng, trend, deviation) -> np.ndarray:

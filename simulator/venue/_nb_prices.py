@@ -168,3 +168,33 @@ def _sign(x):
     if x < 0:
         return -1.0
     return x if np.isnan(x) else 0.0
+
+
+@njit
+def roll_marks(prices, tick_sizes, mids, mark, last, basis_ema, mark_high, mark_low, premium_sum, alpha, method):
+    """A step's opening in one call: the index ``prices`` (quote currency) to whole ticks, as
+    ``Venue.set_index`` converts them (``max(rint(price / tick), 1)``), then ``update_mark`` with
+    ``roll``. Returns ``(ok, marks, floats)``: ``marks`` rows the new mark, high, low and the
+    previous mark (a copy of ``mark``); ``floats`` rows the basis EMA and the index in ticks.
+    Not ``ok`` (nothing changed, ``premium_sum`` untouched) when a price is not finite, the
+    lengths differ or a market has no mark yet: the caller takes the numpy path."""
+    n = len(mark)
+    ints = np.empty((4, n), np.int64)
+    floats = np.empty((2, n), np.float64)
+    if len(prices) != n or len(tick_sizes) != n:
+        return False, ints, floats
+    index = floats[1]
+    for i in range(n):
+        r = prices[i] / tick_sizes[i]
+        if not np.isfinite(r) or mark[i] == 0:
+            return False, ints, floats
+        index[i] = max(np.rint(r), 1.0)
+    for i in range(n):
+        ints[3, i] = mark[i]
+    marks, ema = update_mark(mids, index, last, basis_ema, mark_high, mark_low, premium_sum, alpha, True, method)
+    for i in range(n):
+        ints[0, i] = marks[0, i]
+        ints[1, i] = marks[1, i]
+        ints[2, i] = marks[2, i]
+        floats[0, i] = ema[i]
+    return True, ints, floats

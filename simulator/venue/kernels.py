@@ -57,8 +57,9 @@ def book():
 
 
 def prices():
-    """The mark update (``_nb_prices``), or None."""
-    return load("simulator.venue._nb_prices")
+    """The mark update (``_nb_prices``), or None (once loaded, one dict lookup: it is asked
+    for two or three times a step)."""
+    return _MODULES.get("simulator.venue._nb_prices") or load("simulator.venue._nb_prices")
 
 
 def f64(a) -> np.ndarray:

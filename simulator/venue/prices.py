@@ -146,16 +146,33 @@ class PriceState:
             return self.update_mark_reference(mids, roll)
         if roll:
             self.previous_mark = self.mark.copy()
-        f64 = kernels.f64
-        self.premium_sum = f64(self.premium_sum)
+        # the state arrays are always C-contiguous float64 / int64 (made here, by ``set_index``
+        # or by the kernels, and only written element-wise elsewhere): no conversion calls
         marks, self.basis_ema = k.update_mark(
-            mids, f64(self.index), f64(self.last), f64(self.basis_ema), kernels.i64(self.mark_high),
-            kernels.i64(self.mark_low), self.premium_sum, float(self.config.basis_ema_alpha), bool(roll),
-            k.METHODS.get(self.config.method, 4))
+            mids, self.index, self.last, self.basis_ema, self.mark_high, self.mark_low, self.premium_sum,
+            float(self.config.basis_ema_alpha), bool(roll), k.METHODS.get(self.config.method, 4))
         self.mark, self.mark_high, self.mark_low = marks
         if roll:
             self.premium_count += 1
         return self.mark
+
+    def roll_marks(self, prices, tick_sizes, mids) -> bool:
+        """``set_index(max(rint(prices / tick_sizes), 1))`` then ``update_mark(mids, roll=True)``
+        in one compiled call (``_nb_prices.roll_marks``, the same float operations in the same
+        order). False, with nothing changed, when that call does not apply (no kernel, a price
+        not finite, a market without a mark yet): the caller then takes the two-call path."""
+        k = kernels.prices()
+        if k is None:
+            return False
+        ok, ints, floats = k.roll_marks(
+            prices, tick_sizes, mids, self.mark, self.last, self.basis_ema, self.mark_high, self.mark_low,
+            self.premium_sum, float(self.config.basis_ema_alpha), k.METHODS.get(self.config.method, 4))
+        if not ok:
+            return False
+        self.mark, self.mark_high, self.mark_low, self.previous_mark = ints
+        self.basis_ema, self.index = floats
+        self.premium_count += 1
+        return True
 
     def update_mark_reference(self, mids, roll: bool = True) -> np.ndarray:
         """``update_mark`` in numpy (the reference of the compiled kernel)."""

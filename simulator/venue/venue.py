@@ -104,6 +104,7 @@ class Venue:
         self.waterfall = build_waterfall(config.waterfall)
         self._tier_arrays = None  # padded maintenance tiers for the compiled scan
         self._tick_sizes = None  # per market, for set_index
+        self._tick_array = None  # the same as a float array, for roll_marks
         self._holder_rows = None  # the inventory holders' rows, for the quiet liquidation pass
         self.step = 0
         self.rejections = 0
@@ -581,6 +582,18 @@ class Venue:
                 ticks = np.maximum(np.round(prices / np.array(self._tick_sizes)), 1).astype(np.int64).astype(float)
         self.prices.set_index(ticks)
 
+    def roll_marks(self, index_prices) -> np.ndarray:
+        """A step opens: ``set_index(index_prices)`` then ``update_marks(roll=True)``, in one
+        compiled call when every market has a mark and a finite index (bit for bit the two)."""
+        if self._tick_array is None:
+            self._tick_array = np.array([float(m.tick_size) for m in self.markets])
+        if not self.prices.roll_marks(kernels.f64(index_prices), self._tick_array, self.mids()):
+            self.set_index(index_prices)
+            return self.update_marks(roll=True)
+        if self.config.fund_guard_threshold is not None:
+            self._sample_open_interest()
+        return self.prices.mark
+
     def mids(self) -> np.ndarray:
         """Book mid per market. A side swept empty leaves the last trade as the book's price
         (the deepest level hit), so a wiped-out book pulls the median mark down with it; NaN
@@ -626,16 +639,20 @@ class Venue:
         average of open-interest value."""
         marks = self.prices.update_mark(self.mids(), roll)
         if roll and self.config.fund_guard_threshold is not None:
-            value = self.open_interest_value()
-            self.oi_samples.append((self.time, value))
-            self.oi_value_sum += value
-            self.oi_value_count += 1
-            start = self.time - self.config.fund_guard_window_seconds
-            while self.oi_samples and self.oi_samples[0][0] <= start + 1e-9:
-                _, old = self.oi_samples.popleft()
-                self.oi_value_sum -= old
-                self.oi_value_count -= 1
+            self._sample_open_interest()
         return marks
+
+    def _sample_open_interest(self) -> None:
+        """The fund guard's running average of open-interest value takes this step's sample."""
+        value = self.open_interest_value()
+        self.oi_samples.append((self.time, value))
+        self.oi_value_sum += value
+        self.oi_value_count += 1
+        start = self.time - self.config.fund_guard_window_seconds
+        while self.oi_samples and self.oi_samples[0][0] <= start + 1e-9:
+            _, old = self.oi_samples.popleft()
+            self.oi_value_sum -= old
+            self.oi_value_count -= 1
 
     def apply_funding(self) -> np.ndarray:
         """Settle funding for the interval just ended; returns the rates."""
