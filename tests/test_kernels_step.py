@@ -721,3 +721,36 @@ def test_lots_for_quote_scalar_path_equals_the_array_path(quote, price, units):
     half = (np.floor(quote / (price * tick) / lot) + 0.5) * lot * price * tick  # near an exact half
     for q in (quote, half):
         assert int(spec.lots_for_quote(q, price)) == int(spec.lots_for_quote(np.array([q]), np.array([price]))[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from(["median", "index", "index_basis", "mid"]))
+def test_roll_marks_equals_set_index_then_update_mark(seed, n, method):
+    """The open step's one compiled call (``PriceState.roll_marks``) leaves the same state, bit for
+    bit, as ``set_index(max(rint(price / tick), 1))`` then ``update_mark(mids, roll=True)``, and as
+    the numpy reference of the mark update; one-sided books (NaN mids) included."""
+    rng = np.random.default_rng(seed)
+    fast = PriceState(n, MarkConfig(method=method, basis_ema_alpha=float(rng.uniform(0.01, 1))))
+    fast.mark = rng.integers(1, 10**7, n).astype(np.int64)
+    fast.previous_mark = rng.integers(1, 10**7, n).astype(np.int64)
+    fast.mark_high = np.maximum(fast.mark, rng.integers(1, 10**7, n)).astype(np.int64)
+    fast.mark_low = np.minimum(fast.mark, rng.integers(1, 10**7, n)).astype(np.int64)
+    fast.last = rng.uniform(1, 1e7, n)
+    fast.basis_ema = rng.normal(0, 100, n)
+    fast.premium_sum = rng.normal(0, 1e-3, n)
+    fast.index = rng.uniform(1, 1e7, n)
+    ref, numpy_ref = copy.deepcopy(fast), copy.deepcopy(fast)
+    ticks = rng.choice([0.01, 0.1, 0.5, 1.0], n)
+    prices = rng.uniform(0.001, 1e5, n) * np.where(rng.random(n) < 0.1, 1e-6, 1)  # some round to 0 -> 1 tick
+    mids = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(1, 1e7, n))
+    assert fast.roll_marks(prices.copy(), ticks.copy(), mids.copy())
+    index_ticks = np.maximum(np.rint(prices / ticks), 1)
+    ref.set_index(index_ticks)
+    ref.update_mark(mids.copy(), roll=True)
+    numpy_ref.set_index(index_ticks)
+    numpy_ref.update_mark_reference(mids.copy(), roll=True)
+    for other in (ref, numpy_ref):
+        for name in ("index", "mark", "previous_mark", "mark_high", "mark_low", "last", "basis_ema", "premium_sum"):
+            a, b = getattr(fast, name), getattr(other, name)
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), name
+        assert fast.premium_count == other.premium_count
