@@ -58,21 +58,7 @@ def take_over(venue, cases, taker: int, eligible, stage: str, room_needed: str =
     taken = np.zeros(len(cases.accounts), dtype=bool)
     taken[idx] = True
     cases.track(venue, taken, stage)
-    equity = venue.equity(acc)
-    for m in range(venue.n_markets):
-        q = led.qty[acc, m]
-        held = q != 0
-        if not held.any():
-            continue
-        p_b = bankruptcy_prices(led, venue.marks, acc[held], m)
-        a, qh = acc[held], q[held]
-        closed_notional = led.notional(led.qty[a], venue.marks)[:, m]
-        buyers = np.where(qh > 0, taker, a)
-        sellers = np.where(qh > 0, a, taker)
-        led.trade(m, buyers, sellers, np.abs(qh), venue.marks[m])
-        cases.liquidated_notional[idx[held]] += closed_notional
-        venue.events.add("liquidation", amount=0, stage=stage, account=a, counterparty=taker, market=m,
-                         qty=-qh, price=float(venue.marks[m]), bankruptcy_price=p_b, equity=equity[held])
+    _trade_to_taker(venue, cases, taker, idx, acc, led.qty[acc], stage, venue.equity(acc))
     cases.record_flat(venue, stage)
     if move_margin:
         margin = led.wallet[acc].copy()  # flat now: the wallet is the remaining equity
@@ -115,24 +101,9 @@ def take_share(venue, cases, taker: int, eligible, stage: str, share_step_ppm: i
         return handled
     idx, acc, share, penalty = idx[go], acc[go], share[go], penalty[go]
     handled[idx] = True
-    equity = eq[go]
-    for m in range(venue.n_markets):
-        q = led.qty[acc, m]
-        held = q != 0
-        if not held.any():
-            continue
-        a, qh = acc[held], q[held]
-        lots = np.minimum(muldiv_ceil(np.abs(qh), share[held], PPM), np.abs(qh))  # at least the share
-        sign = np.sign(qh)
-        notional = fill_notional(lots, np.full(len(lots), int(venue.marks[m])), int(venue.contract_values[m]),
-                                 bool(venue.inverse[m]))
-        buyers = np.where(qh > 0, taker, a)
-        sellers = np.where(qh > 0, a, taker)
-        led.trade(m, buyers, sellers, lots, venue.marks[m])
-        cases.liquidated_notional[idx[held]] += notional
-        venue.events.add("liquidation", amount=0, stage=stage, account=a, counterparty=taker, market=m,
-                         qty=-sign * lots, price=float(venue.marks[m]),
-                         bankruptcy_price=bankruptcy_prices(led, venue.marks, a, m), equity=equity[held])
+    q = led.qty[acc]
+    lots = np.sign(q) * np.minimum(muldiv_ceil(np.abs(q), share[:, None], PPM), np.abs(q))  # at least the share
+    _trade_to_taker(venue, cases, taker, idx, acc, lots, stage, eq[go])
     paid = penalty > 0
     if paid.any():
         led.transfer(acc[paid], taker, penalty[paid])
@@ -141,3 +112,21 @@ def take_share(venue, cases, taker: int, eligible, stage: str, share_step_ppm: i
     cases.restored[idx] |= back & (led.qty[acc] != 0).any(axis=1)
     cases.record_flat(venue, stage)
     return handled
+
+
+def _trade_to_taker(venue, cases, taker: int, idx, acc, lots, stage: str, equity) -> None:
+    """``taker`` takes ``lots[k, m]`` (signed, the case's side) of each case ``idx[k]`` at mark,
+    market by market, logging a liquidation per case and market."""
+    led = venue.ledger
+    for m in range(venue.n_markets):
+        held = lots[:, m] != 0
+        if not held.any():
+            continue
+        a, qh = acc[held], lots[held, m]
+        p_b = bankruptcy_prices(led, venue.marks, a, m)
+        mark = int(venue.marks[m])
+        cases.liquidated_notional[idx[held]] += fill_notional(
+            np.abs(qh), np.full(len(qh), mark), int(venue.contract_values[m]), bool(venue.inverse[m]))
+        led.trade(m, np.where(qh > 0, taker, a), np.where(qh > 0, a, taker), np.abs(qh), venue.marks[m])
+        venue.events.add("liquidation", amount=0, stage=stage, account=a, counterparty=taker, market=m,
+                         qty=-qh, price=float(mark), bankruptcy_price=p_b, equity=equity[held])
