@@ -52,6 +52,10 @@ CASES = {
                           "venue.waterfall.0.book", "set one of them"),
     "slice share": (lambda d: d["venue"]["waterfall"][0].update(slice_share=1.5),
                     "venue.waterfall.0.book.slice_share", "less than 1"),
+    "share takeover without takeover": (lambda d: d["venue"]["waterfall"][1].update(takeover=False, takeover_share_step=0.2),
+                                        "venue.waterfall.1.insurance_fund", "set takeover: true"),
+    "share takeover target": (lambda d: d["venue"]["waterfall"][1].update(takeover_share_step=0.2, takeover_target_ratio=1.5),
+                              "venue.waterfall.1.insurance_fund.takeover_target_ratio", "less than 1"),
     "design fund guard": (lambda d: d.update(designs=[{"name": "g", "waterfall": [{"stage": "book"}], "fund_guard": {"threshold": 0}}]),
                           "designs.0.fund_guard.threshold", "greater than 0"),
 }
