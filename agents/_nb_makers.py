@@ -11,6 +11,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from simulator.venue._nb_book import requote_one_market
+from simulator.venue._nb_scan import equity_of
+
 BUY = 1
 SELL = -1
 njit = numba.njit(cache=True, nogil=True)
@@ -75,3 +78,20 @@ def maker_ladder(accounts, equity, qty, market, fair, cv, inventory_limit, lever
                 lots[j] = size
                 j += 1
     return owners, sides, prices, lots
+
+
+@njit
+def requote_ladder(cancel_owners, accounts, market, fair, inventory_limit, leverage, base_lots, half, spacing, levels,
+                   inventory_skew, limit_quote_share, bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty,
+                   ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage_all, guard, guard_leverage, fee_ppm,
+                   next_oid, inv_market):
+    """The makers' whole re-quote on a one-market venue in one call (``Venue.requote_by``):
+    their equity (``Venue.equity``), ``maker_ladder``, then ``_nb_book.requote_one_market``
+    of the ladder, the same kernels in the same order as the three calls."""
+    equity = equity_of(wallet, qty, cost, marks, cv, accounts, inv_market)
+    owners, sides, prices, lots = maker_ladder(accounts, equity, qty, market, fair, cv[market], inventory_limit,
+                                               leverage, base_lots, half, spacing, levels, inv_market[market],
+                                               inventory_skew, limit_quote_share)
+    return requote_one_market(cancel_owners, owners, sides, prices, lots, bid_price, bid_qty, bid_owner, bid_oid,
+                              ask_price, ask_qty, ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage_all,
+                              guard, guard_leverage, fee_ppm, next_oid, inv_market)

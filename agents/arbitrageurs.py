@@ -71,12 +71,20 @@ class Arbitrageur(AccountAgent):
     def quote_all(cls, model) -> None:
         """Rest every arbitrageur's passive basis ladder in every market: the compiled ladder
         (``agents/_nb_arbs``), bit for bit the quotes of ``quote_all_reference``."""
-        k = kernels.load("agents._nb_arbs")
+        k = _kernels()
         if k is None:
             return cls.quote_all_reference(model)
         cfg = model.arb_config
         acc = model.arb_accounts
         venue = model.venue
+        if venue.n_markets == 1:  # equity, ladder and post: one compiled call
+            index = model.spot_ticks(0)
+            want, before = _level_sizes(int(venue.markets[0].lots_for_quote(cfg.quote_notional, index)),
+                                        cfg.quote_levels, cfg.quote_growth)
+            venue.requote_by(0, None, k.post_ladder, (
+                acc, 0, float(cfg.leverage), CAPITAL_USE, float(venue.lot_cash(0, index)), float(index),
+                float(cfg.threshold), float(cfg.quote_spacing), want, before), post_only=True)
+            return
         equity = venue.equity(acc)
         qty = venue.ledger.qty
         for m, spec in enumerate(venue.markets):
@@ -163,3 +171,8 @@ def basis_ladder(accounts, buy_room, sell_room, index: float, threshold: float, 
     if not owners:
         return tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
     return tuple(np.concatenate(a).astype(np.int64) for a in (owners, sides, prices, lots))
+
+
+def _kernels():
+    """The compiled basis ladder (``agents._nb_arbs``), or None without numba."""
+    return kernels.load("agents._nb_arbs")

@@ -46,9 +46,13 @@ class MarketMaker(AccountAgent):
                 venue.cancel_orders(also_cancel)
             return
         cancel = accounts if also_cancel is None else _cancel_rows(model, accounts, also_cancel)
-        one_book = venue.n_markets == 1
-        if not one_book:
-            venue.cancel_orders(cancel)
+        if venue.n_markets == 1:  # cancel, equity, ladder and post: one compiled call
+            fair, base_lots, half = _market_scalars(model, 0)
+            venue.requote_by(0, cancel, k.requote_ladder, (
+                accounts, 0, fair, float(cfg.inventory_limit), float(cfg.leverage), base_lots, half,
+                float(cfg.level_spacing), int(cfg.levels), float(cfg.inventory_skew), float(cfg.limit_quote_share)))
+            return
+        venue.cancel_orders(cancel)
         equity = venue.equity(accounts)
         for m in range(venue.n_markets):
             fair, base_lots, half = _market_scalars(model, m)
@@ -56,9 +60,7 @@ class MarketMaker(AccountAgent):
                 accounts, equity, venue.ledger.qty, m, fair, int(venue.contract_values[m]),
                 float(cfg.inventory_limit), float(cfg.leverage), base_lots, half, float(cfg.level_spacing),
                 int(cfg.levels), bool(venue.inverse[m]), float(cfg.inventory_skew), float(cfg.limit_quote_share))
-            if one_book:
-                venue.requote(m, cancel, owners, sides, prices, lots)
-            elif len(lots):
+            if len(lots):
                 venue.post_quotes(m, owners, sides, prices, lots)
 
     @classmethod

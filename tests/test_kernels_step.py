@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import agents.arbitrageurs as arbitrageurs
 import agents.market_makers as market_makers
 import agents.traders as traders
 from agents.traders import LeveragedTrader
@@ -519,6 +520,7 @@ def _run(sc, monkeypatch, compiled: bool) -> PerpModel:
         if not compiled:
             mp.setattr(traders, "_kernels", lambda: None)
             mp.setattr(market_makers, "_kernels", lambda: None)
+            mp.setattr(arbitrageurs, "_kernels", lambda: None)
             mp.setattr(kernels, "book", lambda: None)
             mp.setattr(kernels, "scan", lambda: None)
             mp.setattr(kernels, "prices", lambda: None)  # marks, realised vol, signals in numpy
@@ -543,6 +545,30 @@ def test_compiled_run_equals_numpy_run(monkeypatch, extra):
     assert (fast.venue.events.to_frame()["kind"] == "liquidation").sum() > 30  # the run went through a cascade
     # the recorded series (one column store per step, the book depth compiled) bit for bit
     assert {k: v.tobytes() for k, v in fast.series.items()} == {k: v.tobytes() for k, v in slow.series.items()}
+
+
+def test_one_market_run_with_fused_quotes_equals_the_numpy_run(monkeypatch):
+    # on a one-market venue the makers' equity, ladder, cancel and post are one compiled call
+    # (``requote_ladder``), and so are the arbitrageurs' equity, basis ladder and post
+    # (``post_ladder``): the run is the numpy run (cancel, ladder, margin checks, post) exactly
+    from pathlib import Path
+
+    from simulator.experiments import run
+
+    root = Path(__file__).resolve().parents[1]
+    sc = run.load_scenario(root / "scenarios/cascade.yaml", {"agents.traders.count": 300, "steps": 400})
+    fast, slow = _run(sc, monkeypatch, True), _run(sc, monkeypatch, False)
+    assert fast.venue.n_markets == 1 and fast.arb_config.quote_levels > 0
+    assert fast.venue.events.to_frame().equals(slow.venue.events.to_frame())
+    for col in ("wallet", "qty", "cost"):
+        assert np.array_equal(getattr(fast.venue.ledger, col), getattr(slow.venue.ledger, col))
+    book_f, book_s = fast.venue.books[0], slow.venue.books[0]
+    for side in ("bids", "asks"):
+        for col in ("price", "qty", "owner", "oid"):
+            assert np.array_equal(getattr(getattr(book_f, side), col), getattr(getattr(book_s, side), col))
+    assert len(book_f.bids.qty) > 0 and set(fast.arb_accounts) & set(book_f.bids.owner)  # arbitrageurs rest bids
+    assert fast.venue.quote_rejections == slow.venue.quote_rejections
+    assert (fast.venue.events.to_frame()["kind"] == "liquidation").sum() > 10
 
 
 def test_inverse_run_with_the_kernels_equals_the_numpy_run(monkeypatch):

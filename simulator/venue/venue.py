@@ -349,17 +349,8 @@ class Venue:
         book = self.books[market]
         led = self.ledger
         if self.n_markets == 1:  # one call: owners, leverage rows, checks and posting
-            b, a = book.bids, book.asks
-            guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
-            oids, refused, book._next_oid, bid_cols, ask_cols = k.post_quotes_one_market(
-                owners, sides, prices, qtys, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid,
-                led.wallet, led.qty, led.cost, i64(self.marks), self.contract_values, self._leverage_c(), guard,
-                float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0),
-                int(book._next_oid), led.inverse)
-            b.price, b.qty, b.owner, b.oid = bid_cols
-            a.price, a.qty, a.owner, a.oid = ask_cols
-            self.quote_rejections += int(refused)
-            return oids
+            return self.requote_by(market, None, k.post_quotes_one_market, (owners, sides, prices, qtys),
+                                   post_only=True)
         u = i64(np.unique(owners))
         buys = np.zeros((len(u), self.n_markets), dtype=np.int64)
         sells = np.zeros_like(buys)
@@ -388,14 +379,27 @@ class Venue:
                 return self.post_quotes(market, owners, sides, prices, qtys)
             return np.zeros(0, dtype=np.int64)
         i64_1d = kernels.i64_1d
+        return self.requote_by(market, i64_1d(cancel_accounts), k.requote_one_market,
+                               (i64_1d(owners), i64_1d(sides), i64_1d(prices), i64_1d(qtys)))
+
+    def requote_by(self, market: int, cancel_accounts: np.ndarray, quoter, orders: tuple, post_only=False):
+        """``requote`` (``post_quotes`` when ``post_only``) on a one-market venue, with the new
+        orders computed by a compiled ``quoter`` in the same call: ``quoter(cancel_accounts, *orders,
+        <the book's two sides and the ledger, as _nb_book.requote_one_market takes them>)`` must return
+        what ``requote_one_market`` (``post_quotes_one_market``) returns; ``orders`` is either
+        the orders themselves or what the quoter needs to compute them (an agent's ladder
+        kernel). ``cancel_accounts`` (int64) is left out when ``post_only``. Returns the order
+        ids."""
+        book = self.books[market]
         led = self.ledger
         b, a = book.bids, book.asks
         guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
-        oids, refused, book._next_oid, bid_cols, ask_cols = k.requote_one_market(
-            i64_1d(cancel_accounts), i64_1d(owners), i64_1d(sides), i64_1d(prices), i64_1d(qtys), b.price, b.qty,
-            b.owner, b.oid, a.price, a.qty, a.owner, a.oid, led.wallet, led.qty, led.cost, kernels.i64(self.marks),
-            self.contract_values, self._leverage_c(), guard, float(self.config.fund_guard_max_leverage),
-            max(self.markets[market].maker_fee_ppm, 0), int(book._next_oid), led.inverse)
+        head = orders if post_only else (cancel_accounts, *orders)
+        oids, refused, book._next_oid, bid_cols, ask_cols = quoter(
+            *head, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, led.wallet, led.qty, led.cost,
+            kernels.i64(self.marks), self.contract_values, self._leverage_c(), guard,
+            float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0),
+            int(book._next_oid), led.inverse)
         b.price, b.qty, b.owner, b.oid = bid_cols
         a.price, a.qty, a.owner, a.oid = ask_cols
         self.quote_rejections += int(refused)
