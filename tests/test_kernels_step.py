@@ -67,12 +67,16 @@ def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
                                  led.is_venue())
         assert np.array_equal(fast, first)
         assert np.array_equal(fast, v.liquidatable_reference())
-        flagged, broke = v._first_scan()  # the quiet pass's one call: flagged rows, holder check
+        # the quiet pass's one call: flagged rows, holder check, the ledger's totals
+        flagged, broke, scanned = v._first_scan()
         assert flagged.tolist() == np.flatnonzero(v.liquidatable_reference()).tolist()
         assert broke is v._inventory_may_be_broke() is False  # the venue rows hold nothing
         w, u, net, oi = SCAN.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
         w0, u0, net0, oi0 = _nb.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
         assert (w, u) == (w0, u0) and np.array_equal(net, net0) and np.array_equal(oi, oi0)
+        assert scanned.tolist() == [w, u, *net.tolist(), *oi.tolist()]
+        assert led.totals(marks, scanned)[0] == led.totals(marks)[0] == -cut
+        assert np.array_equal(net, led.qty.sum(axis=0)) and np.array_equal(oi, np.clip(led.qty, 0, None).sum(axis=0))
         # the wallets were cut by hand above, so the residual is that cut: -sum(cuts)
         assert int(w) + int(u) - led.deposits == v.conservation_residual() == -cut
 
@@ -409,10 +413,16 @@ def test_requote_kernel_equals_cancel_then_post(seed, guard, inverse, n):
     holder = int(rng.choice([v.engine, v.insurance_fund, v.backstop]))
     led.wallet[acc[:3]] -= rng.integers(0, 30_000, 3)  # some below maintenance
     led.wallet[holder] -= int(rng.integers(0, 2_000))  # the fund holds 1,000: broke below that
-    flagged, broke = v._first_scan()
+    flagged, broke, scanned = v._first_scan()
     assert flagged.tolist() == np.flatnonzero(v.liquidatable_reference()).tolist()
     holders = [v.engine, v.insurance_fund, v.backstop]
     assert broke is v._inventory_may_be_broke() is bool((led.equity(v.marks, holders) < 0).any())
+    if inverse:  # the inverse scan sums nothing: the record makes its own pass
+        assert len(scanned) == 0
+    else:
+        fresh = led.totals(v.marks)
+        got = led.totals(v.marks, scanned)
+        assert got[0] == fresh[0] and np.array_equal(got[1], fresh[1]) and np.array_equal(got[2], fresh[2])
 
 
 def test_order_margin_refuses_by_hand():
@@ -604,6 +614,34 @@ def test_trader_agents_are_made_on_demand_with_the_set_up_ids():
     assert [a.account for a in sorted(traders_set, key=lambda a: a.slot)] == model.traders.accounts.tolist()
     assert model.backstop_vault.unique_id == 105 and model.exchange.unique_id == 1
     assert len(model.agents) == 105
+
+
+def test_a_quiet_step_records_the_totals_its_liquidation_pass_summed(monkeypatch):
+    # a quiet step's conservation check reuses the sums of its liquidation pass (the pass was
+    # the step's last touch of the ledger): at every step they equal a pass of their own, and
+    # steps with liquidations make their own pass
+    from pathlib import Path
+
+    from simulator.experiments import run
+
+    root = Path(__file__).resolve().parents[1]
+    sc = run.load_scenario(root / "scenarios/cascade.yaml", {"agents.traders.count": 300, "steps": 400})
+    model = PerpModel(sc)
+    venue = model.venue
+    reused = []
+    step_totals = venue.step_totals
+
+    def checked():
+        reused.append(venue.quiet_totals is not None)
+        fresh = venue.ledger.totals(venue.marks)
+        got = step_totals()
+        assert got[0] == fresh[0] == 0
+        assert np.array_equal(got[1], fresh[1]) and np.array_equal(got[2], fresh[2])
+        return got
+
+    monkeypatch.setattr(venue, "step_totals", checked)
+    model.run()
+    assert 300 < sum(reused) < len(reused) == 400  # mostly quiet, some steps liquidate
 
 
 def test_conservation_break_is_caught_in_the_step_it_happens():

@@ -45,6 +45,12 @@ def _below_exact(a, wallet, qty, cost, px, fl, rates, ded, n_tiers, width, venue
 
 @njit
 def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue):
+    """Accounts below maintenance (``scan_with_totals``' flags)."""
+    return scan_with_totals(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue)[0]
+
+
+@njit
+def scan_with_totals(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue):
     """Accounts below maintenance (cross margin, venue rows excluded): ``equity < sum_m MM_m``
     with a position, or flat with a negative wallet. ``MM = ceil(N * mmr_t / PPM) - ded_t``
     for the tier ``t`` whose floor is the largest ``<= N``.
@@ -56,8 +62,15 @@ def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers,
     rest get their own tier's margin in floats and are settled when equity is outside a band
     around it far wider than float rounding (``2 x markets + 1e-9 x magnitude``); (3) what is
     left gets the exact integer computation (``_below_exact``).
+
+    The first pass also sums what ``ledger_totals`` sums (a linear ledger), so a quiet step's
+    conservation check needs no second pass. Returns (flags, totals): ``totals`` is one int64
+    array, (sum of wallets, sum of unrealised PnL at mark, net lots per market..., long lots
+    per market...), each sum wrapping exactly like ``ledger_totals``' (int64 addition wraps
+    the same in any order).
     """
     n, m_count = qty.shape
+    totals = np.zeros(2 + 2 * m_count, np.int64)
     width = floors.shape[1]
     fl = floors.ravel()
     rates = mmr.ravel()
@@ -81,20 +94,38 @@ def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers,
     if m_count == 1:  # one market: a loop the compiler vectorises
         p = px[0]
         rm = rate_max[0]
+        s_w = np.int64(0)
+        s_u = np.int64(0)
+        s_net = np.int64(0)
+        s_long = np.int64(0)
         for a in range(n):
             lots = qty[a, 0]
-            eq = wallet[a] + lots * p - cost[a, 0]
+            u = lots * p - cost[a, 0]
+            eq = wallet[a] + u
+            s_w += wallet[a]
+            s_u += u
+            s_net += lots
+            s_long += max(lots, 0)
             clear = float(eq) * (1 - 1e-12) > float(abs(lots) * p) * rm * (1 + 1e-12) + slack
             flat_ok = (lots == 0) & (wallet[a] >= 0) & ((eq >= flat_mm) | (flat_mm <= 0))
             out[a] = not ((clear & ((lots != 0) | (wallet[a] >= 0))) | flat_ok)
+        totals[0] = s_w
+        totals[1] = s_u
+        totals[2] = s_net
+        totals[3] = s_long
     else:
         for a in range(n):
             eq = wallet[a]
+            totals[0] += wallet[a]
             bound = 0.0
             held = np.int64(0)
             for m in range(m_count):
                 lots = qty[a, m]
-                eq += lots * px[m] - cost[a, m]
+                u = lots * px[m] - cost[a, m]
+                eq += u
+                totals[1] += u
+                totals[2 + m] += lots
+                totals[2 + m_count + m] += max(lots, 0)
                 bound += float(abs(lots) * px[m]) * rate_max[m]
                 held |= lots
             clear = float(eq) * (1 - 1e-12) > bound * (1 + 1e-12) + slack
@@ -128,7 +159,7 @@ def liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers,
             out[a] = False
         else:  # (3)
             out[a] = _below_exact(a, wallet, qty, cost, px, fl, rates, ded, n_tiers, width, venue)
-    return out
+    return out, totals
 
 
 @njit
@@ -202,15 +233,17 @@ def quiet_scan(wallet, qty, cost, marks, cv, inverse, any_inverse, floors, mmr, 
     ``np.flatnonzero`` of ``liquidatable``'s flags gives; ``_nb.liquidatable`` on a ledger with
     an inverse market) and whether any of ``holders`` (the inventory holders) has equity below
     zero (``equity_of``). When nobody is flagged nothing moves before the pass ends, so the
-    second answer is the pass's closing check."""
+    second answer is the pass's closing check. The third is ``scan_with_totals``' totals on a
+    linear ledger (empty with an inverse market): in a quiet step, the step's ledger totals."""
     if any_inverse:
         flags = _liquidatable_inverse(wallet, qty, cost, marks, cv, inverse, floors, mmr, deductions, n_tiers, venue)
+        totals = np.zeros(0, np.int64)
     else:
-        flags = liquidatable(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue)
+        flags, totals = scan_with_totals(wallet, qty, cost, marks, cv, floors, mmr, deductions, n_tiers, venue)
     flagged = np.flatnonzero(flags).astype(np.int64)
     eq = equity_of(wallet, qty, cost, marks, cv, holders, inverse)
     broke = False
     for i in range(len(eq)):
         if eq[i] < 0:
             broke = True
-    return flagged, broke
+    return flagged, broke, totals

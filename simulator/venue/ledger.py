@@ -389,9 +389,16 @@ class Ledger:
                     - int(self.cost[:, self.inverse].sum()) + int(self.value(net, marks)[0, self.inverse].sum()))
         return held - (self.deposits - self.withdrawals + self.injections)
 
-    def totals(self, marks) -> tuple[int, np.ndarray, np.ndarray]:
+    def totals(self, marks, scanned=None) -> tuple[int, np.ndarray, np.ndarray]:
         """One pass over the ledger: (conservation residual, net lots per market, long lots per
-        market). The residual is exactly ``conservation_residual(marks)``."""
+        market). The residual is exactly ``conservation_residual(marks)``.
+
+        ``scanned``: the same sums already made by a scan of this ledger at these marks
+        (``_nb_scan.scan_with_totals``, a linear ledger): no pass of its own."""
+        if scanned is not None:
+            m = len(self.contract_values)
+            return (int(scanned[0]) + int(scanned[1]) - (self.deposits - self.withdrawals + self.injections),
+                    scanned[2 : 2 + m], scanned[2 + m :])
         k = kernels.scan()
         if k is None:
             return self.conservation_residual(marks), self.qty.sum(axis=0), self.open_interest()

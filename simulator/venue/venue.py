@@ -109,6 +109,9 @@ class Venue:
         self.step = 0
         self.rejections = 0
         self.quote_rejections = 0  # resting orders refused for initial margin (post_quotes)
+        #: the ledger totals summed by this step's liquidation pass when it flagged nobody and so
+        #: was the step's last touch of the ledger (``step_totals``); None otherwise
+        self.quiet_totals = None
         self.volume = np.zeros(len(self.markets), dtype=np.int64)
         self.oi_value_sum = 0.0  # running sum of open-interest value (cash) over the guard's window
         self.oi_value_count = 0
@@ -729,12 +732,15 @@ class Venue:
                 stage.due(self)
         depth = 0
         broke = None  # the closing check, known early when the first scan flags nobody
+        self.quiet_totals = None
         for r in range(self.config.max_rounds):
             self.events.round = r
             if r == 0 and kernels.scan() is not None:
-                flagged, quiet_broke = self._first_scan()
+                flagged, quiet_broke, totals = self._first_scan()
                 if len(flagged) == 0:
                     broke = quiet_broke
+                    if not broke and len(totals):  # nothing moves before the step ends
+                        self.quiet_totals = totals
             else:
                 flagged = np.flatnonzero(self.liquidatable())
             if len(flagged) == 0:
@@ -756,9 +762,10 @@ class Venue:
             cover_engine_inventory(self, self.waterfall)
         return depth
 
-    def _first_scan(self) -> tuple[np.ndarray, bool]:
-        """``np.flatnonzero(liquidatable())`` and ``_inventory_may_be_broke()`` in one compiled
-        call (``_nb_scan.quiet_scan``): the whole pass of a quiet step."""
+    def _first_scan(self) -> tuple[np.ndarray, bool, np.ndarray]:
+        """``np.flatnonzero(liquidatable())``, ``_inventory_may_be_broke()`` and, on a linear
+        ledger, the ledger's totals in one compiled call (``_nb_scan.quiet_scan``): the whole
+        pass of a quiet step."""
         led = self.ledger
         if self._tier_arrays is None:
             self._tier_arrays = _tier_arrays(self.tiers)
@@ -782,6 +789,13 @@ class Venue:
     def add_funding_premium(self, extra) -> None:
         """A scripted funding spike: ``extra`` premium per market added to this step's average."""
         self.prices.premium_sum += extra
+
+    def step_totals(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """``Ledger.totals`` at the step's end (the record's conservation check): the sums of
+        the step's quiet liquidation pass when it was the last thing to touch the ledger
+        (``quiet_totals``, used once), a pass of their own otherwise."""
+        scanned, self.quiet_totals = self.quiet_totals, None
+        return self.ledger.totals(self.marks, scanned)
 
     def conservation_residual(self) -> int:
         return self.ledger.conservation_residual(self.marks)

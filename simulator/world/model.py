@@ -448,7 +448,7 @@ class PerpModel(mesa.Model):
         dbid, dask = book.depth_within(0.01, ref)
         lot_quote = spec.lot_quote(ref)
         # one pass over the ledger: conservation residual, net lots and open interest
-        residual, net_lots, long_lots = venue.ledger.totals(marks)
+        residual, net_lots, long_lots = venue.step_totals()
         if self._venue_rows is None:
             self._venue_rows = np.array([venue.insurance_fund, venue.backstop, venue.engine])
         fund, backstop, engine = venue.equity(self._venue_rows).tolist()
