@@ -74,8 +74,9 @@ def test_scan_kernels_equal_the_first_kernels_and_numpy(seed, n, n_markets):
         w, u, net, oi = SCAN.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
         w0, u0, net0, oi0 = _nb.ledger_totals(led.wallet, led.qty, led.cost, marks, v.contract_values)
         assert (w, u) == (w0, u0) and np.array_equal(net, net0) and np.array_equal(oi, oi0)
-        assert scanned.tolist() == [w, u, *net.tolist(), *oi.tolist()]
-        assert led.totals(marks, scanned)[0] == led.totals(marks)[0] == -cut
+        holders = [v.engine, v.insurance_fund, v.backstop]
+        assert scanned.tolist() == [w, u, *net.tolist(), *oi.tolist(), *led.equity(v.marks, holders).tolist()]
+        assert led.totals(marks, scanned[:-3])[0] == led.totals(marks)[0] == -cut
         assert np.array_equal(net, led.qty.sum(axis=0)) and np.array_equal(oi, np.clip(led.qty, 0, None).sum(axis=0))
         # the wallets were cut by hand above, so the residual is that cut: -sum(cuts)
         assert int(w) + int(u) - led.deposits == v.conservation_residual() == -cut
@@ -421,8 +422,9 @@ def test_requote_kernel_equals_cancel_then_post(seed, guard, inverse, n):
         assert len(scanned) == 0
     else:
         fresh = led.totals(v.marks)
-        got = led.totals(v.marks, scanned)
+        got = led.totals(v.marks, scanned[:-3])
         assert got[0] == fresh[0] and np.array_equal(got[1], fresh[1]) and np.array_equal(got[2], fresh[2])
+        assert scanned[-3:].tolist() == led.equity(v.marks, holders).tolist()
 
 
 def test_order_margin_refuses_by_hand():
@@ -617,9 +619,9 @@ def test_trader_agents_are_made_on_demand_with_the_set_up_ids():
 
 
 def test_a_quiet_step_records_the_totals_its_liquidation_pass_summed(monkeypatch):
-    # a quiet step's conservation check reuses the sums of its liquidation pass (the pass was
-    # the step's last touch of the ledger): at every step they equal a pass of their own, and
-    # steps with liquidations make their own pass
+    # a quiet step's conservation check and venue-row equity reuse the sums of its liquidation
+    # pass (the pass was the step's last touch of the ledger): at every step they equal a pass
+    # of their own, and steps with liquidations make their own pass
     from pathlib import Path
 
     from simulator.experiments import run
@@ -634,9 +636,11 @@ def test_a_quiet_step_records_the_totals_its_liquidation_pass_summed(monkeypatch
     def checked():
         reused.append(venue.quiet_totals is not None)
         fresh = venue.ledger.totals(venue.marks)
+        rows = [venue.insurance_fund, venue.backstop, venue.engine]
         got = step_totals()
         assert got[0] == fresh[0] == 0
         assert np.array_equal(got[1], fresh[1]) and np.array_equal(got[2], fresh[2])
+        assert got[3] == venue.ledger.equity(venue.marks, rows).tolist()
         return got
 
     monkeypatch.setattr(venue, "step_totals", checked)

@@ -234,7 +234,8 @@ def quiet_scan(wallet, qty, cost, marks, cv, inverse, any_inverse, floors, mmr, 
     an inverse market) and whether any of ``holders`` (the inventory holders) has equity below
     zero (``equity_of``). When nobody is flagged nothing moves before the pass ends, so the
     second answer is the pass's closing check. The third is ``scan_with_totals``' totals on a
-    linear ledger (empty with an inverse market): in a quiet step, the step's ledger totals."""
+    linear ledger followed by the holders' equity (empty with an inverse market): in a quiet
+    step, the values the step's record takes."""
     if any_inverse:
         flags = _liquidatable_inverse(wallet, qty, cost, marks, cv, inverse, floors, mmr, deductions, n_tiers, venue)
         totals = np.zeros(0, np.int64)
@@ -246,4 +247,9 @@ def quiet_scan(wallet, qty, cost, marks, cv, inverse, any_inverse, floors, mmr, 
     for i in range(len(eq)):
         if eq[i] < 0:
             broke = True
-    return flagged, broke, totals
+    if any_inverse:
+        return flagged, broke, totals
+    out = np.empty(len(totals) + len(eq), np.int64)
+    out[: len(totals)] = totals
+    out[len(totals) :] = eq
+    return flagged, broke, out

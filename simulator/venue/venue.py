@@ -769,7 +769,7 @@ class Venue:
         led = self.ledger
         if self._tier_arrays is None:
             self._tier_arrays = _tier_arrays(self.tiers)
-        if self._holder_rows is None:
+        if self._holder_rows is None:  # (the order ``step_totals`` reads)
             self._holder_rows = np.array([self.engine, self.insurance_fund, self.backstop], dtype=np.int64)
         return kernels.scan().quiet_scan(led.wallet, led.qty, led.cost, kernels.i64(self.marks), self.contract_values,
                                          led.inverse, bool(led.any_inverse), *self._tier_arrays, led.is_venue(),
@@ -790,12 +790,17 @@ class Venue:
         """A scripted funding spike: ``extra`` premium per market added to this step's average."""
         self.prices.premium_sum += extra
 
-    def step_totals(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """``Ledger.totals`` at the step's end (the record's conservation check): the sums of
-        the step's quiet liquidation pass when it was the last thing to touch the ledger
-        (``quiet_totals``, used once), a pass of their own otherwise."""
+    def step_totals(self) -> tuple[int, np.ndarray, np.ndarray, list[int]]:
+        """What the step's record takes from the ledger at the step's end: ``Ledger.totals``
+        (the conservation check) and the equity of the insurance fund, the backstop vault and
+        the engine. The values of the step's quiet liquidation pass when it was the last thing
+        to touch the ledger (``quiet_totals``, used once); a pass of their own otherwise."""
         scanned, self.quiet_totals = self.quiet_totals, None
-        return self.ledger.totals(self.marks, scanned)
+        if scanned is None:
+            rows = np.array([self.insurance_fund, self.backstop, self.engine], dtype=np.int64)
+            return (*self.ledger.totals(self.marks), self.equity(rows).tolist())
+        engine, fund, backstop = scanned[-3:].tolist()  # the first scan's holder rows
+        return (*self.ledger.totals(self.marks, scanned[:-3]), [fund, backstop, engine])
 
     def conservation_residual(self) -> int:
         return self.ledger.conservation_residual(self.marks)

@@ -152,7 +152,6 @@ class PerpModel(mesa.Model):
             correlation=scenario.index.correlation, shocks=index_moves, base_dir=base_dir,
         )
         self._log_returns = None  # realised_vol's log returns of the index path, made once
-        self._venue_rows = None  # the fund, backstop and engine rows the record values
         self.venue_index_path = self._oracle_view(self.index_path)
 
         # an inverse run holds money in the coin: quote amounts convert once, at the opening index
@@ -448,10 +447,7 @@ class PerpModel(mesa.Model):
         dbid, dask = book.depth_within(0.01, ref)
         lot_quote = spec.lot_quote(ref)
         # one pass over the ledger: conservation residual, net lots and open interest
-        residual, net_lots, long_lots = venue.step_totals()
-        if self._venue_rows is None:
-            self._venue_rows = np.array([venue.insurance_fund, venue.backstop, venue.engine])
-        fund, backstop, engine = venue.equity(self._venue_rows).tolist()
+        residual, net_lots, long_lots, (fund, backstop, engine) = venue.step_totals()
         long0 = int(long_lots[0])
         rate = self.exchange.funding_rate
         unit = self.cash_unit
@@ -485,7 +481,7 @@ class PerpModel(mesa.Model):
             s[f"last_{name}"][t] = venue.prices.last[m] * tk
             lot = venue.markets[m].lot_size
             s[f"open_interest_{name}"][t] = long_lots[m] * lot if venue.inverse[m] else long_lots[m] * lot * marks[m] * tk
-        if residual != 0 or net_lots.any():
+        if residual != 0 or np.count_nonzero(net_lots):
             raise RuntimeError(f"ledger broke conservation at step {t}: residual {residual}")
 
     def run(self, progress=None) -> None:
