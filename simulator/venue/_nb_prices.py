@@ -198,3 +198,34 @@ def roll_marks(prices, tick_sizes, mids, mark, last, basis_ema, mark_high, mark_
         ints[2, i] = marks[2, i]
         floats[0, i] = ema[i]
     return True, ints, floats
+
+
+@njit
+def update_mark_into(mids, index, last, basis_ema, mark, mark_high, mark_low, premium_sum, alpha, roll, method):
+    """``update_mark`` written into the state arrays in place (``mark``, ``mark_high``,
+    ``mark_low``, ``basis_ema``): nothing is handed back to Python."""
+    marks, ema = update_mark(mids, index, last, basis_ema, mark_high, mark_low, premium_sum, alpha, roll, method)
+    for i in range(len(mark)):
+        mark[i] = marks[0, i]
+        mark_high[i] = marks[1, i]
+        mark_low[i] = marks[2, i]
+        basis_ema[i] = ema[i]
+
+
+@njit
+def roll_marks_into(prices, tick_sizes, mids, index, mark, previous_mark, last, basis_ema, mark_high, mark_low,
+                    premium_sum, alpha, method):
+    """``roll_marks`` written into the state arrays in place (``index``, ``previous_mark``, then
+    what ``update_mark_into`` writes). Returns ``ok``; when not ``ok`` nothing is written."""
+    ok, ints, floats = roll_marks(prices, tick_sizes, mids, mark, last, basis_ema, mark_high, mark_low, premium_sum,
+                                  alpha, method)
+    if not ok:
+        return False
+    for i in range(len(mark)):
+        mark[i] = ints[0, i]
+        mark_high[i] = ints[1, i]
+        mark_low[i] = ints[2, i]
+        previous_mark[i] = ints[3, i]
+        basis_ema[i] = floats[0, i]
+        index[i] = floats[1, i]
+    return True

@@ -146,12 +146,12 @@ class PriceState:
             return self.update_mark_reference(mids, roll)
         if roll:
             self.previous_mark = self.mark.copy()
-        # the state arrays are always C-contiguous float64 / int64 (made here, by ``set_index``
-        # or by the kernels, and only written element-wise elsewhere): no conversion calls
-        marks, self.basis_ema = k.update_mark(
-            mids, self.index, self.last, self.basis_ema, self.mark_high, self.mark_low, self.premium_sum,
-            float(self.config.basis_ema_alpha), bool(roll), k.METHODS.get(self.config.method, 4))
-        self.mark, self.mark_high, self.mark_low = marks
+        # the state arrays are always C-contiguous float64 / int64 (made here or by
+        # ``set_index``, and only written element-wise elsewhere): no conversion calls, and the
+        # kernel writes the new values into them
+        k.update_mark_into(mids, self.index, self.last, self.basis_ema, self.mark, self.mark_high, self.mark_low,
+                           self.premium_sum, float(self.config.basis_ema_alpha), bool(roll),
+                           k.METHODS.get(self.config.method, 4))
         if roll:
             self.premium_count += 1
         return self.mark
@@ -164,13 +164,12 @@ class PriceState:
         k = kernels.prices()
         if k is None:
             return False
-        ok, ints, floats = k.roll_marks(
-            prices, tick_sizes, mids, self.mark, self.last, self.basis_ema, self.mark_high, self.mark_low,
-            self.premium_sum, float(self.config.basis_ema_alpha), k.METHODS.get(self.config.method, 4))
-        if not ok:
+        if len(self.index) != len(self.mark):
             return False
-        self.mark, self.mark_high, self.mark_low, self.previous_mark = ints
-        self.basis_ema, self.index = floats
+        if not k.roll_marks_into(prices, tick_sizes, mids, self.index, self.mark, self.previous_mark, self.last,
+                                 self.basis_ema, self.mark_high, self.mark_low, self.premium_sum,
+                                 float(self.config.basis_ema_alpha), k.METHODS.get(self.config.method, 4)):
+            return False
         self.premium_count += 1
         return True
 

@@ -102,6 +102,7 @@ class Venue:
         self.loss_pool = self.add_accounts(1, "loss_pool")[0]
         self.engine = self.add_accounts(1, "engine")[0]  # the liquidation engine's own book
         self.waterfall = build_waterfall(config.waterfall)
+        self._due_stages = (None, [])  # (the waterfall, its stages with a ``due``), for ``liquidate``
         self._tier_arrays = None  # padded maintenance tiers for the compiled scan
         self._tick_sizes = None  # per market, for set_index
         self._tick_array = None  # the same as a float array, for roll_marks
@@ -395,14 +396,15 @@ class Venue:
         ids."""
         book = self.books[market]
         led = self.ledger
+        cfg = self.config
         b, a = book.bids, book.asks
-        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
+        guard = cfg.fund_guard_threshold is not None and self.fund_guard_active()
         head = orders if post_only else (cancel_accounts, *orders)
+        # the marks are the price state's int64 array (see ``PriceState``): no conversion
         oids, refused, book._next_oid, bid_cols, ask_cols = quoter(
             *head, b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid, led.wallet, led.qty, led.cost,
-            kernels.i64(self.marks), self.contract_values, self._leverage_c(), guard,
-            float(self.config.fund_guard_max_leverage), max(self.markets[market].maker_fee_ppm, 0),
-            int(book._next_oid), led.inverse)
+            self.prices.mark, led.contract_values, self._leverage_c(), guard, float(cfg.fund_guard_max_leverage),
+            max(self.markets[market].maker_fee_ppm, 0), book._next_oid, led.inverse)
         b.price, b.qty, b.owner, b.oid = bid_cols
         a.price, a.qty, a.owner, a.oid = ask_cols
         self.quote_rejections += int(refused)
@@ -605,6 +607,11 @@ class Venue:
         """Book mid per market. A side swept empty leaves the last trade as the book's price
         (the deepest level hit), so a wiped-out book pulls the median mark down with it; NaN
         only when the book has never traded and is empty."""
+        if len(self.books) == 1:  # the usual venue, without the loop
+            book = self.books[0]
+            bids, asks = book.bids.price, book.asks.price
+            if len(bids) and len(asks):
+                return np.array([(int(bids[0]) + int(asks[0])) / 2])
         out = []
         for m, book in enumerate(self.books):
             bids, asks = book.bids.price, book.asks.price
@@ -727,9 +734,11 @@ class Venue:
 
     def liquidate(self) -> int:
         """Liquidation rounds until no account is below maintenance; returns the cascade depth."""
-        for stage in self.waterfall:  # deferred charges that have come due (delayed socialization)
-            if type(stage).due is not Stage.due:
-                stage.due(self)
+        waterfall, due = self._due_stages
+        if waterfall is not self.waterfall:  # the stages that defer charges, listed once
+            self._due_stages = waterfall, due = self.waterfall, [s for s in self.waterfall if type(s).due is not Stage.due]
+        for stage in due:  # deferred charges that have come due (delayed socialization)
+            stage.due(self)
         depth = 0
         broke = None  # the closing check, known early when the first scan flags nobody
         self.quiet_totals = None

@@ -138,6 +138,7 @@ class PerpModel(mesa.Model):
             ss = np.random.SeedSequence(scenario.seed if seed is None else seed)
         s_model, s_index, s_venue, s_traders, s_makers, s_setup, s_withdrawals = ss.spawn(7)
         super().__init__(rng=np.random.default_rng(s_model))
+        self._shocks_by_kind: dict = {}  # the scenario's shocks by kind (``_shocks``)
         self.scenario = scenario
         self.n_steps = scenario.steps
         self.t = 0
@@ -362,14 +363,17 @@ class PerpModel(mesa.Model):
 
     def _shocks(self, kind) -> list:
         """The scenario's shocks of ``kind`` as ``(position in the list, shock)``, listed once."""
-        cache = self.__dict__.setdefault("_shocks_by_kind", {})
+        cache = self._shocks_by_kind
         if kind not in cache:
             cache[kind] = [(i, s) for i, s in enumerate(self.scenario.shocks) if isinstance(s, kind)]
         return cache[kind]
 
     def _active(self, kind):
+        shocks = self._shocks(kind)
+        if not shocks:  # the usual case: no shock of this kind
+            return []
         t = self.t
-        return [s for _, s in self._shocks(kind) if s.step <= t < s.step + s.duration]
+        return [s for _, s in shocks if s.step <= t < s.step + s.duration]
 
     def liquidity_withdrawn(self) -> float:
         if not self._shocks(LiquidityWithdrawal):
