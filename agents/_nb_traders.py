@@ -12,6 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from simulator.venue._nb_book import submit_settle
 from simulator.venue._nb_scan import value_at
 
 njit = numba.njit(cache=True, nogil=True)
@@ -131,3 +132,30 @@ def decide(idx, acting, equity, coin_draw, size_draw, accounts, market, strategy
                 size = float(max(eq, 0)) * lev * use
                 lots[j] = np.int64(np.floor(size / price))
     return lots, side_out, close_out
+
+
+@njit
+def send_decided(send, accounts, order_side, lots, close, limit_buy, limit_sell, market, wallet, qty, cost, marks, cv,
+                 leverage, guard, guard_leverage, taker_fee_ppm, maker_fee_ppm, inv_market, fee_pool, bid_price, bid_qty,
+                 bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid):
+    """The decided orders ``send`` (positions in ``decide``'s output, in arrival order) as
+    market orders with their price protection (``limit_buy`` / ``limit_sell``) and reduce-only
+    flags, in one call with ``_nb_book.submit_settle`` (``Venue.submit_by``): the orders
+    ``traders._send_orders`` gathers for a one-market venue, submitted as
+    ``Venue.submit_orders`` submits them. Returns ``submit_settle``'s results."""
+    n = len(send)
+    owners = np.empty(n, np.int64)
+    sides = np.empty(n, np.int64)
+    qtys = np.empty(n, np.int64)
+    limits = np.empty(n, np.int64)
+    reduce_only = np.empty(n, np.bool_)
+    for j in range(n):
+        i = send[j]
+        owners[j] = accounts[i]
+        sides[j] = order_side[i]
+        qtys[j] = lots[i]
+        limits[j] = limit_buy if order_side[i] == 1 else limit_sell
+        reduce_only[j] = close[i]
+    return submit_settle(market, owners, sides, qtys, limits, reduce_only, True, wallet, qty, cost, marks, cv,
+                         leverage, guard, guard_leverage, taker_fee_ppm, maker_fee_ppm, inv_market, fee_pool,
+                         bid_price, bid_qty, bid_owner, bid_oid, ask_price, ask_qty, ask_owner, ask_oid)

@@ -156,8 +156,12 @@ class LeveragedTrader(AccountAgent):
         if len(send) == 0:
             return
         send = send[rng.permutation(len(send))]  # arrival order
-        one_market = len(marks) == 1
-        _send_orders(venue, send, None if one_market else pop.market[idx], acc, order_side, lots, close)
+        if len(marks) == 1 and venue.compiled_submit(0):  # gather and submit: one compiled call
+            mark = float(marks[0])
+            venue.submit_by(0, k.send_decided, (send, acc, order_side, lots, close, int(mark * (1 + _BAND)),
+                                                int(mark * (1 - _BAND)), 0))
+            return
+        _send_orders(venue, send, None if len(marks) == 1 else pop.market[idx], acc, order_side, lots, close)
 
     @staticmethod
     def warm_up(model) -> None:
@@ -180,6 +184,8 @@ class LeveragedTrader(AccountAgent):
                  pop.strategy, pop.leverage, pop.isolated, pop.size_share, led.qty, led.cost, venue.marks,
                  venue.contract_values, venue.leverage, signs, signs, 0.5, 0.1, 0.0, False, 0.0, False, led.inverse,
                  led.any_inverse)
+        if venue.n_markets == 1 and venue.compiled_submit(0):  # no order: nothing moves
+            venue.submit_by(0, k.send_decided, (none, none, none, none, np.zeros(0, dtype=bool), 1, 1, 0))
 
     @classmethod
     def step_all_reference(cls, model) -> None:
@@ -227,10 +233,14 @@ class LeveragedTrader(AccountAgent):
         _send_orders(venue, send, market, acc, order_side, lots, close)
 
 
+#: market orders carry a 10 % price protection
+_BAND = 0.1
+
+
 def _send_orders(venue, send, market, acc, order_side, lots, close) -> None:
     """One batch of market orders per market, in arrival order ``send`` (``market`` per
     order; None on a one-market venue)."""
-    band = 0.1  # market orders carry a 10 % price protection
+    band = _BAND
     marks = venue.marks
     for m in range(len(marks)):
         k = send if market is None else send[market[send] == m]

@@ -562,7 +562,8 @@ def test_compiled_run_equals_numpy_run(monkeypatch, extra):
 def test_one_market_run_with_fused_quotes_equals_the_numpy_run(monkeypatch):
     # on a one-market venue the makers' equity, ladder, cancel and post are one compiled call
     # (``requote_ladder``), and so are the arbitrageurs' equity, basis ladder and post
-    # (``post_ladder``): the run is the numpy run (cancel, ladder, margin checks, post) exactly
+    # (``post_ladder``) and the traders' orders gathered and submitted (``send_decided``): the
+    # run is the numpy run (cancel, ladder, margin checks, post, match, settle) exactly
     from pathlib import Path
 
     from simulator.experiments import run

@@ -258,7 +258,6 @@ class Venue:
             ro = reduce_only  # the traders' flags, as they come
         else:
             ro = np.ascontiguousarray(np.broadcast_to(np.asarray(reduce_only, dtype=bool), qtys.shape))
-        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
         led = self.ledger
         book = self.books[market]
         if book.compiled and not self.inverse[market]:  # one call: checks, match, ledger, fees
@@ -267,23 +266,10 @@ class Venue:
             elif not (type(limits) is np.ndarray and limits.dtype == np.int64 and limits.shape == qtys.shape
                       and limits.flags.c_contiguous):
                 limits = np.ascontiguousarray(np.broadcast_to(np.asarray(limits, dtype=np.int64), qtys.shape))
-            spec = self.markets[market]
-            b, a = book.bids, book.asks
-            out, refused, sent, bid_cols, ask_cols = k.submit_settle(
-                int(market), owners, sides, qtys, limits, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
-                i64(self.marks), self.contract_values, self._leverage_c(), guard,
-                float(self.config.fund_guard_max_leverage), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm),
-                led.inverse, int(self.fee_pool), b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid)
-            b.price, b.qty, b.owner, b.oid = bid_cols
-            a.price, a.qty, a.owner, a.oid = ask_cols
-            self.rejections += int(refused)
-            if not sent:
-                return Fills.empty()
-            fills = Fills(*out)
-            if len(fills):  # ``settle``'s bookkeeping (the ledger and fees are done)
-                self.prices.last[market] = float(out[4, -1])
-                self.volume[market] += int(out[3].sum())
-            return fills
+            out = self.submit_by(market, k.submit_settle,
+                                 (int(market), owners, sides, qtys, limits, ro, reduce_only is not None))
+            return Fills.empty() if out is None else Fills(*out)
+        guard = self.config.fund_guard_threshold is not None and self.fund_guard_active()
         qtys, ok, refused = k.order_margin(
             int(market), owners, sides, qtys, ro, reduce_only is not None, led.wallet, led.qty, led.cost,
             i64(self.marks), self.contract_values, np.ascontiguousarray(self.leverage, dtype=float), guard,
@@ -298,6 +284,38 @@ class Venue:
         fills = self.books[market].submit(owners[idx], sides[idx], qtys[idx], limits)
         self.settle(market, fills, fees=True)
         return fills
+
+    def compiled_submit(self, market: int) -> bool:
+        """Whether ``submit_by`` applies to ``market``: the compiled book of a linear market."""
+        return kernels.book() is not None and self.books[market].compiled and not self.inverse[market]
+
+    def submit_by(self, market: int, submitter, orders: tuple):
+        """``submit_orders``' one compiled call (``compiled_submit`` markets): ``submitter(*orders,
+        <the ledger, fees and the book's two sides, as _nb_book.submit_settle takes them after
+        its orders>)`` must return what ``submit_settle`` returns; ``orders`` is either
+        ``submit_settle``'s own (market, orders, limits, reduce-only flags) or what an agent's
+        kernel needs to gather its orders. Returns the fills (``submit``'s 7 rows), None when no
+        order was accepted."""
+        led = self.ledger
+        book = self.books[market]
+        cfg = self.config
+        spec = self.markets[market]
+        b, a = book.bids, book.asks
+        guard = cfg.fund_guard_threshold is not None and self.fund_guard_active()
+        # the marks are the price state's int64 array (see ``PriceState``): no conversion
+        out, refused, sent, bid_cols, ask_cols = submitter(
+            *orders, led.wallet, led.qty, led.cost, self.prices.mark, led.contract_values, self._leverage_c(), guard,
+            float(cfg.fund_guard_max_leverage), int(spec.taker_fee_ppm), int(spec.maker_fee_ppm), led.inverse,
+            int(self.fee_pool), b.price, b.qty, b.owner, b.oid, a.price, a.qty, a.owner, a.oid)
+        b.price, b.qty, b.owner, b.oid = bid_cols
+        a.price, a.qty, a.owner, a.oid = ask_cols
+        self.rejections += int(refused)
+        if not sent:
+            return None
+        if out.shape[1]:  # ``settle``'s bookkeeping (the ledger and fees are done)
+            self.prices.last[market] = float(out[4, -1])
+            self.volume[market] += int(out[3].sum())
+        return out
 
     def submit_orders_reference(self, market: int, owners, sides, qtys, limits=None, reduce_only=None) -> Fills:
         """``submit_orders`` with the checks in numpy (the reference of ``order_margin``)."""
