@@ -364,6 +364,10 @@ class Ledger:
         """``U = V(qty, mark) - cost`` per account and market, int64 (linear ``qty*mark*cv - cost``)."""
         return self.value(self.qty, marks) - self.cost
 
+    def unrealised_of(self, marks, accounts) -> np.ndarray:
+        """``unrealised(marks)[accounts]``, valuing only those rows."""
+        return self.value(self.qty[accounts], marks) - self.cost[accounts]
+
     def equity(self, marks, accounts=None) -> np.ndarray:
         """Cross-margin equity ``wallet + sum_m U_m`` per account (or for ``accounts``), int64."""
         marks = np.asarray(marks, dtype=np.int64)

@@ -12,6 +12,7 @@ across tier boundaries.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -39,20 +40,27 @@ class MarginTiers:
         if any(r <= 0 or r >= PPM for r in self.mmr_ppm) or any(b < a for a, b in zip(self.mmr_ppm, self.mmr_ppm[1:])):
             raise ValueError("mmr_ppm must be in (0, 1e6) and non-decreasing")
 
-    @property
+    @cached_property
     def deductions(self) -> np.ndarray:
-        """Deduction per tier in cash units (floored to whole units)."""
+        """Deduction per tier in cash units (floored to whole units); read-only."""
         d = [0]
         for t in range(1, len(self.floors)):
             d.append(d[-1] + int(muldiv(self.floors[t], self.mmr_ppm[t] - self.mmr_ppm[t - 1], PPM)))
-        return np.array(d, dtype=np.int64)
+        out = np.array(d, dtype=np.int64)
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(floors, rates) as int64 arrays, made once."""
+        return np.asarray(self.floors, dtype=np.int64), np.asarray(self.mmr_ppm, dtype=np.int64)
 
     def maintenance(self, notional) -> np.ndarray:
         """Maintenance margin for non-negative notionals (cash units), int64, rounded up."""
         notional = np.asarray(notional, dtype=np.int64)
-        tier = np.searchsorted(np.asarray(self.floors, dtype=np.int64), notional, side="right") - 1
-        rate = np.asarray(self.mmr_ppm, dtype=np.int64)[tier]
-        return muldiv_ceil(notional, rate, PPM) - self.deductions[tier]
+        floors, rates = self._arrays
+        tier = np.searchsorted(floors, notional, side="right") - 1
+        return muldiv_ceil(notional, rates[tier], PPM) - self.deductions[tier]
 
     def rate_at(self, notional) -> np.ndarray:
         tier = np.searchsorted(np.asarray(self.floors, dtype=np.int64), np.asarray(notional), side="right") - 1
@@ -108,7 +116,7 @@ def bankruptcy_prices(ledger, marks, accounts, market: int) -> np.ndarray:
     """Vectorised ``bankruptcy_price`` for many accounts in one market (NaN where flat, and for
     an inverse position that no price can bankrupt)."""
     accounts = np.asarray(accounts, dtype=np.int64)
-    u = ledger.unrealised(marks)[accounts]
+    u = ledger.unrealised_of(marks, accounts)
     q = ledger.qty[accounts, market]
     other = ledger.wallet[accounts] + u.sum(axis=1) - u[:, market]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -134,7 +142,7 @@ def liquidation_price(ledger, marks, account: int, market: int, tiers: MarginTie
         mm = np.zeros((1, ledger.n_markets), dtype=np.int64)
         return float(liquidation_prices(ledger, marks, [account], market, {market: tiers}, mm)[0])
     cv = int(ledger.contract_values[market])
-    u = ledger.unrealised(marks)[account]
+    u = ledger.unrealised_of(marks, [account])[0]
     other = int(ledger.wallet[account]) + int(u.sum()) - int(u[market])
     cost = int(ledger.cost[account, market])
     deductions = tiers.deductions
@@ -157,7 +165,7 @@ def liquidation_prices(ledger, marks, accounts, market: int, tiers, mm) -> np.nd
     accounts = np.asarray(accounts, dtype=np.int64)
     q = ledger.qty[accounts, market].astype(float)
     cv = float(ledger.contract_values[market])
-    u = ledger.unrealised(marks)[accounts]
+    u = ledger.unrealised_of(marks, accounts)
     other = (ledger.wallet[accounts] + u.sum(axis=1) - u[:, market]).astype(float)
     mm_other = (np.asarray(mm).sum(axis=1) - np.asarray(mm)[:, market]).astype(float)
     cost = ledger.cost[accounts, market].astype(float)
