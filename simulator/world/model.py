@@ -10,6 +10,7 @@ is the seventh child: spawning it leaves the first six, and every earlier result
 from __future__ import annotations
 
 import itertools
+import weakref
 from pathlib import Path
 
 import mesa
@@ -594,6 +595,35 @@ def _cut_side(qtys, side: int, cut: int) -> list[int]:
     q = q.copy()
     q[on] = side * keep
     return [int(v) for v in q]
+
+
+class _AgentIdCounters(weakref.WeakKeyDictionary):
+    """mesa's per-model unique-id counters (``mesa.Agent._ids``) without keeping the models alive.
+
+    mesa 3.3 keeps them in a class-level ``defaultdict`` keyed by the model (mesa issue #3179):
+    every model ever built stays in memory with its ledger, book and event log, so a process
+    that runs many models (a pool worker, the benchmark) grows by a whole run each time. Weak
+    keys free a finished model; a model's counter still starts at 1, so every id is the same.
+    """
+
+    def __getitem__(self, model):
+        try:
+            return super().__getitem__(model)
+        except KeyError:
+            counter = self[model] = itertools.count(1)
+            return counter
+
+
+def _release_finished_models() -> None:
+    """Install the weak counters once, carrying over the counters of models still alive."""
+    ids = mesa.Agent._ids
+    if not isinstance(ids, weakref.WeakKeyDictionary):
+        weak = _AgentIdCounters()
+        weak.update(ids)
+        mesa.Agent._ids = weak
+
+
+_release_finished_models()
 
 
 def _reserve_agent_ids(model, n: int) -> range:
