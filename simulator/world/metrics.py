@@ -377,6 +377,16 @@ def _zero_position_mask(soc: pd.DataFrame, zero) -> np.ndarray:
     return soc["account"].isin([int(a) for a in zero]).to_numpy()
 
 
+class _Columns:
+    """Some rows of a frame, read one column at a time (``cols["stage"]``: that column's rows)."""
+
+    def __init__(self, frame: pd.DataFrame, positions: np.ndarray):
+        self.frame, self.positions = frame, positions
+
+    def __getitem__(self, name: str) -> pd.Series:
+        return self.frame[name].take(self.positions)
+
+
 def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> dict[str, float | int | bool]:
     """One run's summary (DESIGN.md §6): a flat dict with exactly ``SUMMARY_KEYS``.
 
@@ -474,16 +484,28 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     """
     cash = float(meta["cash_unit"])
     ev = events if events is not None else pd.DataFrame(columns=["kind"])
-    kind = ev["kind"].astype(str).to_numpy() if len(ev) else np.zeros(0, dtype=str)
+    # the kinds as codes (no Python string per event); the rows of kind k are those whose
+    # value's str() is k, as comparing ``astype(str)`` selects them, in the frame's order
+    codes, kinds = pd.factorize(ev["kind"]) if len(ev) else (np.zeros(0, dtype=np.intp), [])
+    code_of: dict[str, list[int]] = {}
+    for i, value in enumerate(kinds):
+        code_of.setdefault(str(value), []).append(i)
+    positions: dict[str, np.ndarray] = {}
+
+    def where_kind(k: str) -> np.ndarray:
+        if k not in positions:
+            positions[k] = np.flatnonzero(np.isin(codes, code_of.get(k, [])))
+        return positions[k]
 
     def rows(k: str) -> pd.DataFrame:
-        return ev[kind == k] if len(ev) else ev
+        return ev.take(where_kind(k)) if len(ev) else ev
 
     def amount(k: str, where=None) -> int:
-        r = rows(k)
-        a = r["amount"].to_numpy(dtype=np.int64) if len(r) else np.zeros(0, dtype=np.int64)
+        # only the columns asked for are copied out of the kind's rows, never the whole rows
+        pos = where_kind(k) if len(ev) else np.zeros(0, dtype=np.intp)
+        a = ev["amount"].take(pos).to_numpy(dtype=np.int64) if len(pos) else np.zeros(0, dtype=np.int64)
         if where is not None and len(a):
-            a = a[where(r, a)]
+            a = a[where(_Columns(ev, pos), a)]
         return int(a.sum())
 
     out: dict = {}

@@ -528,7 +528,9 @@ def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
     quote = (events["qty"].abs() * events["price"].fillna(0) * spec_tick[mk] * spec_lot[mk]).to_numpy()
     if venue.ledger.any_inverse:  # an inverse contract's quote notional is its face value
         quote = np.where(venue.inverse[mk], events["qty"].abs().to_numpy() * spec_lot[mk], quote)
-    e = events.assign(quote=quote, cash=events["amount"] * venue.markets[0].cash_unit)
+    # only the columns aggregated here: each filter below copies its rows of these five
+    e = pd.DataFrame({"step": events["step"], "kind": events["kind"], "stage": events["stage"], "quote": quote,
+                      "cash": events["amount"] * venue.markets[0].cash_unit})
     liq = e[e.kind == "liquidation"]
     out = pd.DataFrame({"step": np.arange(int(events["step"].max()) + 1)})
     g = lambda frame, col: frame.groupby("step")[col].sum()  # noqa: E731
@@ -558,7 +560,8 @@ def market_aggregates(events: pd.DataFrame, venue, names) -> pd.DataFrame:
     quote = (events["qty"].abs() * events["price"].fillna(0) * tick[mk] * lot[mk]).to_numpy()
     if venue.ledger.any_inverse:
         quote = np.where(venue.inverse[mk], events["qty"].abs().to_numpy() * lot[mk], quote)
-    e = events.assign(quote=quote)
+    e = pd.DataFrame({"step": events["step"], "market": events["market"], "kind": events["kind"],
+                      "stage": events["stage"], "quote": quote})
     out = pd.DataFrame({"step": np.arange(int(events["step"].max()) + 1)})
     for m, name in enumerate(names):
         em = e[e["market"] == m]
