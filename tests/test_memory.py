@@ -36,3 +36,16 @@ def test_agent_ids_still_count_from_one_per_model_while_two_are_alive():
     assert a.exchange.unique_id == b.exchange.unique_id == 1
     assert a.backstop_vault.unique_id == b.backstop_vault.unique_id == 65
     assert next(mesa.Agent._ids[a]) == next(mesa.Agent._ids[b]) == 66  # the next agent of each
+
+
+def test_the_record_is_preallocated_and_a_quiet_market_logs_nothing_per_step():
+    # memory flat in the step count: every series is one buffer of n_steps values from set-up
+    # on, written in place; a market that trades without a liquidation adds no event
+    model = PerpModel(_scenario(steps=200))
+    buffers = {k: (id(a), a.nbytes) for k, a in model.series.items()}
+    assert all(n == 200 * 8 for _, n in buffers.values())  # float64 x 200 steps
+    for _ in range(150):
+        model.step()
+    assert {k: (id(a), a.nbytes) for k, a in model.series.items()} == buffers
+    assert len(model.venue.events) == 0 and model.venue.events._parts == []
+    assert model.series["mark"][149] > 0  # written in place
