@@ -377,6 +377,10 @@ def _zero_position_mask(soc: pd.DataFrame, zero) -> np.ndarray:
     return soc["account"].isin([int(a) for a in zero]).to_numpy()
 
 
+#: What the summary and ``market_health`` read of the liquidation rows (copied out alone).
+_LIQUIDATION_COLUMNS = ("step", "round", "kind", "account", "stage", "market", "qty", "price", "equity")
+
+
 class _Columns:
     """Some rows of a frame, read one column at a time (``cols["stage"]``: that column's rows)."""
 
@@ -497,8 +501,11 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
             positions[k] = np.flatnonzero(np.isin(codes, code_of.get(k, [])))
         return positions[k]
 
-    def rows(k: str) -> pd.DataFrame:
-        return ev.take(where_kind(k)) if len(ev) else ev
+    def rows(k: str, columns=None) -> pd.DataFrame:
+        if not len(ev):
+            return ev
+        frame = ev if columns is None else ev[[c for c in columns if c in ev.columns]]
+        return frame.take(where_kind(k))
 
     def amount(k: str, where=None) -> int:
         # only the columns asked for are copied out of the kind's rows, never the whole rows
@@ -520,7 +527,7 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     out.update(price)
 
     # ---- liquidations
-    liq = rows("liquidation")
+    liq = rows("liquidation", _LIQUIDATION_COLUMNS)
     liq_n = _notional(liq, meta)
     out["liquidation_count"] = int(len(liq[["step", "round", "account"]].drop_duplicates())) if len(liq) else 0
     out["liquidation_events"] = int(len(liq))
