@@ -49,3 +49,25 @@ def test_the_record_is_preallocated_and_a_quiet_market_logs_nothing_per_step():
     assert {k: (id(a), a.nbytes) for k, a in model.series.items()} == buffers
     assert len(model.venue.events) == 0 and model.venue.events._parts == []
     assert model.series["mark"][149] > 0  # written in place
+
+
+def test_the_event_frame_fills_each_column_from_the_parts_that_give_it():
+    # built column by column: a column given by one part only takes the defaults elsewhere
+    # (-1 for integers, NaN for floats, "" for text), scalars stretch to the part's length
+    import numpy as np
+
+    from simulator.venue.events import EventLog
+
+    log = EventLog()
+    log.step, log.round = 3, 1
+    log.add("deficit", stage="book", account=[5, 6], amount=[10, 20])
+    log.step, log.round = 4, 0
+    log.add("unwind", account=7, market=0, qty=-3, price=101.0)
+    df = log.to_frame()
+    assert df["step"].tolist() == [3, 3, 4] and df["round"].tolist() == [1, 1, 0]
+    assert df["kind"].tolist() == ["deficit", "deficit", "unwind"]
+    assert df["stage"].tolist() == ["book", "book", ""] and df["reason"].tolist() == ["", "", ""]
+    assert df["account"].tolist() == [5, 6, 7] and df["amount"].tolist() == [10, 20, -1]
+    assert df["qty"].tolist() == [-1, -1, -3] and df["market"].tolist() == [-1, -1, 0]
+    assert np.isnan(df["price"].iloc[0]) and df["price"].iloc[2] == 101.0
+    assert str(df["kind"].dtype) == "string" and df["amount"].dtype == np.int64
