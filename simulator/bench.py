@@ -10,6 +10,10 @@ Runs the bundled cascade scenario, a live market (liquidity scales with the popu
 - the peak resident memory of each size (each size runs in its own fresh process; the kernel's
   high-water mark is reset before each run, so the peak is that run's) and the floor under it:
   the memory of the worker after its imports and compiled kernels are loaded, before any run;
+- memory in the step count: the largest live size run for the same steps and for 3x the
+  steps, each in a fresh process: the growth of the peak RSS beside the growth of what the run
+  recorded (events, audit snapshots, series; ``recorded_mb``), which a step loop that keeps
+  nothing else matches (``--skip-steps-check`` leaves it out);
 - a batch (``--batch-runs``, 16 by default), serial and on the process pool: runs per minute,
   the speed-up, the workers' start-up, the time per run and the CPU seconds (with a CPU-time
   speed-up, what a loaded machine distorts least; ``--batch-only`` runs just this section);
@@ -77,7 +81,25 @@ def one_run(scenario_path: str, traders: int, seed: int, steps: int | None, sets
         "two_sided_pre_shock": float(summary["two_sided_share_pre_shock"]),
         "residual": summary["conservation_residual_max_abs"],
         "maxrss_mb": _peak_rss_mb(),
+        "events": len(model.venue.events),
+        "recorded_mb": recorded_mb(model),
     }
+
+
+def recorded_mb(model) -> float:
+    """What a run keeps because it ran longer or more happened: the event log's arrays, the
+    audit trail's balance snapshots and the per-step series (MB)."""
+    events = sum(a.nbytes for part in model.venue.events._parts for a in part[4].values())
+    audit = sum(r[k].nbytes for r in model.audit.rows for k in ("changed", "wallet", "qty", "cost"))
+    series = sum(a.nbytes for a in model.series.values())
+    return (events + audit + series) / 2**20
+
+
+def fresh_run(scenario_path: str, traders: int, seed: int, steps: int | None, sets: dict) -> dict:
+    """``one_run`` in a fresh warmed process, with that process's floor (``floor_mb``)."""
+    _warm()
+    floor = _floor_rss_mb()
+    return {**one_run(scenario_path, traders, seed, steps, sets), "floor_mb": floor}
 
 
 def _status_mb(field: str) -> float | None:
@@ -198,6 +220,29 @@ def _print_batch(batch_runs: int, batch_traders: int, steps, workers: int, sets:
           f"{p['run_s'] / s['run_s']:.2f}x the time. On a shared machine take the final figure again idle.")
 
 
+#: Peak growth beyond what the run recorded that still counts as flat (allocator noise, MB).
+FLAT_TOLERANCE_MB = 5.0
+
+
+def _print_steps_check(traders: int, steps: int, sets: dict) -> None:
+    """The same population for ``steps`` and ``3 x steps``: is memory flat in the step count?"""
+    ctx = get_context("spawn")
+    runs = []
+    for n_steps in (steps, 3 * steps):
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            runs.append(pool.submit(fresh_run, str(SCENARIO), traders, 0, n_steps, sets).result())
+    a, b = runs
+    for r in runs:
+        print(f"memory in the step count, {traders:,} traders, {r['steps']:,} steps: peak {r['maxrss_mb']:.0f} MB "
+              f"(floor {r['floor_mb']:.0f}: +{r['maxrss_mb'] - r['floor_mb']:.1f} MB); {r['events']:,} events; "
+              f"recorded {r['recorded_mb']:.1f} MB")
+    grew = (b["maxrss_mb"] - b["floor_mb"]) - (a["maxrss_mb"] - a["floor_mb"])
+    recorded = b["recorded_mb"] - a["recorded_mb"]
+    verdict = "flat" if grew - recorded <= FLAT_TOLERANCE_MB else "NOT FLAT"
+    print(f"  3x the steps: the run adds {grew:+.1f} MB, of which recorded {recorded:+.1f} MB: {verdict} "
+          f"(the rest {grew - recorded:+.1f} MB; flat means <= {FLAT_TOLERANCE_MB:.0f} MB)")
+
+
 def _parse_sets(items) -> dict:
     out = {}
     for item in items or []:
@@ -219,6 +264,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-traders", type=int, default=1_000)
     p.add_argument("--workers", type=int, default=None, help="process pool size (default: the cores)")
     p.add_argument("--skip-batch", action="store_true")
+    p.add_argument("--skip-steps-check", action="store_true", help="no memory-in-the-step-count check")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="scenario override, as for perpstress run (e.g. to bench another market)")
     args = p.parse_args(argv)
@@ -293,6 +339,9 @@ def main(argv=None) -> int:
               f" + {per * 1e9:.1f} ns per trader-step")
     elif live_sizes:
         print("\nfit: needs two live sizes")
+
+    if live_sizes and not args.skip_steps_check:
+        _print_steps_check(max(live_sizes), results[max(live_sizes)][0]["steps"], sets)
 
     if not args.skip_batch:
         print()

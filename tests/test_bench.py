@@ -25,7 +25,8 @@ def test_quick_bench_prints_every_figure():
     assert r.returncode == 0, r.stderr
     out = r.stdout
     for text in ("cores usable", "load average", "M trader-steps/s", "ms/step", "peak RSS", "fit over 2 sizes",
-                 "ns per trader-step", "runs/minute", "speed-up", "memory floor"):
+                 "ns per trader-step", "runs/minute", "speed-up", "memory floor",
+                 "memory in the step count", "3x the steps"):
         assert text in out, text
     assert "REFUSED" not in out
 

@@ -103,6 +103,10 @@ def warm_up(traders: int = 50, steps: int = 5) -> None:
     model = PerpModel(load_scenario(scenario_path("cascade"), {"agents.traders.count": traders}), 0)
     for _ in range(steps):
         model.step()
+    # the end of a run too: its summary, and pyarrow's string conversion and memory pool, loaded
+    # on first use (the event frame's string columns are Arrow-backed)
+    metrics.summarize(model.timeseries(), model.venue.events.to_frame(), run_meta(model))
+    pd.array(np.array(["warm"], dtype=object), dtype="string")
 
 
 def run_meta(model: PerpModel) -> dict:

@@ -107,20 +107,26 @@ class EventLog:
     def _build_frame(self) -> pd.DataFrame:
         if not self._parts:
             return pd.DataFrame({k: pd.Series(dtype=v) for k, v in COLUMNS.items()})
-        data = {}
+        # column by column, each written once into its full-length array: no per-part filler
+        # arrays, no concatenation, and the frame takes the arrays without copying them
+        sizes = np.array([p[0] for p in self._parts])
+        ends = np.cumsum(sizes)
+        total = int(ends[-1])
+        data = {
+            "step": np.repeat(np.array([p[1] for p in self._parts], dtype=np.int64), sizes),
+            "round": np.repeat(np.array([p[2] for p in self._parts], dtype=np.int64), sizes),
+            "kind": pd.array(np.repeat(np.array([p[3] for p in self._parts], dtype=object), sizes), dtype="string"),
+        }
         for name, dtype in COLUMNS.items():
-            if name == "step":
-                pieces = [np.full(n, step) for n, step, _, _, _ in self._parts]
-            elif name == "round":
-                pieces = [np.full(n, rnd) for n, _, rnd, _, _ in self._parts]
-            elif name == "kind":
-                pieces = [np.full(n, kind, dtype=object) for n, _, _, kind, _ in self._parts]
-            else:
-                default = "" if dtype is object else (np.nan if dtype is float else -1)
-                pieces = [g[name] if name in g else np.full(n, default, dtype=dtype) for n, _, _, _, g in self._parts]
-            data[name] = np.concatenate(pieces)
-        df = pd.DataFrame(data)
-        return df.astype({k: ("string" if v is object else v) for k, v in COLUMNS.items()})
+            if name in data:
+                continue
+            default = "" if dtype is object else (np.nan if dtype is float else -1)
+            col = np.full(total, default, dtype=dtype)
+            for (n, _, _, _, given), end in zip(self._parts, ends.tolist()):
+                if name in given:
+                    col[end - n:end] = given[name]
+            data[name] = pd.array(col, dtype="string") if dtype is object else col
+        return pd.DataFrame(data, copy=False)
 
     def count(self, kind: str) -> int:
         return sum(p[0] for p in self._parts if p[3] == kind)

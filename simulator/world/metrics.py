@@ -377,6 +377,20 @@ def _zero_position_mask(soc: pd.DataFrame, zero) -> np.ndarray:
     return soc["account"].isin([int(a) for a in zero]).to_numpy()
 
 
+#: What the summary and ``market_health`` read of the liquidation rows (copied out alone).
+_LIQUIDATION_COLUMNS = ("step", "round", "kind", "account", "stage", "market", "qty", "price", "equity")
+
+
+class _Columns:
+    """Some rows of a frame, read one column at a time (``cols["stage"]``: that column's rows)."""
+
+    def __init__(self, frame: pd.DataFrame, positions: np.ndarray):
+        self.frame, self.positions = frame, positions
+
+    def __getitem__(self, name: str) -> pd.Series:
+        return self.frame[name].take(self.positions)
+
+
 def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> dict[str, float | int | bool]:
     """One run's summary (DESIGN.md §6): a flat dict with exactly ``SUMMARY_KEYS``.
 
@@ -474,16 +488,31 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     """
     cash = float(meta["cash_unit"])
     ev = events if events is not None else pd.DataFrame(columns=["kind"])
-    kind = ev["kind"].astype(str).to_numpy() if len(ev) else np.zeros(0, dtype=str)
+    # the kinds as codes (no Python string per event); the rows of kind k are those whose
+    # value's str() is k, as comparing ``astype(str)`` selects them, in the frame's order
+    codes, kinds = pd.factorize(ev["kind"]) if len(ev) else (np.zeros(0, dtype=np.intp), [])
+    code_of: dict[str, list[int]] = {}
+    for i, value in enumerate(kinds):
+        code_of.setdefault(str(value), []).append(i)
+    positions: dict[str, np.ndarray] = {}
 
-    def rows(k: str) -> pd.DataFrame:
-        return ev[kind == k] if len(ev) else ev
+    def where_kind(k: str) -> np.ndarray:
+        if k not in positions:
+            positions[k] = np.flatnonzero(np.isin(codes, code_of.get(k, [])))
+        return positions[k]
+
+    def rows(k: str, columns=None) -> pd.DataFrame:
+        if not len(ev):
+            return ev
+        frame = ev if columns is None else ev[[c for c in columns if c in ev.columns]]
+        return frame.take(where_kind(k))
 
     def amount(k: str, where=None) -> int:
-        r = rows(k)
-        a = r["amount"].to_numpy(dtype=np.int64) if len(r) else np.zeros(0, dtype=np.int64)
+        # only the columns asked for are copied out of the kind's rows, never the whole rows
+        pos = where_kind(k) if len(ev) else np.zeros(0, dtype=np.intp)
+        a = ev["amount"].take(pos).to_numpy(dtype=np.int64) if len(pos) else np.zeros(0, dtype=np.int64)
         if where is not None and len(a):
-            a = a[where(r, a)]
+            a = a[where(_Columns(ev, pos), a)]
         return int(a.sum())
 
     out: dict = {}
@@ -498,7 +527,7 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     out.update(price)
 
     # ---- liquidations
-    liq = rows("liquidation")
+    liq = rows("liquidation", _LIQUIDATION_COLUMNS)
     liq_n = _notional(liq, meta)
     out["liquidation_count"] = int(len(liq[["step", "round", "account"]].drop_duplicates())) if len(liq) else 0
     out["liquidation_events"] = int(len(liq))

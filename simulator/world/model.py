@@ -10,6 +10,7 @@ is the seventh child: spawning it leaves the first six, and every earlier result
 from __future__ import annotations
 
 import itertools
+import weakref
 from pathlib import Path
 
 import mesa
@@ -527,7 +528,9 @@ def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
     quote = (events["qty"].abs() * events["price"].fillna(0) * spec_tick[mk] * spec_lot[mk]).to_numpy()
     if venue.ledger.any_inverse:  # an inverse contract's quote notional is its face value
         quote = np.where(venue.inverse[mk], events["qty"].abs().to_numpy() * spec_lot[mk], quote)
-    e = events.assign(quote=quote, cash=events["amount"] * venue.markets[0].cash_unit)
+    # only the columns aggregated here: each filter below copies its rows of these five
+    e = pd.DataFrame({"step": events["step"], "kind": events["kind"], "stage": events["stage"], "quote": quote,
+                      "cash": events["amount"] * venue.markets[0].cash_unit})
     liq = e[e.kind == "liquidation"]
     out = pd.DataFrame({"step": np.arange(int(events["step"].max()) + 1)})
     g = lambda frame, col: frame.groupby("step")[col].sum()  # noqa: E731
@@ -557,7 +560,8 @@ def market_aggregates(events: pd.DataFrame, venue, names) -> pd.DataFrame:
     quote = (events["qty"].abs() * events["price"].fillna(0) * tick[mk] * lot[mk]).to_numpy()
     if venue.ledger.any_inverse:
         quote = np.where(venue.inverse[mk], events["qty"].abs().to_numpy() * lot[mk], quote)
-    e = events.assign(quote=quote)
+    e = pd.DataFrame({"step": events["step"], "market": events["market"], "kind": events["kind"],
+                      "stage": events["stage"], "quote": quote})
     out = pd.DataFrame({"step": np.arange(int(events["step"].max()) + 1)})
     for m, name in enumerate(names):
         em = e[e["market"] == m]
@@ -594,6 +598,35 @@ def _cut_side(qtys, side: int, cut: int) -> list[int]:
     q = q.copy()
     q[on] = side * keep
     return [int(v) for v in q]
+
+
+class _AgentIdCounters(weakref.WeakKeyDictionary):
+    """mesa's per-model unique-id counters (``mesa.Agent._ids``) without keeping the models alive.
+
+    mesa 3.3 keeps them in a class-level ``defaultdict`` keyed by the model (mesa issue #3179):
+    every model ever built stays in memory with its ledger, book and event log, so a process
+    that runs many models (a pool worker, the benchmark) grows by a whole run each time. Weak
+    keys free a finished model; a model's counter still starts at 1, so every id is the same.
+    """
+
+    def __getitem__(self, model):
+        try:
+            return super().__getitem__(model)
+        except KeyError:
+            counter = self[model] = itertools.count(1)
+            return counter
+
+
+def _release_finished_models() -> None:
+    """Install the weak counters once, carrying over the counters of models still alive."""
+    ids = mesa.Agent._ids
+    if not isinstance(ids, weakref.WeakKeyDictionary):
+        weak = _AgentIdCounters()
+        weak.update(ids)
+        mesa.Agent._ids = weak
+
+
+_release_finished_models()
 
 
 def _reserve_agent_ids(model, n: int) -> range:
