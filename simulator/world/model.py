@@ -618,9 +618,10 @@ class _AgentIdCounters(weakref.WeakKeyDictionary):
 
 
 def _release_finished_models() -> None:
-    """Install the weak counters once, carrying over the counters of models still alive."""
-    ids = mesa.Agent._ids
-    if not isinstance(ids, weakref.WeakKeyDictionary):
+    """Install the weak counters once, carrying over the counters of models still alive (a
+    mesa with the upstream fix, mesa#3180, has no class-level counters: nothing to do)."""
+    ids = getattr(mesa.Agent, "_ids", None)
+    if ids is not None and not isinstance(ids, weakref.WeakKeyDictionary):
         weak = _AgentIdCounters()
         weak.update(ids)
         mesa.Agent._ids = weak
