@@ -497,7 +497,7 @@ def post_quotes_one_market(owners, sides, prices, qtys, bid_price, bid_qty, bid_
     """``post_quotes`` on the book of a one-market venue, the owners' set-up included: their
     sorted unique ids, no resting lots in other books, their leverage rows (``leverage`` is
     every account's). Returns ``post_quotes``' results with the two sides as ``_columns``."""
-    accounts = np.unique(owners)
+    accounts = _unique(owners)
     buys = np.zeros((len(accounts), 1), np.int64)
     sells = np.zeros((len(accounts), 1), np.int64)
     lev = np.empty((len(accounts), leverage.shape[1]), np.float64)
@@ -509,6 +509,20 @@ def post_quotes_one_market(owners, sides, prices, qtys, bid_price, bid_qty, bid_
         inv_market)
     return (out, refused, next_oid, _columns(bid_price, bid_qty, bid_owner, bid_oid),
             _columns(ask_price, ask_qty, ask_owner, ask_oid))
+
+
+@njit
+def _unique(a):
+    """``np.unique`` of a 1-d int64 array (sorted unique values), without numba's generic path."""
+    if len(a) == 0:
+        return a.copy()
+    b = np.sort(a)
+    k = 1
+    for i in range(1, len(b)):
+        if b[i] != b[k - 1]:
+            b[k] = b[i]
+            k += 1
+    return b[:k].copy()
 
 
 @njit

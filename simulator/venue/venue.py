@@ -709,6 +709,14 @@ class Venue:
         """Net profit of each account since the settlement window began, net of deposits."""
         return self.equity() - self.window_equity - self.window_flows
 
+    def holds_inventory(self) -> bool:
+        """Whether the backstop vault, the insurance fund or the engine holds a position (what
+        ``unwind_venue_positions`` would sell)."""
+        qty = self.ledger.qty
+        if qty.shape[1] == 1:
+            return bool(qty[self.backstop, 0] or qty[self.insurance_fund, 0] or qty[self.engine, 0])
+        return bool(qty[self.backstop].any() or qty[self.insurance_fund].any() or qty[self.engine].any())
+
     def unwind_venue_positions(self, holders=None) -> None:
         """The backstop vault, the fund and the engine sell part of what they took over."""
         holders = (self.backstop, self.insurance_fund, self.engine) if holders is None else holders

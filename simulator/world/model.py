@@ -140,6 +140,7 @@ class PerpModel(mesa.Model):
         s_model, s_index, s_venue, s_traders, s_makers, s_setup, s_withdrawals = ss.spawn(7)
         super().__init__(rng=np.random.default_rng(s_model))
         self._shocks_by_kind: dict = {}  # the scenario's shocks by kind (``_shocks``)
+        self._crowded = False  # a crowding shock set the traders' shares last step
         self.scenario = scenario
         self.n_steps = scenario.steps
         self.t = 0
@@ -409,10 +410,12 @@ class PerpModel(mesa.Model):
         venue = self.venue
         self.exchange.open_step(self.venue_index_path[t])
         crowd = self._active(Crowding)
-        cfg = self.scenario.agents.traders
-        self.traders.long_share = crowd[-1].long_share if crowd else cfg.long_share
-        tp = crowd[-1].trade_probability if crowd else None
-        self.traders.trade_probability = cfg.trade_probability if tp is None else tp
+        if crowd or t == 0 or self._crowded:  # the scenario's crowding, or back to the traders' own
+            cfg = self.scenario.agents.traders
+            self.traders.long_share = crowd[-1].long_share if crowd else cfg.long_share
+            tp = crowd[-1].trade_probability if crowd else None
+            self.traders.trade_probability = cfg.trade_probability if tp is None else tp
+            self._crowded = bool(crowd)
         # the arbitrageurs' stale basis quotes are pulled with the makers' (none may block a
         # maker's post-only quote)
         MarketMaker.step_all(self, also_cancel=Arbitrageur.quoting_accounts(self))
@@ -428,8 +431,9 @@ class PerpModel(mesa.Model):
         spikes = self._active(FundingSpike)
         premium = np.full(venue.n_markets, sum(s.rate for s in spikes)) if spikes else None
         funding_due = settlement_due(t, self.scenario.step_seconds, self.scenario.venue.funding.interval_seconds)
-        self.backstop_vault.step()
-        venue.unwind_venue_positions(holders=[venue.insurance_fund, venue.engine])
+        if venue.holds_inventory():  # the usual step: nobody has anything to unwind
+            self.backstop_vault.step()
+            venue.unwind_venue_positions(holders=[venue.insurance_fund, venue.engine])
         self.exchange.close_step(funding_due, premium)
         self._record(t)
         self.audit.maybe_record(t, venue)
