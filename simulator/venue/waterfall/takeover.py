@@ -44,10 +44,9 @@ def take_over(venue, cases, taker: int, eligible, stage: str, room_needed: str =
         if room_needed == "maintenance":
             need_taker = int(venue.maintenance(np.array([taker])).sum())
             need_cases = venue.maintenance(acc).sum(axis=1)
-        if max_leverage is not None:
-            gross = led.notional(led.qty, venue.marks)
-            need_taker = max(need_taker, gross[taker].sum() / max_leverage)
-            need_cases = np.maximum(need_cases, gross[acc].sum(axis=1) / max_leverage)
+        if max_leverage is not None:  # the taker's and the cases' rows only
+            need_taker = max(need_taker, led.notional(led.qty[[taker]], venue.marks)[0].sum() / max_leverage)
+            need_cases = np.maximum(need_cases, led.notional(led.qty[acc], venue.marks).sum(axis=1) / max_leverage)
         room = eq_taker - need_taker + np.cumsum(eq_cases - need_cases)
         fits = room >= 0
         n = len(fits) if fits.all() else int(np.argmin(fits))  # serve the prefix that fits
