@@ -15,6 +15,7 @@ from simulator.venue.margin import (
     below_maintenance,
     initial_margin,
     liquidation_price,
+    liquidation_prices,
     maintenance_margin,
 )
 from simulator.venue.market import MarketSpec
@@ -155,6 +156,22 @@ def test_tiered_liquidation_price(qty, wallet, tier):
     # independent check: equity == MM at that price (floats, the report is not settled)
     equity = wallet + qty * p - 100 * qty
     assert equity == pytest.approx(qty * p * r - d)
+
+
+def test_vectorised_liquidation_prices_find_each_accounts_own_tier():
+    # the two hand examples above in one call, with a flat account: every tier is solved at
+    # once and each account takes the tier its own solution falls in
+    led = Ledger(np.array([1]))
+    a, b, flat, other = led.add_accounts(4, "trader", [7_000, 20_000, 5_000, 10**12])
+    led.trade(0, a, other, 1_000, 100)
+    led.trade(0, b, other, 3_000, 100)
+    mm = np.zeros((3, 1), dtype=np.int64)  # one market: no other market's margin
+    p = liquidation_prices(led, [100], [a, b, flat], 0, [BINANCE_LIKE], mm)
+    assert p[0] == pytest.approx(92_950 / 995)  # tier 1: (100,000 - 7,000 - 50) / (1,000 x 0.995)
+    assert p[1] == pytest.approx(278_700 / 2_970)  # tier 2: (300,000 - 20,000 - 1,300) / (3,000 x 0.99)
+    assert np.isnan(p[2])
+    assert p[:2].tolist() == [liquidation_price(led, [100], a, 0, BINANCE_LIKE),
+                              liquidation_price(led, [100], b, 0, BINANCE_LIKE)]
 
 
 def test_tiers_validate():

@@ -171,18 +171,22 @@ def liquidation_prices(ledger, marks, accounts, market: int, tiers, mm) -> np.nd
     cost = ledger.cost[accounts, market].astype(float)
     t = tiers[market]
     inverse = bool(ledger.inverse[market])
-    out = np.full(len(accounts), np.nan)
-    for k in range(len(t.floors)):
-        r = t.mmr_ppm[k] / PPM
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if inverse:
-                price = (q + np.abs(q) * r) * cv / (other - cost + t.deductions[k] - mm_other)
-                n = np.abs(q) * cv / price
-            else:
-                denom = (q - np.abs(q) * r) * cv
-                price = (cost - other + mm_other - t.deductions[k]) / denom
-                n = np.abs(q) * price * cv
-        upper = t.floors[k + 1] if k + 1 < len(t.floors) else np.inf
-        ok = np.isnan(out) & (q != 0) & (price > 0) & (n >= t.floors[k]) & (n < upper)
-        out[ok] = price[ok]
-    return out
+    # every tier at once (rows), element by element the operations of a tier-by-tier loop; each
+    # account takes the first tier whose solution lies inside it
+    floors, rates = t._arrays
+    r = (rates / PPM)[:, None]
+    ded = t.deductions[:, None]
+    lower = floors[:, None]
+    upper = np.append(floors[1:].astype(float), np.inf)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if inverse:
+            price = (q + np.abs(q) * r) * cv / (other - cost + ded - mm_other)
+            n = np.abs(q) * cv / price
+        else:
+            denom = (q - np.abs(q) * r) * cv
+            price = (cost - other + mm_other - ded) / denom
+            n = np.abs(q) * price * cv
+    ok = (q != 0) & (price > 0) & (n >= lower) & (n < upper)
+    first = ok.argmax(axis=0)
+    cols = np.arange(len(accounts))
+    return np.where(ok[first, cols], price[first, cols], np.nan)
