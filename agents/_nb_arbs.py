@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from simulator.venue._nb_book import _columns, post_quotes_one_market
+from simulator.venue._nb_book import post_quotes_one_market
 from simulator.venue._nb_scan import equity_of
 
 BUY = 1
@@ -71,14 +71,11 @@ def post_ladder(accounts, market, leverage, capital_use, lot_cash, index, thresh
                 leverage_all, guard, guard_leverage, fee_ppm, next_oid, inv_market):
     """The arbitrageurs' whole basis ladder on a one-market venue in one call
     (``Venue.requote_by`` with ``post_only``): their equity (``Venue.equity``), ``arb_quotes``,
-    then ``_nb_book.post_quotes_one_market`` of the ladder when it has orders, the same kernels
-    in the same order as the three calls."""
+    then ``_nb_book.post_quotes_one_market`` of the ladder, the same kernels in the same order
+    as the three calls."""
     equity = equity_of(wallet, qty, cost, marks, cv, accounts, inv_market)
     owners, sides, prices, lots = arb_quotes(accounts, equity, qty, market, leverage, capital_use, lot_cash, index,
                                              threshold, spacing, want, before)
-    if len(lots) == 0:
-        return (np.empty(0, np.int64), 0, next_oid, _columns(bid_price, bid_qty, bid_owner, bid_oid),
-                _columns(ask_price, ask_qty, ask_owner, ask_oid))
     return post_quotes_one_market(owners, sides, prices, lots, bid_price, bid_qty, bid_owner, bid_oid, ask_price,
                                   ask_qty, ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage_all, guard,
                                   guard_leverage, fee_ppm, next_oid, inv_market)

@@ -496,7 +496,11 @@ def post_quotes_one_market(owners, sides, prices, qtys, bid_price, bid_qty, bid_
                            next_oid, inv_market):
     """``post_quotes`` on the book of a one-market venue, the owners' set-up included: their
     sorted unique ids, no resting lots in other books, their leverage rows (``leverage`` is
-    every account's). Returns ``post_quotes``' results with the two sides as ``_columns``."""
+    every account's). Returns ``post_quotes``' results with the two sides as ``_columns`` (no
+    order ids and nothing refused without new orders)."""
+    if len(qtys) == 0:
+        return (np.empty(0, np.int64), 0, next_oid, _columns(bid_price, bid_qty, bid_owner, bid_oid),
+                _columns(ask_price, ask_qty, ask_owner, ask_oid))
     accounts = _unique(owners)
     buys = np.zeros((len(accounts), 1), np.int64)
     sells = np.zeros((len(accounts), 1), np.int64)
@@ -557,17 +561,13 @@ def requote_one_market(cancel_owners, owners, sides, prices, qtys, bid_price, bi
                        ask_qty, ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage, guard, guard_leverage,
                        fee_ppm, next_oid, inv_market):
     """A re-quote on the book of a one-market venue in one call: ``cancel_both`` of
-    ``cancel_owners`` (``OrderBook.cancel_owners``), then, if there are new orders,
-    ``post_quotes_one_market`` of them: the same kernels in the same order as the two calls.
-    Returns ``post_quotes_one_market``'s results (no order ids and nothing refused without new
-    orders)."""
+    ``cancel_owners`` (``OrderBook.cancel_owners``), then ``post_quotes_one_market`` of the new
+    orders: the same kernels in the same order as the two calls.
+    Returns ``post_quotes_one_market``'s results."""
     if len(bid_qty):
         bid_price, bid_qty, bid_owner, bid_oid, _ = cancel(bid_price, bid_qty, bid_owner, bid_oid, cancel_owners)
     if len(ask_qty):
         ask_price, ask_qty, ask_owner, ask_oid, _ = cancel(ask_price, ask_qty, ask_owner, ask_oid, cancel_owners)
-    if len(qtys) == 0:
-        return (np.empty(0, np.int64), 0, next_oid, _columns(bid_price, bid_qty, bid_owner, bid_oid),
-                _columns(ask_price, ask_qty, ask_owner, ask_oid))
     return post_quotes_one_market(owners, sides, prices, qtys, bid_price, bid_qty, bid_owner, bid_oid, ask_price,
                                   ask_qty, ask_owner, ask_oid, wallet, qty, cost, marks, cv, leverage, guard,
                                   guard_leverage, fee_ppm, next_oid, inv_market)
