@@ -393,7 +393,7 @@ class _EventColumns:
     def __init__(self, frame: pd.DataFrame):
         self.frame = frame
         self._raw: dict[str, np.ndarray] = {}
-        self._text: dict[str, np.ndarray] = {}
+        self._text: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def raw(self, name: str, pos: np.ndarray) -> np.ndarray:
         if not len(self.frame):
@@ -416,8 +416,13 @@ class _EventColumns:
         if not len(self.frame):
             return np.zeros(0, dtype=str)
         if name not in self._text:
-            self._text[name] = self.frame[name].astype(str).to_numpy()
-        return self._text[name][pos]
+            # astype(str) of each distinct value once (elementwise: the column's own astype(str))
+            col = self.frame[name]
+            codes, uniques = pd.factorize(col, use_na_sentinel=False)
+            as_str = pd.Series(uniques, dtype=col.dtype).astype(str).to_numpy()
+            self._text[name] = (codes, as_str)
+        codes, as_str = self._text[name]
+        return as_str[codes[pos]]
 
 
 class _Rows:
@@ -435,7 +440,18 @@ def _distinct_rows(*columns: np.ndarray) -> int:
     if not len(columns[0]):
         return 0
     if all(c.dtype.kind in "iu" for c in columns):
-        return int(np.unique(np.stack([c.astype(np.int64) for c in columns]), axis=1).shape[1])
+        # one int64 key per row, mixed radix over each column's range (distinct rows <-> keys)
+        key, span = np.zeros(len(columns[0]), dtype=np.int64), 1
+        for c in columns:
+            c = c.astype(np.int64)
+            low = int(c.min())
+            width = int(c.max()) - low + 1
+            span *= width
+            if span >= 2**62:
+                break
+            key = key * width + (c - low)
+        else:
+            return int(len(np.unique(key)))
     return int(len(pd.DataFrame({i: c for i, c in enumerate(columns)}).drop_duplicates()))
 
 

@@ -126,8 +126,13 @@ def who_paid(events: pd.DataFrame, classes: Mapping[int, str], cash_unit: float 
     soc = total(social, amount)
     pnl = total(adl, pnl_col)
     fills = np.bincount(cls[adl], minlength=n)
-    pairs = np.unique(np.stack([cls, account]), axis=1) if len(rows) else np.zeros((2, 0), dtype=np.int64)
-    hit = np.bincount(pairs[0], minlength=n)
+    # distinct (class, account) pairs: one int64 key each, class-major
+    low = int(account.min()) if len(rows) else 0
+    width = int(account.max()) - low + 1 if len(rows) else 1
+    if width * (n + 1) < 2**62:
+        hit = np.bincount(np.unique(cls * width + (account - low)) // width, minlength=n)
+    else:  # accounts too far apart for one key
+        hit = np.bincount(np.unique(np.stack([cls, account]), axis=1)[0], minlength=n)
     short = price_h + settle_h + soc
     table = {
         "class": names, "accounts": accounts_per_class.astype(np.int64), "accounts_hit": hit.astype(np.int64),
