@@ -93,9 +93,17 @@ def who_paid(events: pd.DataFrame, classes: Mapping[int, str], cash_unit: float 
 
     Summed per class with numpy on the class's rows (integer sums, exact in any order): the
     table of ``who_paid_reference``, which the tests compare it with."""
+    table = _who_paid_columns(events, classes, cash_unit)
+    if table is None:
+        return who_paid_reference(events, classes, cash_unit)
+    return pd.DataFrame(table, columns=list(COLUMNS))
+
+
+def _who_paid_columns(events: pd.DataFrame, classes: Mapping[int, str], cash_unit: float) -> dict | None:
+    """``who_paid``'s columns as arrays (None when ``classes`` is empty)."""
     names, accounts_per_class, class_of = _class_lookup(classes)
     if not names:
-        return who_paid_reference(events, classes, cash_unit)
+        return None
     kind_codes, kinds = pd.factorize(events["kind"]) if len(events) else (np.zeros(0, dtype=np.intp), [])
     code = {str(k): i for i, k in enumerate(kinds)}
     kind = np.full(len(kinds) + 1, -1, dtype=np.int8)  # -1: not one of the three kinds
@@ -144,7 +152,7 @@ def who_paid(events: pd.DataFrame, classes: Mapping[int, str], cash_unit: float 
         "pnl_at_mark_usd": np.array([int(v) * cash_unit for v in pnl], dtype=float),
         "shortfall_pct": np.array([100.0 * int(v) / int(p) if p > 0 else NAN for v, p in zip(short, pnl)], dtype=float),
     }
-    return pd.DataFrame(table, columns=list(COLUMNS))
+    return table
 
 
 def _class_lookup(classes: Mapping[int, str]):
@@ -228,9 +236,9 @@ def hedger_metrics(events: pd.DataFrame, meta: Mapping) -> dict:
     classes = meta.get("account_class")
     if classes is None:
         return {"hedger_shortfall": NAN, "hedger_shortfall_pct": NAN}
-    table = who_paid(events, classes, meta.get("cash_unit", 1e-6))
-    row = table[table["class"] == HEDGER]
-    if row.empty:
+    table = _who_paid_columns(events, classes, meta.get("cash_unit", 1e-6))  # the table's columns, no frame
+    if table is None or HEDGER not in table["class"]:
         return {"hedger_shortfall": 0.0, "hedger_shortfall_pct": NAN}
-    return {"hedger_shortfall": float(row["shortfall_usd"].iloc[0]),
-            "hedger_shortfall_pct": float(row["shortfall_pct"].iloc[0])}
+    row = table["class"].index(HEDGER)
+    return {"hedger_shortfall": float(table["shortfall_usd"][row]),
+            "hedger_shortfall_pct": float(table["shortfall_pct"][row])}
