@@ -509,7 +509,7 @@ class PerpModel(mesa.Model):
         if not len(ev) or (len(steps) > 1 and (np.diff(steps) < 0).any()):
             return self.timeseries_reference(ev)
         t = self.t
-        data = {"step": np.arange(t), **{k: v[:t].copy() for k, v in self.series.items()}}
+        data = {"step": np.arange(t), **{k: v[:t] for k, v in self.series.items()}}  # the frame copies them
         n = int(steps[-1]) + 1  # the aggregates' rows: steps 0 .. the last event's
         for name, (values, whole) in _aggregates(ev, self.venue, self.market_names, n).items():
             if n >= t:
