@@ -150,12 +150,13 @@ def _health_meta(model: PerpModel) -> dict:
 def _socialization_meta(events: pd.DataFrame) -> dict:
     """Who paid socialized loss with no open position, and each payer's equity before its first
     charge (both recorded on the ``socialize`` events)."""
-    soc = events[events["kind"] == "socialize"]
-    zero = soc[soc["qty"] == 0]
-    first = soc.drop_duplicates("account", keep="first")
+    rows = np.flatnonzero((events["kind"] == "socialize").to_numpy(dtype=bool))
+    step, account, qty, score = (events[c].to_numpy()[rows] for c in ("step", "account", "qty", "score"))
+    zero = np.flatnonzero(qty == 0)
+    first = np.sort(np.unique(account, return_index=True)[1])  # each payer's first charge, in order
     return {
-        "zero_position_accounts": [(int(s), int(a)) for s, a in zip(zero["step"], zero["account"])],
-        "equity_before_socialization": {int(a): float(e) for a, e in zip(first["account"], first["score"])},
+        "zero_position_accounts": [(int(s), int(a)) for s, a in zip(step[zero].tolist(), account[zero].tolist())],
+        "equity_before_socialization": {int(a): float(e) for a, e in zip(account[first].tolist(), score[first].tolist())},
     }
 
 

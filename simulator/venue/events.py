@@ -49,6 +49,7 @@ KINDS = (
 
 
 _GIVEN = frozenset(COLUMNS) - {"step", "round", "kind"}
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 # pandas >= 3 is always copy-on-write: a shallow copy of a frame is independent of it. Before,
 # only a deep copy is.
 _SHALLOW_IS_SAFE = int(pd.__version__.split(".")[0]) >= 3
@@ -115,7 +116,9 @@ class EventLog:
         data = {
             "step": np.repeat(np.array([p[1] for p in self._parts], dtype=np.int64), sizes),
             "round": np.repeat(np.array([p[2] for p in self._parts], dtype=np.int64), sizes),
-            "kind": pd.array(np.repeat(np.array([p[3] for p in self._parts], dtype=object), sizes), dtype="string"),
+            # each kind (a str from KINDS) converted once, then repeated by position
+            "kind": pd.array(np.array(KINDS, dtype=object), dtype="string").take(
+                np.repeat(np.array([_KIND_CODE[p[3]] for p in self._parts], dtype=np.intp), sizes)),
         }
         for name, dtype in COLUMNS.items():
             if name in data:

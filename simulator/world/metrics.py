@@ -249,7 +249,10 @@ def gini(x) -> float:
 def _col(frame: pd.DataFrame, name: str) -> np.ndarray | None:
     if frame is None or name not in frame.columns:
         return None
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+    col = frame[name]
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iufb":  # already numeric: to_numeric keeps it
+        return col.to_numpy(dtype=float)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
 
 
 def _nanmin(a) -> float:
@@ -280,11 +283,16 @@ def _notional(rows: pd.DataFrame, meta: Mapping) -> np.ndarray:
     value |qty| * lot, whatever the price)."""
     if len(rows) == 0:
         return np.zeros(0)
-    q = np.abs(rows["qty"].to_numpy(dtype=float))
-    p = rows["price"].to_numpy(dtype=float)
-    v = q * p * _market_scale(meta, rows["market"].to_numpy())
+    return _notional_of(rows["qty"].to_numpy(dtype=float), rows["price"].to_numpy(dtype=float),
+                        rows["market"].to_numpy(), meta)
+
+
+def _notional_of(qty: np.ndarray, price: np.ndarray, market: np.ndarray, meta: Mapping) -> np.ndarray:
+    """``_notional`` of rows given as arrays (qty and price as floats)."""
+    q = np.abs(qty)
+    v = q * price * _market_scale(meta, market)
     if any(meta.get("inverse") or ()):
-        m = np.clip(rows["market"].to_numpy().astype(np.int64), 0, None)
+        m = np.clip(market.astype(np.int64), 0, None)
         inverse = np.asarray(meta["inverse"], dtype=bool)[m]
         v = np.where(inverse, q * np.asarray(meta["lot_sizes"], dtype=float)[m], v)
     return np.nan_to_num(v)
@@ -367,28 +375,97 @@ def _fund_metrics(ts: pd.DataFrame, meta: Mapping) -> dict:
     }
 
 
-def _zero_position_mask(soc: pd.DataFrame, zero) -> np.ndarray:
-    """Rows of ``soc`` charged to a zero-position account (ids, or (step, account) pairs)."""
+def _zero_position_mask(step: np.ndarray, account: np.ndarray, zero) -> np.ndarray:
+    """Socialize rows (their steps and accounts) charged to a zero-position account (ids, or
+    (step, account) pairs to match each charge's step)."""
     zero = list(zero)
     if zero and isinstance(zero[0], (tuple, list)):
-        pairs = pd.MultiIndex.from_tuples([(int(s), int(a)) for s, a in zero])
-        keys = pd.MultiIndex.from_arrays([soc["step"].to_numpy(np.int64), soc["account"].to_numpy(np.int64)])
-        return np.asarray(keys.isin(pairs), dtype=bool)
-    return soc["account"].isin([int(a) for a in zero]).to_numpy()
+        pairs = {(int(s), int(a)) for s, a in zero}
+        return np.array([(s, a) in pairs for s, a in zip(step.astype(np.int64).tolist(), account.astype(np.int64).tolist())],
+                        dtype=bool)
+    return np.isin(account, np.array([int(a) for a in zero], dtype=np.int64))
 
 
-#: What the summary and ``market_health`` read of the liquidation rows (copied out alone).
-_LIQUIDATION_COLUMNS = ("step", "round", "kind", "account", "stage", "market", "qty", "price", "equity")
+class _EventColumns:
+    """The event frame's columns as numpy arrays, each converted once (numbers as stored;
+    ``text``: ``astype(str)``, elementwise, so a subset of it is the subset's ``astype(str)``)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self._raw: dict[str, np.ndarray] = {}
+        self._text: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def raw(self, name: str, pos: np.ndarray) -> np.ndarray:
+        if not len(self.frame):
+            return np.zeros(0, dtype=np.int64)
+        if name not in self._raw:
+            self._raw[name] = self.frame[name].to_numpy()
+        return self._raw[name][pos]
+
+    def int64(self, name: str, pos: np.ndarray) -> np.ndarray:
+        """``frame[name].take(pos).to_numpy(dtype=np.int64)``."""
+        a = self.raw(name, pos)
+        return a if a.dtype == np.int64 else pd.Series(a).to_numpy(dtype=np.int64)
+
+    def float(self, name: str, pos: np.ndarray) -> np.ndarray:
+        """``frame[name].take(pos).to_numpy(dtype=float)``."""
+        a = self.raw(name, pos)
+        return a.astype(float) if a.dtype.kind in "iuf" else pd.Series(a).to_numpy(dtype=float)
+
+    def text(self, name: str, pos: np.ndarray) -> np.ndarray:
+        if not len(self.frame):
+            return np.zeros(0, dtype=str)
+        if name not in self._text:
+            # astype(str) of each distinct value once (elementwise: the column's own astype(str))
+            col = self.frame[name]
+            codes, uniques = pd.factorize(col, use_na_sentinel=False)
+            as_str = pd.Series(uniques, dtype=col.dtype).astype(str).to_numpy()
+            self._text[name] = (codes, as_str)
+        codes, as_str = self._text[name]
+        return as_str[codes[pos]]
 
 
-class _Columns:
-    """Some rows of a frame, read one column at a time (``cols["stage"]``: that column's rows)."""
+class _Rows:
+    """Some rows of the event frame (the kind's, for an ``amount`` filter): ``text(column)``."""
 
-    def __init__(self, frame: pd.DataFrame, positions: np.ndarray):
-        self.frame, self.positions = frame, positions
+    def __init__(self, cols: _EventColumns, pos: np.ndarray):
+        self.cols, self.pos = cols, pos
 
-    def __getitem__(self, name: str) -> pd.Series:
-        return self.frame[name].take(self.positions)
+    def text(self, name: str) -> np.ndarray:
+        return self.cols.text(name, self.pos)
+
+
+def _distinct_rows(*columns: np.ndarray) -> int:
+    """Distinct rows of these columns (``drop_duplicates``)."""
+    if not len(columns[0]):
+        return 0
+    if all(c.dtype.kind in "iu" for c in columns):
+        # one int64 key per row, mixed radix over each column's range (distinct rows <-> keys)
+        key, span = np.zeros(len(columns[0]), dtype=np.int64), 1
+        for c in columns:
+            c = c.astype(np.int64)
+            low = int(c.min())
+            width = int(c.max()) - low + 1
+            span *= width
+            if span >= 2**62:
+                break
+            key = key * width + (c - low)
+        else:
+            return int(len(np.unique(key)))
+    return int(len(pd.DataFrame({i: c for i, c in enumerate(columns)}).drop_duplicates()))
+
+
+def _nunique(a: np.ndarray) -> int:
+    """Distinct values (``nunique``)."""
+    return int(len(np.unique(a))) if a.dtype.kind in "iu" else int(pd.Series(a).nunique())
+
+
+def _sums_by(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct keys, int64 sum of ``values`` per key): ``groupby(keys).sum()``."""
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    out = np.zeros(len(uniq), dtype=np.int64)
+    np.add.at(out, inverse, values)
+    return uniq, out
 
 
 def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> dict[str, float | int | bool]:
@@ -495,25 +572,24 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     for i, value in enumerate(kinds):
         code_of.setdefault(str(value), []).append(i)
     positions: dict[str, np.ndarray] = {}
+    cols = _EventColumns(ev)  # each column read out of the frame once, then indexed
 
     def where_kind(k: str) -> np.ndarray:
         if k not in positions:
             positions[k] = np.flatnonzero(np.isin(codes, code_of.get(k, [])))
         return positions[k]
 
-    def rows(k: str, columns=None) -> pd.DataFrame:
-        if not len(ev):
-            return ev
-        frame = ev if columns is None else ev[[c for c in columns if c in ev.columns]]
-        return frame.take(where_kind(k))
-
     def amount(k: str, where=None) -> int:
-        # only the columns asked for are copied out of the kind's rows, never the whole rows
         pos = where_kind(k) if len(ev) else np.zeros(0, dtype=np.intp)
-        a = ev["amount"].take(pos).to_numpy(dtype=np.int64) if len(pos) else np.zeros(0, dtype=np.int64)
+        a = cols.int64("amount", pos) if len(pos) else np.zeros(0, dtype=np.int64)
         if where is not None and len(a):
-            a = a[where(_Columns(ev, pos), a)]
+            a = a[where(_Rows(cols, pos), a)]
         return int(a.sum())
+
+    def notional(pos: np.ndarray) -> np.ndarray:
+        if not len(pos):
+            return np.zeros(0)
+        return _notional_of(cols.float("qty", pos), cols.float("price", pos), cols.raw("market", pos), meta)
 
     out: dict = {}
     ts = timeseries if timeseries is not None else pd.DataFrame()
@@ -527,20 +603,22 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     out.update(price)
 
     # ---- liquidations
-    liq = rows("liquidation", _LIQUIDATION_COLUMNS)
-    liq_n = _notional(liq, meta)
-    out["liquidation_count"] = int(len(liq[["step", "round", "account"]].drop_duplicates())) if len(liq) else 0
-    out["liquidation_events"] = int(len(liq))
-    out["liquidated_accounts"] = int(liq["account"].nunique()) if len(liq) else 0
+    lpos = where_kind("liquidation") if len(ev) else np.zeros(0, dtype=np.intp)
+    liq = _LiquidationRows(cols, lpos)
+    liq_n = notional(lpos)
+    out["liquidation_count"] = liq.cases(slice(None))
+    out["liquidation_events"] = int(len(lpos))
+    out["liquidated_accounts"] = _nunique(liq["account"]) if len(lpos) else 0
     out["liquidation_notional"] = float(liq_n.sum())
-    stage = liq["stage"].astype(str).to_numpy() if len(liq) else np.zeros(0, dtype=str)
+    stage = cols.text("stage", lpos) if len(lpos) else np.zeros(0, dtype=str)
     for s in _STAGES:
         out[f"liq_notional_{s}"] = float(liq_n[stage == s].sum())
     cascade = _col(ts, "cascade_depth")
     if cascade is not None and len(cascade) and not np.isnan(cascade).all():
         out["max_cascade_depth"] = int(np.nanmax(cascade))
-    elif len(liq):
-        out["max_cascade_depth"] = int(liq.groupby("step")["round"].nunique().max())
+    elif len(lpos):
+        out["max_cascade_depth"] = int(pd.DataFrame({"step": liq["step"], "round": liq["round"]})
+                                       .groupby("step")["round"].nunique().max())
     else:
         out["max_cascade_depth"] = 0
     depth = _col(ts, "depth_bid_1pct")
@@ -554,7 +632,7 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
 
     # ---- deficit: every deficit event is covered by cover events (simulator.venue.waterfall.cases)
     def covered(by: str) -> int:
-        return amount("cover", lambda r, a: r["stage"].astype(str).to_numpy() == by)
+        return amount("cover", lambda r, a: r.text("stage") == by)
 
     out["deficit_total"] = amount("deficit") * cash
     out["surplus_total"] = amount("surplus") * cash
@@ -569,32 +647,34 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     out.update(_fund_metrics(ts, meta))
     out["fund_paid"] = amount("fund_payout") * cash
     out["fund_received"] = (amount("fund_surplus") + amount(
-        "takeover", lambda r, a: (r["stage"].astype(str).to_numpy() == "insurance_fund") & (a > 0))) * cash
+        "takeover", lambda r, a: (r.text("stage") == "insurance_fund") & (a > 0))) * cash
 
     # ---- ADL
-    adl = rows("adl")
-    liq_adl = liq[stage == "adl"] if len(liq) else liq
-    out["adl_triggered"] = bool(len(adl) > 0)
-    adl_cases = liq_adl[["step", "round", "account"]].drop_duplicates() if len(liq_adl) else liq_adl
-    out["adl_cases"] = int(len(adl_cases))
-    solvent = liq_adl[liq_adl["equity"] > 0] if len(liq_adl) else liq_adl
-    out["adl_cases_solvent"] = int(len(solvent[["step", "round", "account"]].drop_duplicates())) if len(solvent) else 0
-    out["adl_accounts"] = int(adl["account"].nunique()) if len(adl) else 0
-    out["adl_fills"] = int(len(adl))
-    adl_n = _notional(adl, meta)
+    apos = where_kind("adl") if len(ev) else np.zeros(0, dtype=np.intp)
+    at_adl = stage == "adl"  # the liquidation rows ADL took
+    out["adl_triggered"] = bool(len(apos) > 0)
+    out["adl_cases"] = liq.cases(at_adl)
+    if at_adl.any():
+        out["adl_cases_solvent"] = liq.cases(at_adl & (liq["equity"] > 0))
+    else:
+        out["adl_cases_solvent"] = 0
+    adl_account = cols.raw("account", apos) if len(apos) else np.zeros(0, dtype=np.int64)
+    out["adl_accounts"] = _nunique(adl_account) if len(apos) else 0
+    out["adl_fills"] = int(len(apos))
+    adl_n = notional(apos)
     out["adl_notional"] = float(adl_n.sum())
-    pnl = adl["pnl"].to_numpy(dtype=np.int64) if len(adl) else np.zeros(0, dtype=np.int64)
+    pnl = cols.int64("pnl", apos) if len(apos) else np.zeros(0, dtype=np.int64)
     out["adl_pnl_taken"] = int(pnl.sum()) * cash
     out["adl_profit_taken"] = int(pnl[pnl > 0].sum()) * cash
     out["adl_haircut"] = (amount("adl_haircut", lambda r, a: a > 0) + amount("adl", lambda r, a: a > 0)) * cash
     out["adl_paid_beyond_deficit"] = max(0.0, out["adl_haircut"] - out["covered_adl"])
-    reason = adl["reason"].astype(str).to_numpy() if len(adl) else np.zeros(0, dtype=str)
+    reason = cols.text("reason", apos) if len(apos) else np.zeros(0, dtype=str)
     for r in ADL_REASONS:
         out[f"adl_notional_{r}"] = float(adl_n[reason == r].sum())
-    out["adl_shortfall"] = amount("deficit", lambda r, a: r["stage"].astype(str).to_numpy() == "adl") * cash
+    out["adl_shortfall"] = amount("deficit", lambda r, a: r.text("stage") == "adl") * cash
     out["adl_overshoot"] = max(0.0, out["adl_profit_taken"] - out["adl_shortfall"])
-    if len(adl):
-        per_acc = adl.assign(p=pnl).groupby("account")["p"].sum().to_numpy(dtype=float)
+    if len(apos):
+        per_acc = _sums_by(adl_account, pnl)[1].astype(float)
         out["adl_gini"] = gini(np.clip(per_acc, 0, None)) if len(per_acc) >= 2 else 0.0
         winners_hit = int((per_acc > 0).sum())
     else:
@@ -606,39 +686,39 @@ def summarize(timeseries: pd.DataFrame, events: pd.DataFrame, meta: Mapping) -> 
     out["max_leverage_after_adl"] = float(lev_after) if lev_after is not None else _nanmax(_col(ts, "max_leverage_after_adl"))
 
     # ---- socialization
-    soc = rows("socialize")
+    spos = where_kind("socialize") if len(ev) else np.zeros(0, dtype=np.intp)
     soc_total = amount("socialize")
     out["socialization_triggered"] = bool(soc_total > 0)
     out["socialized_total"] = soc_total * cash
-    out["socialized_accounts"] = int(soc["account"].nunique()) if len(soc) else 0
-    per_payer = (
-        soc.assign(a=soc["amount"].to_numpy(dtype=np.int64)).groupby("account")["a"].sum() if len(soc) else pd.Series(dtype=np.int64)
-    )
+    soc_account = cols.raw("account", spos) if len(spos) else np.zeros(0, dtype=np.int64)
+    out["socialized_accounts"] = _nunique(soc_account) if len(spos) else 0
+    soc_amount = cols.int64("amount", spos) if len(spos) else np.zeros(0, dtype=np.int64)
+    payers, per_payer = _sums_by(soc_account, soc_amount) if len(spos) else (np.zeros(0), np.zeros(0, dtype=np.int64))
     eq_before = meta.get("equity_before_socialization")
     max_pct = NAN
     if eq_before is not None and len(per_payer):
         eq = {int(k): float(v) for k, v in dict(eq_before).items()}
-        pct = [100.0 * float(c) / eq[int(a)] for a, c in per_payer.items() if eq.get(int(a), 0) > 0]
+        pct = [100.0 * float(c) / eq[int(a)] for a, c in zip(payers.tolist(), per_payer.tolist()) if eq.get(int(a), 0) > 0]
         max_pct = max(pct) if pct else NAN
     out["socialized_max_haircut_pct"] = max_pct
     out["socialized_max_share_pct"] = 100.0 * float(per_payer.max()) / soc_total if soc_total > 0 else NAN
     zero = meta.get("zero_position_accounts")
     share_zero = NAN
     if zero is not None and soc_total > 0:
-        mask = _zero_position_mask(soc, zero)
-        share_zero = float(soc["amount"].to_numpy(dtype=np.int64)[mask].sum()) / soc_total
+        mask = _zero_position_mask(cols.raw("step", spos), soc_account, zero)
+        share_zero = float(soc_amount[mask].sum()) / soc_total
     out["socialized_share_zero_position"] = share_zero
     out["venue_loss_occurred"] = bool(out["venue_loss"] > 0)
     out["withdrawn"] = amount("withdrawal") * cash
     out["withdrawal_haircut"] = amount(
-        "socialize", lambda r, a: r["reason"].astype(str).to_numpy() == "withdrawal_factor") * cash
+        "socialize", lambda r, a: r.text("reason") == "withdrawal_factor") * cash
     owed = meta.get("socialized_outstanding")
     out["socialized_outstanding"] = float(owed) if owed is not None else out["socialize_pending"]
     out.update(hedger_metrics(events, meta))  # HEDGER_KEYS
     out["settlement_asset"] = str(meta.get("settlement_asset", "USD"))
     out["cash_unit"] = cash
 
-    out.update(market_health(ts, liq, meta))
+    out.update(_market_health(ts, liq, meta))
     return {k: _plain(out[k]) for k in SUMMARY_KEYS}
 
 
@@ -655,6 +735,15 @@ def market_health(ts: pd.DataFrame, liq: pd.DataFrame, meta: Mapping) -> dict:
     capacity to take at step 0 (``meta["opening_unfilled_notional"] /
     meta["opening_net_notional"]``; 0 when the net is 0, NaN without them).
     """
+    if len(liq):
+        liq = _LiquidationRows.of_frame(liq)
+    else:
+        liq = _LiquidationRows(_EventColumns(liq.iloc[:0]), np.zeros(0, dtype=np.intp))
+    return _market_health(ts, liq, meta)
+
+
+def _market_health(ts: pd.DataFrame, liq: "_LiquidationRows", meta: Mapping) -> dict:
+    """``market_health`` of the liquidation rows as arrays."""
     out = {}
     bid, ask = _col(ts, "best_bid"), _col(ts, "best_ask")
     first = meta.get("first_shock_step")
@@ -668,19 +757,46 @@ def market_health(ts: pd.DataFrame, liq: pd.DataFrame, meta: Mapping) -> dict:
     else:
         out["two_sided_share"] = out["two_sided_share_pre_shock"] = NAN
         out["steps_empty_side"] = 0
-    makers = [int(a) for a in meta.get("maker_accounts", ())]
-    before = liq[liq["step"] < first] if len(liq) and first is not None else liq.iloc[:0]
-    hit = liq[liq["account"].isin(makers)] if len(liq) else liq
-    out["makers_liquidated"] = int(hit["account"].nunique()) if len(hit) else 0
-    hit_pre = before[before["account"].isin(makers)] if len(before) else before
-    out["makers_liquidated_pre_shock"] = int(hit_pre["account"].nunique()) if len(hit_pre) else 0
-    out["liquidations_pre_shock"] = int(len(before[["step", "round", "account"]].drop_duplicates())) if len(before) else 0
+    makers = np.array([int(a) for a in meta.get("maker_accounts", ())], dtype=np.int64)
+    n = len(liq)
+    before = liq["step"] < first if n and first is not None else np.zeros(n, dtype=bool)
+    account = liq["account"] if n else np.zeros(0, dtype=np.int64)
+    hit = np.isin(account, makers)
+    out["makers_liquidated"] = _nunique(account[hit]) if hit.any() else 0
+    out["makers_liquidated_pre_shock"] = _nunique(account[hit & before]) if (hit & before).any() else 0
+    out["liquidations_pre_shock"] = liq.cases(before) if before.any() else 0
     net, unfilled = meta.get("opening_net_notional"), meta.get("opening_unfilled_notional")
     if net is None or unfilled is None:
         out["opening_unfilled_share"] = NAN
     else:
         out["opening_unfilled_share"] = float(unfilled) / float(net) if net > 0 else 0.0
     return out
+
+
+class _LiquidationRows:
+    """The liquidation rows' columns (``rows["step"]``: an array), read once each."""
+
+    def __init__(self, cols: _EventColumns, pos: np.ndarray):
+        self.cols, self.pos = cols, pos
+        self._col: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> "_LiquidationRows":
+        return cls(_EventColumns(frame), np.arange(len(frame)))
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._col:
+            self._col[name] = self.cols.raw(name, self.pos)
+        return self._col[name]
+
+    def cases(self, where) -> int:
+        """Distinct (step, round, account) among the rows ``where`` selects."""
+        if not len(self.pos):
+            return 0
+        return _distinct_rows(self["step"][where], self["round"][where], self["account"][where])
 
 
 #: Below this share of steps with a two-sided book a run is reported as degenerate.

@@ -503,10 +503,34 @@ class PerpModel(mesa.Model):
 
     def timeseries(self) -> pd.DataFrame:
         """Per-step series (market 0 prices and book; venue totals), with per-step waterfall
-        aggregates joined from the event log."""
+        aggregates from the event log (0 on a step without such events).
+
+        Built once from arrays: the values, dtypes and column order of ``timeseries_reference``
+        (the series merged with ``step_aggregates`` and ``market_aggregates``), which it falls
+        back to for an empty or unordered event log."""
+        ev = self.venue.events.to_frame()
+        steps = ev["step"].to_numpy()
+        if not len(ev) or (len(steps) > 1 and (np.diff(steps) < 0).any()):
+            return self.timeseries_reference(ev)
+        t = self.t
+        data = {"step": np.arange(t), **{k: v[:t] for k, v in self.series.items()}}  # the frame copies them
+        n = int(steps[-1]) + 1  # the aggregates' rows: steps 0 .. the last event's
+        for name, (values, whole) in _aggregates(ev, self.venue, self.market_names, n).items():
+            if n >= t:
+                data[name] = values[:t]
+            else:  # steps after the last event: none of anything (a merge's NaN filled with 0)
+                data[name] = np.concatenate([values, np.zeros(t - n)])
+                whole = False
+            if values.dtype.kind == "i" and not whole:
+                data[name] = data[name].astype(float)
+        return pd.DataFrame(data)
+
+    def timeseries_reference(self, ev: pd.DataFrame | None = None) -> pd.DataFrame:
+        """``timeseries`` through pandas merges of ``step_aggregates`` and ``market_aggregates``
+        (the definition ``timeseries`` is tested against)."""
         df = pd.DataFrame({"step": np.arange(self.n_steps), **self.series})
         df = df.iloc[: self.t]
-        ev = self.venue.events.to_frame()
+        ev = self.venue.events.to_frame() if ev is None else ev
         per_step = step_aggregates(ev, self.venue)
         if self.market_names:
             per_step = per_step.merge(market_aggregates(ev, self.venue, self.market_names), on="step", how="outer")
@@ -517,13 +541,93 @@ class PerpModel(mesa.Model):
 
 #: Who covered deficits, per step (``cover_<stage>`` columns of the timeseries).
 COVERS = ("insurance_fund", "backstop", "adl", "socialize", "socialize_pending", "venue")
+#: The liquidation stages with a ``liq_<stage>`` column.
+_LIQ_STAGES = ("book", "backstop", "insurance_fund", "adl", "engine")
+_STEP_COLUMNS = ("liquidations", "liq_notional", *(f"liq_{s}" for s in _LIQ_STAGES), "adl_notional", "socialized",
+                 "venue_loss", "deficit", *(f"cover_{c}" for c in COVERS))
+
+
+def _event_quote(events: pd.DataFrame, venue) -> np.ndarray:
+    """Each event's quote notional: |qty| x price x tick x lot (an inverse contract: its face
+    value |qty| x lot); 0 without a price."""
+    tick = np.array([m.tick_size for m in venue.markets])
+    lot = np.array([m.lot_size for m in venue.markets])
+    mk = events["market"].to_numpy().clip(0)
+    qty = np.abs(events["qty"].to_numpy())
+    price = events["price"].to_numpy()
+    quote = qty * np.where(np.isnan(price), 0.0, price) * tick[mk] * lot[mk]
+    if venue.ledger.any_inverse:  # an inverse contract's quote notional is its face value
+        quote = np.where(venue.inverse[mk], qty * lot[mk], quote)
+    return quote
+
+
+def _sums_by_step(steps: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Sums of ``values`` per step ``0 .. n - 1`` (0.0 where none), ``steps`` non-decreasing.
+
+    ``np.add.reduceat`` over each step's run of rows: what pandas' ``groupby("step").sum()``
+    computes for sorted groups without NaN (its reduceat path), bit for bit, so the sums equal
+    ``step_aggregates``' to the last bit (the tests check both on runs with every stage)."""
+    out = np.zeros(n)
+    if len(steps):
+        starts = np.flatnonzero(np.r_[True, steps[1:] != steps[:-1]])
+        out[steps[starts]] = np.add.reduceat(values, starts)
+    return out
+
+
+def _aggregates(events: pd.DataFrame, venue, names, n: int) -> dict[str, tuple[np.ndarray, bool]]:
+    """The columns of ``step_aggregates`` and then ``market_aggregates`` (when ``names``) over
+    steps ``0 .. n - 1`` from a non-empty event log in step order: name -> (values, whether
+    every step has a value: the liquidation count stays integer only then, as a merge keeps it)."""
+    steps = events["step"].to_numpy()
+    codes, kinds = pd.factorize(events["kind"])
+    scodes, stages = pd.factorize(events["stage"])
+    kind_code = {str(k): i for i, k in enumerate(kinds)}
+    stage_code = {str(s): i for i, s in enumerate(stages)}
+
+    def of_kind(kind: str) -> np.ndarray:
+        return codes == kind_code.get(kind, -2)
+
+    def at_stage(stage: str) -> np.ndarray:
+        return scodes == stage_code.get(stage, -2)
+
+    def sums(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return _sums_by_step(steps[mask], values[mask], n)
+
+    quote = _event_quote(events, venue)
+    cash = events["amount"].to_numpy() * venue.markets[0].cash_unit
+    out: dict[str, tuple[np.ndarray, bool]] = {}
+    liq = of_kind("liquidation")
+    count = np.bincount(steps[liq], minlength=n)[:n].astype(np.int64)
+    out["liquidations"] = (count, bool(count.all()))
+    out["liq_notional"] = (sums(liq, quote), True)
+    for stage in _LIQ_STAGES:
+        out[f"liq_{stage}"] = (sums(liq & at_stage(stage), quote), True)
+    out["adl_notional"] = (sums(of_kind("adl"), quote), True)
+    out["socialized"] = (sums(of_kind("socialize"), cash), True)
+    cover = of_kind("cover")
+    out["venue_loss"] = (sums(cover & at_stage("venue"), cash), True)
+    out["deficit"] = (sums(of_kind("deficit"), cash), True)
+    for c in COVERS:
+        out[f"cover_{c}"] = (sums(cover & at_stage(c), cash), True)
+    if names:
+        market = events["market"].to_numpy()
+        adl = of_kind("adl")
+        backstop = at_stage("backstop")
+        for m, name in enumerate(names):
+            here = market == m
+            out[f"liq_notional_{name}"] = (sums(here & liq, quote), True)
+            out[f"liq_backstop_{name}"] = (sums(here & liq & backstop, quote), True)
+            out[f"adl_notional_{name}"] = (sums(here & adl, quote), True)
+    return out
 
 
 def step_aggregates(events: pd.DataFrame, venue) -> pd.DataFrame:
     """Liquidations by stage, ADL, socialized loss, venue loss and the deficit with who covered
-    it per step (notionals in the quote currency, money in the settlement asset)."""
-    cols = ["liquidations", "liq_notional", "liq_book", "liq_backstop", "liq_insurance_fund", "liq_adl", "liq_engine",
-            "adl_notional", "socialized", "venue_loss", "deficit", *(f"cover_{c}" for c in COVERS)]
+    it per step (notionals in the quote currency, money in the settlement asset).
+
+    The pandas definition (groupby per column): ``PerpModel.timeseries`` computes the same
+    columns from arrays."""
+    cols = list(_STEP_COLUMNS)
     if events.empty:
         return pd.DataFrame(columns=["step", *cols]).astype({"step": np.int64})
     spec_tick = np.array([m.tick_size for m in venue.markets])

@@ -526,12 +526,40 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+#: Files parsed in this process: resolved path -> (the bytes parsed, a private copy of the data).
+_PARSED: dict[str, tuple[bytes, Any]] = {}
+_PARSED_MAX = 64
+
+
 def read_yaml(path: str | Path) -> Any:
-    """A YAML file through the bounded safe loader (``ScenarioError`` naming the file)."""
+    """A YAML file through the bounded safe loader (``ScenarioError`` naming the file).
+
+    A file whose bytes are those already parsed in this process is not parsed again (a batch
+    or a benchmark loads the same scenario for every run): the caller gets a fresh deep copy of
+    that parse, its own to change, exactly what parsing the same text again returns."""
     try:
-        return load_file(path)
+        key, raw = str(Path(path).resolve()), Path(path).read_bytes()
+    except (OSError, ValueError):  # the loader says what is wrong with the path
+        key = raw = None
+    hit = _PARSED.get(key) if key is not None else None
+    if hit is not None and hit[0] == raw:
+        return copy.deepcopy(hit[1])
+    try:
+        data = load_file(path)
     except YamlError as exc:
         raise ScenarioError(str(exc)) from None
+    if key is not None and _same_bytes(path, raw):  # not rewritten while it was parsed
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = (raw, copy.deepcopy(data))
+    return data
+
+
+def _same_bytes(path: str | Path, raw: bytes) -> bool:
+    try:
+        return Path(path).read_bytes() == raw
+    except OSError:
+        return False
 
 
 def load_design(path_or_preset: str | Path) -> Design:
