@@ -198,6 +198,7 @@ def batch_figures(executor: str, runs: int, traders: int, steps: int | None, wor
         "rpm": len(tasks) / elapsed * 60,
         "run_s": report.run_s / len(tasks),
         "worker_start_s": report.worker_start_s,
+        "parent_runs": report.parent_runs,
         "cpu_s": cpu,
         "load": (load0, os.getloadavg()[0]),
     }
@@ -208,7 +209,9 @@ def _print_batch(batch_runs: int, batch_traders: int, steps, workers: int, sets:
     fig = {}
     for executor in ("serial", "process"):
         f = fig[executor] = batch_figures(executor, batch_runs, batch_traders, steps, workers, sets)
-        start = f" workers ready after {f['worker_start_s']:.2f} s;" if f["worker_start_s"] is not None else ""
+        start = ""
+        if f["worker_start_s"] is not None:
+            start = f" workers ready after {f['worker_start_s']:.2f} s (the batch process ran {f['parent_runs']} runs meanwhile);"
         print(f"batch, {batch_traders:,} traders, {executor:>7}: {f['rpm']:7.1f} runs/minute ({f['runs']} runs, "
               f"{f['wall_s']:.1f} s);{start} {f['run_s']:.3f} s per run; CPU {f['cpu_s']:.1f} s "
               f"({f['runs'] / f['cpu_s'] * 60:.1f} runs per CPU-minute); load {f['load'][0]:.2f} -> {f['load'][1]:.2f}")
@@ -216,7 +219,7 @@ def _print_batch(batch_runs: int, batch_traders: int, steps, workers: int, sets:
     print(f"batch speed-up, process pool ({workers} workers) vs serial: {p['rpm'] / s['rpm']:.2f}x on wall time")
     # what the pool would do with a core per worker: its CPU seconds spread over the workers
     print(f"  on CPU time (serial CPU / (pool CPU / {workers} workers), start-up included): "
-          f"{s['cpu_s'] / (p['cpu_s'] / workers):.2f}x; per run in a worker vs serial: "
+          f"{s['cpu_s'] / (p['cpu_s'] / workers):.2f}x; per run in the pool vs serial: "
           f"{p['run_s'] / s['run_s']:.2f}x the time. On a shared machine take the final figure again idle.")
 
 

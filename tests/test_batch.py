@@ -8,6 +8,7 @@ import json
 import multiprocessing as mp
 import os
 import pickle
+import time
 
 import numpy as np
 import pandas as pd
@@ -101,6 +102,16 @@ def toy_run_prepared(scenario: dict, task: Task) -> dict:
 
 
 toy_run_prepared.prepare = _toy_prepare
+
+
+def toy_run_slow_in_workers(scenario: dict, task: Task) -> dict:
+    """toy_run, one second slower in a pool worker (a child process) than in the batch process."""
+    if mp.parent_process() is not None:
+        time.sleep(1.0)
+    return toy_run(scenario, task)
+
+
+toy_run_slow_in_workers.prepare = _toy_prepare
 
 
 def _prepare_fails() -> None:
@@ -240,6 +251,22 @@ def test_process_pool_matches_serial(reference, tmp_path, mp_context):
     assert (report.ok, report.failed, report.skipped, report.exit_code) == (24, 0, 0, 0)
     pd.testing.assert_frame_equal(_table(tmp_path), ref)
     assert len(os.listdir(tmp_path / "series")) == 8
+
+
+def test_a_prepared_batch_process_runs_tasks_while_its_workers_start(reference, tmp_path):
+    # the batch process has run the prepare hook (a serial batch before): it takes tasks from the
+    # back of the queue until a worker finishes one. 24 tasks, 2 workers: the first 4 go to the
+    # pool (two per worker in flight), and a worker's run takes 1 s, so the batch process runs
+    # the other 20 itself; the results are the serial ones
+    _, ref = reference
+    serial = run_batch(SCENARIO, toy_run_slow_in_workers, _tasks(), tmp_path / "s", executor="serial",
+                       keep_series=2, progress=False)
+    assert serial.exit_code == 0 and serial.parent_runs == 0
+    report = run_batch(SCENARIO, toy_run_slow_in_workers, _tasks(), tmp_path / "p", executor="process", workers=2,
+                       keep_series=2, progress=False)
+    assert (report.ok, report.failed, report.parent_runs) == (24, 0, 20)
+    pd.testing.assert_frame_equal(_table(tmp_path / "p"), ref)
+    assert len(os.listdir(tmp_path / "p" / "series")) == 8
 
 
 @pytest.mark.skipif(not HAVE_DISTRIBUTED, reason="dask.distributed cannot be imported")

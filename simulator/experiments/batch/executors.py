@@ -26,6 +26,7 @@ import pickle
 import platform
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
@@ -236,7 +237,9 @@ class BatchReport:
     the last worker that ran a task being ready (imports and ``run_fn.prepare`` done);
     ``worker_cpu_s`` (process pool only) the CPU seconds of the workers (as of their last task)
     plus, under ``forkserver``, what the warm server spent in this session (its start-up in the
-    first batch of a process), on Linux; ``None`` where it cannot be read.
+    first batch of a process), on Linux; ``None`` where it cannot be read. ``parent_runs``
+    (process pool only): runs the batch process ran itself while the workers started
+    (``_run_process``).
     """
 
     out_dir: Path
@@ -251,6 +254,7 @@ class BatchReport:
     run_s: float = 0.0
     worker_start_s: float | None = None
     worker_cpu_s: float | None = None
+    parent_runs: int = 0  # process pool: runs the batch process ran itself while its workers started
 
     @property
     def not_done(self) -> int:
@@ -541,7 +545,7 @@ def run_batch(
                     if executor == "serial":
                         _run_serial(pending, scenario, run_fn, keep_series, rec)
                     elif executor == "process":
-                        _run_process(pending, pool, keep_series, rec)
+                        _run_process(pending, pool, keep_series, rec, scenario, run_fn)
                     else:
                         _run_dask(pending, scenario, run_fn, keep_series, rec, workers, scheduler)
                 state = "complete"
@@ -614,6 +618,7 @@ class _ProcessPool:
 
     def __init__(self, scenario: Any, run_fn: RunFn, workers: int, mp_context: str):
         self.started = time.time()
+        self.workers = workers
         if mp_context == "forkserver":
             from simulator.experiments.batch.warm_server import warm_context
 
@@ -660,28 +665,76 @@ class _ProcessPool:
             _terminate_pool(self.ex, futures)
 
 
-def _run_process(pending: list[Task], pool: _ProcessPool, keep_series: int, rec: _Recorder) -> None:
-    futures: dict[cf.Future, Task] = {}
+def _parent_prepared(run_fn: RunFn) -> bool:
+    """Whether this process has run ``run_fn``'s prepare hook (a batch process that ran a serial
+    batch or another pool batch before): it can run a task at once, without start-up."""
+    prepare = _hook(run_fn, "prepare")
+    return prepare is not None and prepare in _PREPARED
+
+
+def _hand_out_first(pool: _ProcessPool, tasks: list[Task], keep_series: int, out: dict) -> None:
+    """Submit ``tasks`` to the pool (in a thread: the first submits wait for the workers to
+    start); ``out["futures"]`` maps the futures to their tasks, ``out["error"]`` is what failed."""
     try:
-        for t in pending:
+        out["futures"] = {pool.submit(t, t.run_index < keep_series): t for t in tasks}
+    except BaseException as exc:  # noqa: BLE001 - handed to the batch process's thread
+        out["error"] = exc
+
+
+def _run_process(pending: list[Task], pool: _ProcessPool, keep_series: int, rec: _Recorder, scenario: Any = None,
+                 run_fn: RunFn | None = None) -> None:
+    """The pending tasks on the pool, handed out a few at a time (twice the workers in flight).
+
+    A batch process already prepared for ``run_fn`` (``_parent_prepared``) runs tasks itself
+    from the back of the queue while its workers start: the first tasks are handed to the pool
+    by a thread (starting a worker waits for the warm fork server's imports), and the batch
+    process goes on until that is done and a worker has finished a run. Results do not depend
+    on where a task runs (its seed is its own).
+    """
+    futures: dict[cf.Future, Task] = {}
+    queue = list(reversed(pending))  # the next task at the end
+    window = 2 * pool.workers
+
+    def hand_out() -> None:
+        while queue and len(futures) < window:
+            t = queue.pop()
             futures[pool.submit(t, t.run_index < keep_series)] = t
-        for fut in cf.as_completed(futures):
-            t = futures[fut]
-            try:
-                outcome = fut.result()
-            except BrokenProcessPool:
-                raise
-            except Exception as exc:  # e.g. an argument that could not be pickled
-                rec.record_error(t, exc)
-                continue
-            rec.record(t, outcome)
+
+    try:
+        if run_fn is not None and _parent_prepared(run_fn) and len(queue) > window:
+            first = [queue.pop() for _ in range(window)]
+            started: dict[str, Any] = {}
+            starter = threading.Thread(target=_hand_out_first, args=(pool, first, keep_series, started), daemon=True)
+            starter.start()
+            while queue and (starter.is_alive() or ("futures" in started and not any(map(cf.Future.done, started["futures"])))):
+                t = queue.pop(0)  # the last task: the pool keeps the front
+                rec.record(t, _execute(scenario, run_fn, t, t.run_index < keep_series))
+                rec.report.parent_runs += 1
+            starter.join()
+            if "error" in started:
+                raise started["error"]
+            futures.update(started["futures"])
+        hand_out()
+        while futures:
+            done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                t = futures.pop(fut)
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool:
+                    raise
+                except Exception as exc:  # e.g. an argument that could not be pickled
+                    rec.record_error(t, exc)
+                    continue
+                rec.record(t, outcome)
+            hand_out()
     except BrokenProcessPool as exc:
         # keep whatever finished before the pool broke, then stop
         for f, t in futures.items():
             if t.key not in rec.done and f.done() and not f.cancelled() and f.exception() is None:
                 rec.record(t, f.result())
         pool.close(graceful=False, futures=futures)
-        not_done = [t for t in futures.values() if t.key not in rec.done]
+        not_done = [t for t in pending if t.key not in rec.done]
         raise WorkerLostError(
             f"a worker process died (killed or out of memory?) while running the batch: "
             f"{rec.report.ok + rec.report.failed} runs finished and are saved, {len(not_done)} did not run. "
