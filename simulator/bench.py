@@ -130,6 +130,25 @@ def _peak_rss_mb() -> float:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reference_ms(repeats: int = 5) -> float:
+    """Milliseconds (best of ``repeats``) of a fixed mix of interpreter work and small numpy
+    calls, the kind a step is made of: this VM's CPU speed drifts up to 2x over minutes, and two
+    benchmark runs compare only when this figure is alike."""
+    import numpy as np
+
+    a = np.arange(256, dtype=np.int64)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        acc = 0
+        for i in range(20_000):
+            acc += int(a[i & 255]) + len(a[: i & 31])
+        for _ in range(2_000):
+            acc += int(np.flatnonzero(a > 128).sum())
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
 def _floor_rss_mb() -> float:
     """Resident memory of a warmed worker before any run: imports plus the loaded kernels."""
     import gc
@@ -280,7 +299,8 @@ def main(argv=None) -> int:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()
-    print(f"machine: {cores} cores usable ({os.cpu_count()} online); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"machine: {cores} cores usable ({os.cpu_count()} online); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"reference work {reference_ms():.1f} ms (lower: a faster spell of this machine; compare runs at alike values)")
     print(f"python {sys.version.split()[0]}; scenario {SCENARIO.name}; steps {steps or 'scenario default'}; "
           f"{repeats} runs per size, interleaved{'; QUICK smoke run: figures are not comparable' if args.quick else ''}")
     if sets:
@@ -290,7 +310,7 @@ def main(argv=None) -> int:
         print()
         _print_batch(batch_runs, batch_traders, steps, args.workers or cores, sets)
         load = os.getloadavg()
-        print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; reference work {reference_ms():.1f} ms")
         return 0
 
     # one fresh process per size (its peak RSS is that size's), runs interleaved across sizes
@@ -350,7 +370,7 @@ def main(argv=None) -> int:
         print()
         _print_batch(batch_runs, batch_traders, steps, args.workers or cores, sets)
     load = os.getloadavg()
-    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; reference work {reference_ms():.1f} ms")
     return 1 if refused else 0
 
 
