@@ -681,6 +681,11 @@ def _hand_out_first(pool: _ProcessPool, tasks: list[Task], keep_series: int, out
         out["error"] = exc
 
 
+def _still_starting(starter: threading.Thread, started: dict) -> bool:
+    """The first tasks are still being handed to the pool, or no worker has finished one yet."""
+    return starter.is_alive() or ("futures" in started and not any(f.done() for f in started["futures"]))
+
+
 def _run_process(pending: list[Task], pool: _ProcessPool, keep_series: int, rec: _Recorder, scenario: Any = None,
                  run_fn: RunFn | None = None) -> None:
     """The pending tasks on the pool, handed out a few at a time (twice the workers in flight).
@@ -706,7 +711,7 @@ def _run_process(pending: list[Task], pool: _ProcessPool, keep_series: int, rec:
             started: dict[str, Any] = {}
             starter = threading.Thread(target=_hand_out_first, args=(pool, first, keep_series, started), daemon=True)
             starter.start()
-            while queue and (starter.is_alive() or ("futures" in started and not any(map(cf.Future.done, started["futures"])))):
+            while queue and _still_starting(starter, started):
                 t = queue.pop(0)  # the last task: the pool keeps the front
                 rec.record(t, _execute(scenario, run_fn, t, t.run_index < keep_series))
                 rec.report.parent_runs += 1
