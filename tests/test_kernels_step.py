@@ -187,6 +187,27 @@ def test_window_std_equals_numpy_std(seed, steps, n_markets):
         assert k.window_std(returns, lo, hi).tobytes() == returns[lo:hi].std(axis=0).tobytes()
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 3), st.integers(1, 200))
+def test_the_whole_runs_windows_equal_numpy_step_by_step(seed, steps, n_markets, window):
+    # the index path is fixed for a run, so the model computes every step's realised vol and
+    # signs at once: row t must be numpy's std of the returns in t's window (zero while it
+    # holds fewer than two returns) and the signs of ``signals`` at t, bit for bit
+    rng = np.random.default_rng(seed)
+    path = np.ascontiguousarray(100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (steps, n_markets)), axis=0)))
+    returns = np.ascontiguousarray(np.diff(np.log(path), axis=0))
+    k = kernels.prices()
+    vol = k.window_std_table(returns, window, steps)
+    trend, reversion = k.window_signals_table(path, window, steps)
+    for t in range(steps):
+        lo = max(0, t - window)
+        want = np.zeros(n_markets) if t + 1 - lo < 3 else returns[lo:t].std(axis=0)
+        assert vol[t].tobytes() == want.tobytes()
+        w = path[lo : t + 1]
+        assert trend[t].tobytes() == np.sign(w[-1] - w[0]).tobytes()
+        assert reversion[t].tobytes() == (-np.sign(w[-1] - w.mean(axis=0))).tobytes()
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 3), st.booleans())
 def test_window_signals_equal_the_signs_of_numpy_signals(seed, steps, n_markets, flat):

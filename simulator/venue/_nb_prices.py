@@ -229,3 +229,31 @@ def roll_marks_into(prices, tick_sizes, mids, index, mark, previous_mark, last, 
         basis_ema[i] = floats[0, i]
         index[i] = floats[1, i]
     return True
+
+
+@njit
+def window_std_table(returns, window, steps):
+    """``window_std(returns, max(0, t - window), t)`` for every step ``t < steps`` (zeros where
+    the window holds fewer than two returns): the makers' realised volatility of the whole run
+    in one call, each row the per-step call's values."""
+    out = np.zeros((steps, returns.shape[1]), np.float64)
+    for t in range(steps):
+        lo = max(0, t - window)
+        if t + 1 - lo < 3:
+            continue
+        out[t] = window_std(returns, lo, t)
+    return out
+
+
+@njit
+def window_signals_table(path, lookback, steps):
+    """``window_signals(path, max(0, t - lookback), t + 1)`` for every step ``t < steps``: the
+    traders' signs of the whole run in one call, (trend rows, mean-reversion rows)."""
+    m_count = path.shape[1]
+    trend = np.empty((steps, m_count), np.float64)
+    reversion = np.empty((steps, m_count), np.float64)
+    for t in range(steps):
+        a, b = window_signals(path, max(0, t - lookback), t + 1)
+        trend[t] = a
+        reversion[t] = b
+    return trend, reversion

@@ -50,6 +50,6 @@ def step_path() -> None:
     p = kernels.prices()
     if p is not None:
         path = np.cumsum(np.ones((40, 1)), axis=0)
-        p.window_std(path, 0, 10)
-        p.window_signals(path, 0, 10)
+        p.window_std_table(path, 10, 40)
+        p.window_signals_table(path, 10, 40)
 

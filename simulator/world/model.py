@@ -155,6 +155,8 @@ class PerpModel(mesa.Model):
             correlation=scenario.index.correlation, shocks=index_moves, base_dir=base_dir,
         )
         self._log_returns = None  # realised_vol's log returns of the index path, made once
+        self._vol_table = None  # realised_vol of every step (the kernels), made at its first use
+        self._signal_table = None  # signal_signs of every step (the kernels), made at its first use
         self.venue_index_path = self._oracle_view(self.index_path)
 
         # an inverse run holds money in the coin: quote amounts convert once, at the opening index
@@ -337,26 +339,34 @@ class PerpModel(mesa.Model):
         return trend, deviation
 
     def signal_signs(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(sign(trend), -sign(deviation))`` of ``signals``, what the traders act on (one
-        compiled call, the same signs)."""
+        """``(sign(trend), -sign(deviation))`` of ``signals``, what the traders act on. The index
+        path is fixed for the run, so with the kernels every step's signs are computed at once
+        (``_nb_prices.window_signals_table``, each row the per-step window's signs)."""
         k = kernels.prices()
         if k is None or not self.venue_index_path.flags.c_contiguous:
             trend, deviation = self.signals()
             return np.sign(np.asarray(trend, dtype=float)), -np.sign(np.asarray(deviation, dtype=float))
-        look = self.scenario.agents.traders.trend_lookback
-        return k.window_signals(self.venue_index_path, max(0, self.t - look), self.t + 1)
+        if self._signal_table is None:
+            look = self.scenario.agents.traders.trend_lookback
+            self._signal_table = k.window_signals_table(self.venue_index_path, look, self.n_steps)
+        trend, reversion = self._signal_table
+        return trend[self.t], reversion[self.t]
 
     def realised_vol(self) -> np.ndarray:
+        """The makers' realised volatility of the index's log returns over their window (numpy's
+        ``std``, bit for bit; every step's at once with the kernels: ``window_std_table``)."""
+        if self._log_returns is None:  # the index path is fixed for the run: its returns once
+            self._log_returns = np.ascontiguousarray(np.diff(np.log(self.index_path), axis=0))
         w = self.scenario.agents.market_makers.vol_window
+        k = kernels.prices()
+        if k is not None:
+            if self._vol_table is None:
+                self._vol_table = k.window_std_table(self._log_returns, w, self.n_steps)
+            return self._vol_table[self.t]
         lo = max(0, self.t - w)
         if self.t + 1 - lo < 3:
             return np.zeros(self.index_path.shape[1])
-        if self._log_returns is None:  # the index path is fixed for the run: its returns once
-            self._log_returns = np.ascontiguousarray(np.diff(np.log(self.index_path), axis=0))
-        k = kernels.prices()
-        if k is None:
-            return self._log_returns[lo : self.t].std(axis=0)
-        return k.window_std(self._log_returns, lo, self.t)  # numpy's std, bit for bit
+        return self._log_returns[lo : self.t].std(axis=0)
 
     def spot_ticks(self, m: int) -> float:
         """The real index of market ``m`` now, in ticks: what makers and arbitrageurs hedge
