@@ -47,13 +47,14 @@ def load(module: str):
 
 
 def scan():
-    """Whole-ledger scans (``_nb_scan``: maintenance scan, ledger totals), or None."""
-    return load("simulator.venue._nb_scan")
+    """Whole-ledger scans (``_nb_scan``: maintenance scan, ledger totals), or None (once
+    loaded, one dict lookup, as ``prices``)."""
+    return _MODULES.get("simulator.venue._nb_scan") or load("simulator.venue._nb_scan")
 
 
 def book():
-    """Order-book and quote kernels (``_nb_book``), or None."""
-    return load("simulator.venue._nb_book")
+    """Order-book and quote kernels (``_nb_book``), or None (once loaded, one dict lookup)."""
+    return _MODULES.get("simulator.venue._nb_book") or load("simulator.venue._nb_book")
 
 
 def prices():
