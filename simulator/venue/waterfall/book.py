@@ -70,13 +70,17 @@ class BookStage(Stage):
                     if len(sel) == 0:
                         continue
             sides = np.where(q > 0, SELL, BUY)
-            p_b = bankruptcy_prices(led, venue.marks, acc, m)
-            p_liq = liquidation_prices(led, venue.marks, acc, m, venue.tiers, venue.maintenance(acc))
-            equity = venue.equity(acc)
-            limit = self._limits(float(venue.marks[m]), sides, p_b)
-            fills = venue.books[m].submit(acc, sides, size, limit)
-            venue.settle(m, fills, fees=False)
-            if len(fills):
+            book = venue.books[m]
+            if not ((len(book.bids.qty) and (sides == SELL).any()) or (len(book.asks.qty) and (sides == BUY).any())):
+                fills = None  # no order has a resting order to meet: nothing can fill, nothing to price
+            else:
+                p_b = bankruptcy_prices(led, venue.marks, acc, m)
+                p_liq = liquidation_prices(led, venue.marks, acc, m, venue.tiers, venue.maintenance(acc))
+                equity = venue.equity(acc)
+                limit = self._limits(float(venue.marks[m]), sides, p_b)
+                fills = book.submit(acc, sides, size, limit)
+                venue.settle(m, fills, fees=False)
+            if fills is not None and len(fills):
                 filled = np.zeros(len(acc), dtype=np.int64)
                 value = np.zeros(len(acc), dtype=np.int64)
                 np.add.at(filled, fills.order_index, fills.qty)
@@ -97,7 +101,6 @@ class BookStage(Stage):
                 )
             left = led.qty[acc, m] != 0
             if left.any():
-                book = venue.books[m]
                 other_side_empty = np.where(sides == SELL, book.best_bid() is None, book.best_ask() is None)
                 cases.book_reason[sel[left]] = np.where(other_side_empty[left], "book_exhausted", "price_band")
         for a in slices_done:
