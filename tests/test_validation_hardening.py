@@ -154,3 +154,24 @@ def test_validate_accepts_presets_and_design_files(tmp_path, capsys):
 def test_every_bundled_file_still_validates(capsys):
     files = sorted(str(p) for p in (ROOT / "scenarios").glob("*.yaml"))
     assert main(["validate", *files]) == 0, capsys.readouterr().err
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    # the parse cache must not read a file the bounded loader refuses on its size: 4 MB + 1 byte
+    from simulator.world import scenario as sc
+    from simulator.world.yamlsafe import MAX_BYTES
+
+    big = tmp_path / "huge.yaml"
+    with open(big, "wb") as fh:
+        fh.truncate(MAX_BYTES + 1)  # sparse: nothing is written
+    reads = []
+    original = Path.read_bytes
+
+    def counting(self):
+        reads.append(self.name)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    with pytest.raises(sc.ScenarioError, match=r"huge\.yaml: 4,194,305 bytes, larger than 4 MB"):
+        sc.read_yaml(big)
+    assert reads == []

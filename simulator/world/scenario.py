@@ -25,7 +25,7 @@ from simulator.venue.adl import RANKINGS
 from simulator.world import bundled, limits
 from simulator.world.index import IndexModel, IndexShock
 from simulator.venue.prices import FUNDING_FORMULAS, MARK_METHODS
-from simulator.world.yamlsafe import YamlError, load_file
+from simulator.world.yamlsafe import MAX_BYTES, YamlError, load_file
 
 
 class ScenarioError(ValueError):
@@ -537,9 +537,12 @@ def read_yaml(path: str | Path) -> Any:
     A file whose bytes are those already parsed in this process is not parsed again (a batch
     or a benchmark loads the same scenario for every run): the caller gets a fresh deep copy of
     that parse, its own to change, exactly what parsing the same text again returns."""
+    key = raw = None
     try:
-        key, raw = str(Path(path).resolve()), Path(path).read_bytes()
-    except (OSError, ValueError):  # the loader says what is wrong with the path
+        p = Path(path)
+        if p.is_file() and p.stat().st_size <= MAX_BYTES:  # anything else: the loader says what is wrong
+            key, raw = str(p.resolve()), p.read_bytes()
+    except (OSError, ValueError):
         key = raw = None
     hit = _PARSED.get(key) if key is not None else None
     if hit is not None and hit[0] == raw:
