@@ -210,15 +210,6 @@ if __name__ == "__main__":
 """
 
 
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        kids = _children(todo.pop())
-        out += kids
-        todo += kids
-    return out
-
-
 def test_parent_killed_forkserver_workers_exit(tmp_path):
     # under forkserver the workers are the fork server's children and keep it alive themselves:
     # they must notice the batch process's death by its pid, not by being re-parented
@@ -231,7 +222,7 @@ def test_parent_killed_forkserver_workers_exit(tmp_path):
     family: list[int] = []
     try:
         _wait_for_runs(out, proc)
-        family = _descendants(proc.pid)  # resource tracker, fork server, and the two workers below it
+        family = _workers(proc.pid)  # resource tracker, fork server, and the two workers below it
         assert len(family) >= 3, family
         proc.kill()
         proc.wait(timeout=60)
